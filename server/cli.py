@@ -1,0 +1,105 @@
+"""The ``ttc`` command line (typer): serve, worker, models prepare; more commands join here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from policies.errors import TtcError
+
+app = typer.Typer(
+    help="ttc-gateway: adaptive test-time compute behind an OpenAI API.", no_args_is_help=True
+)
+models_app = typer.Typer(help="Bundled models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+err = Console(stderr=True)
+
+DEFAULT_CONFIG = Path("config/default.yaml")
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option(help="YAML config file")] = DEFAULT_CONFIG,
+    port: Annotated[int | None, typer.Option(help="port (overrides server.port)")] = None,
+    host: Annotated[str | None, typer.Option(help="address (overrides server.host)")] = None,
+) -> None:
+    """Run the gateway; launch and supervise the local workers the config asks for."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    server = settings.server.model_copy(
+        update={k: v for k, v in {"port": port, "host": host}.items() if v is not None}
+    )
+    settings = settings.model_copy(update={"server": server})
+    logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        timeout_graceful_shutdown=30,
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    model: Annotated[str, typer.Option(help="bundled model name or model folder")] = (
+        "smollm2-135m"
+    ),
+    port: Annotated[int, typer.Option(help="port of the vLLM OpenAI server")] = 8100,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    served_name: Annotated[list[str] | None, typer.Option(help="extra served names")] = None,
+    max_model_len: Annotated[int, typer.Option()] = 2048,
+) -> None:
+    """Run one vLLM worker in the foreground (prepares a bundled model first)."""
+    from workers.config import LaunchConfig
+    from workers.launcher import run_foreground
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
+    launch = LaunchConfig(
+        model=model,
+        port=port,
+        host=host,
+        served_names=tuple(served_name or ()),
+        max_model_len=max_model_len,
+    )
+    try:
+        code = run_foreground(launch)
+    except TtcError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    name: Annotated[str, typer.Argument(help="bundled model, e.g. smollm2-135m")],
+    force: Annotated[bool, typer.Option(help="rebuild even if prepared")] = False,
+) -> None:
+    """Convert a bundled model into a Hugging Face folder in the cache (idempotent)."""
+    from workers.models import prepare
+
+    try:
+        with err.status(f"preparing {name}"):
+            path = prepare(name, force=force)
+    except TtcError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    sys.stdout.write(f"{path}\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,98 @@
+"""The ``Settings`` tree: YAML config validated by pydantic, environment overrides on top.
+
+``load_settings(path)`` reads the YAML file; any ``TTC_<SECTION>__<KEY>`` environment variable
+overrides it (for example ``TTC_SERVER__PORT=9000``). Errors name the bad key and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from policies.params import POLICY_NAMES, PoliciesConfig
+from router.config import RouterConfig
+from workers.config import PoolConfig, TierConfig
+
+
+class ConfigError(Exception):
+    """The config file is missing, not YAML, or fails validation; the message says where."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger bodies get a 413")
+    request_timeout_s: float = Field(600.0, gt=0, description="deadline of one request")
+    stream_keepalive_s: float = Field(5.0, gt=0, description="SSE comment interval while busy")
+    log_level: str = "info"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TTC_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerConfig = ServerConfig()
+    tiers: dict[str, TierConfig]
+    pool: PoolConfig = PoolConfig()
+    router: RouterConfig = RouterConfig()
+    policies: PoliciesConfig = PoliciesConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # the environment overrides the YAML file
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.tiers:
+            raise ValueError("tiers: at least one tier is required")
+        if "auto" in self.tiers:
+            raise ValueError("tiers: 'auto' is reserved for the router")
+        if self.router.default_tier and self.router.default_tier not in self.tiers:
+            raise ValueError(f"router.default_tier: unknown tier {self.router.default_tier!r}")
+        if self.policies.default not in POLICY_NAMES:
+            raise ValueError(f"policies.default: unknown policy {self.policies.default!r}")
+        return self
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+def load_settings(path: str | Path) -> Settings:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return settings_from_dict(data, str(path))

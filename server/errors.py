@@ -1,0 +1,78 @@
+"""The one place errors become OpenAI error envelopes: {"error": {message, type, param, code}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from policies.errors import InvalidRequest, TtcError
+
+log = logging.getLogger("ttc.server")
+
+_STATUS_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def envelope(message: str, error_type: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_body(exc: TtcError) -> dict[str, Any]:
+    return envelope(exc.message, exc.error_type, exc.param, exc.code)
+
+
+def error_response(exc: TtcError) -> JSONResponse:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+
+def from_validation_error(exc: ValidationError) -> InvalidRequest:
+    """The first pydantic error, as OpenAI reports it: a message and the offending ``param``."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    param = ".".join(loc) or None
+    message = err["msg"].removeprefix("Value error, ")
+    if param and err["type"] == "missing":
+        message = f"'{param}' is a required property"
+    elif param:
+        message = f"Invalid value for '{param}': {message}"
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def install(app: FastAPI) -> None:
+    async def ttc_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TtcError)
+        return error_response(exc)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = _STATUS_TYPES.get(exc.status_code, "invalid_request_error")
+        body = envelope(str(exc.detail), kind, None, None)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(InvalidRequest(str(exc.errors()[0].get("msg")), code="invalid"))
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        body = envelope("internal error in the gateway", "internal_error", None, None)
+        return JSONResponse(body, status_code=500)
+
+    app.add_exception_handler(TtcError, ttc_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,92 @@
+"""Wire shapes of the OpenAI chat response and stream chunks, built as plain dicts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from policies.backend import Delta
+from policies.base import Decision, PolicyResult, ResultChoice, UsageLedger
+
+
+def usage_body(ledger: UsageLedger) -> dict[str, Any]:
+    total = ledger.total
+    return {
+        "prompt_tokens": total.prompt_tokens,
+        "completion_tokens": total.completion_tokens,
+        "total_tokens": total.total_tokens,
+        "ttc_details": ledger.details(),
+    }
+
+
+def ttc_body(plan: Decision, report: Mapping[str, Any]) -> dict[str, Any]:
+    return {**plan.report(), **report}
+
+
+def _choice_body(choice: ResultChoice) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+    if choice.tool_calls:
+        message["tool_calls"] = list(choice.tool_calls)
+    return {
+        "index": choice.index,
+        "message": message,
+        "logprobs": choice.logprobs,
+        "finish_reason": choice.finish_reason,
+    }
+
+
+def completion_body(
+    request_id: str, model: str, plan: Decision, result: PolicyResult
+) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [_choice_body(c) for c in result.choices],
+        "usage": usage_body(result.usage),
+        "ttc": ttc_body(plan, result.report),
+    }
+
+
+class ChunkFactory:
+    """Builds the chunks of one stream (same id, created and model on each)."""
+
+    def __init__(self, request_id: str, model: str) -> None:
+        self._base = {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {**self._base, "choices": choices, **extra}
+
+    def role(self, n: int) -> dict[str, Any]:
+        return self.chunk(
+            [
+                {
+                    "index": i,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+                for i in range(n)
+            ]
+        )
+
+    def delta(self, delta: Delta) -> dict[str, Any]:
+        raw_delta = delta.raw.get("delta") if delta.raw else None
+        body: dict[str, Any] = dict(raw_delta) if raw_delta else {}
+        body.pop("role", None)
+        if delta.text or "content" in body:
+            body["content"] = delta.text
+        choice = {
+            "index": delta.index,
+            "delta": body,
+            "logprobs": delta.raw.get("logprobs") if delta.raw else None,
+            "finish_reason": delta.finish_reason,
+        }
+        return self.chunk([choice])

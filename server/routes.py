@@ -1,0 +1,177 @@
+"""HTTP routes only: parse, hand to ``ChatService``, render. No orchestration here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from policies.base import Decision, GenRequest, PolicyResult
+from policies.errors import InvalidRequest, PayloadTooLarge, TtcError
+from server.errors import from_validation_error
+from server.openai_schema import ChatCompletionRequest
+from server.responses import ChunkFactory, completion_body
+from server.service import ChatService
+from server.state import AppState
+from server.streaming import Event, sse_body
+
+router = APIRouter()
+T = TypeVar("T")
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.ttc
+    return state
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+    return bytes(body)
+
+
+def parse_chat(raw: bytes) -> ChatCompletionRequest:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+
+
+def gen_request(chat: ChatCompletionRequest, timeout_s: float) -> GenRequest:
+    return GenRequest(
+        messages=chat.wire_messages(),
+        sampling=chat.sampling(),
+        passthrough=chat.passthrough(),
+        model=chat.model,
+        reasoning_effort=chat.reasoning_effort,
+        ttc=chat.ttc or {},
+        request_id=f"chatcmpl-{uuid.uuid4().hex}",
+        deadline=time.monotonic() + timeout_s,
+    )
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client goes away first, cancel it (and its upstream calls)."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise asyncio.CancelledError("client disconnected")
+    return task.result()
+
+
+def ttc_headers(plan: Decision) -> dict[str, str]:
+    return {"x-ttc-tier": plan.tier, "x-ttc-policy": plan.policy.name}
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> Response:
+    app = state_of(request)
+    app.metrics.in_flight.inc()
+    try:
+        raw = await read_body(request, app.settings.server.max_body_bytes)
+        chat = parse_chat(raw)
+        req = gen_request(chat, app.settings.server.request_timeout_s)
+        plan, policy = app.service.plan(req)
+    except TtcError as exc:
+        app.metrics.in_flight.dec()
+        app.service.failed(None, exc)
+        raise
+    if chat.stream:
+        return await _stream(request, app.service, req, plan, policy, chat)
+    try:
+        result = await until_disconnect(request, app.service.complete(req, plan, policy))
+    finally:
+        app.metrics.in_flight.dec()
+    body = completion_body(req.request_id, plan.tier, plan, result)
+    return JSONResponse(body, headers=ttc_headers(plan))
+
+
+async def _stream(
+    request: Request,
+    service: ChatService,
+    req: GenRequest,
+    plan: Decision,
+    policy: Any,
+    chat: ChatCompletionRequest,
+) -> Response:
+    app = state_of(request)
+    started = time.monotonic()
+    events = service.stream(req, plan, policy)
+    first: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
+    # An error before the first event (no healthy worker, upstream 400) keeps its HTTP status.
+    await asyncio.wait({first}, timeout=app.settings.server.stream_keepalive_s)
+    if first.done() and isinstance(first.exception(), TtcError):
+        app.metrics.in_flight.dec()
+        exc = first.exception()
+        assert isinstance(exc, TtcError)
+        service.failed(plan, exc)
+        raise exc
+
+    def on_first_token() -> None:
+        app.metrics.ttft.labels(plan.tier, plan.policy.name).observe(time.monotonic() - started)
+
+    def on_done(result: PolicyResult | None, error: TtcError | None) -> None:
+        if result is not None:
+            service.finished(plan, result, started, stream=True)
+        elif error is not None:
+            service.failed(plan, error)
+
+    body = sse_body(
+        first,
+        events,
+        chunks=ChunkFactory(req.request_id, plan.tier),
+        plan=plan,
+        n=req.n,
+        include_usage=chat.include_usage,
+        keepalive_s=app.settings.server.stream_keepalive_s,
+        on_first_token=on_first_token,
+        on_done=on_done,
+    )
+    return StreamingResponse(
+        _counted(body, app),
+        media_type="text/event-stream",
+        headers={**ttc_headers(plan), "cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+async def _counted(body: Any, app: AppState) -> Any:
+    try:
+        async for part in body:
+            yield part
+    finally:
+        app.metrics.in_flight.dec()

@@ -1,0 +1,77 @@
+"""Orchestration of one chat request: router -> policy -> backend, metrics at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from policies import registry
+from policies.backend import Backend
+from policies.base import Decision, GenRequest, Policy, PolicyResult
+from policies.errors import DeadlineExceeded, TtcError
+from policies.params import SingleParams
+from router.router import Router
+from server.metrics import Metrics
+from server.streaming import Event
+
+
+class ChatService:
+    def __init__(self, router: Router, backend: Backend, metrics: Metrics) -> None:
+        self.router = router
+        self.backend = backend
+        self.metrics = metrics
+
+    def plan(self, req: GenRequest) -> tuple[Decision, Policy]:
+        plan = self.router.decide(req)
+        if req.needs_single and plan.policy.name != "single":
+            reason = f"tools/response_format need one plain sample; {plan.policy.name} skipped"
+            plan = replace(plan, policy=SingleParams(), reasons=(*plan.reasons, reason))
+        return plan, registry.build(plan.policy)
+
+    async def complete(self, req: GenRequest, plan: Decision, policy: Policy) -> PolicyResult:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout_at(_loop_deadline(req)):
+                result = await policy.run(req, plan, self.backend)
+        except TimeoutError as exc:
+            self.failed(plan, DeadlineExceeded("the request exceeded its deadline"))
+            raise DeadlineExceeded("the request exceeded its deadline") from exc
+        except TtcError as exc:
+            self.failed(plan, exc)
+            raise
+        self.finished(plan, result, started, stream=False)
+        return result
+
+    async def stream(self, req: GenRequest, plan: Decision, policy: Policy) -> AsyncIterator[Event]:
+        try:
+            async with asyncio.timeout_at(_loop_deadline(req)):
+                async for event in policy.stream(req, plan, self.backend):
+                    yield event
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the request exceeded its deadline") from exc
+
+    def finished(
+        self, plan: Decision, result: PolicyResult, started: float, *, stream: bool
+    ) -> None:
+        m = self.metrics
+        m.requests.labels(plan.tier, plan.policy.name, "ok").inc()
+        m.latency.labels(plan.tier, plan.policy.name, str(stream).lower()).observe(
+            time.monotonic() - started
+        )
+        m.record(plan, result.usage, result.report)
+
+    def failed(self, plan: Decision | None, exc: TtcError) -> None:
+        tier = plan.tier if plan else "none"
+        policy = plan.policy.name if plan else "none"
+        self.metrics.requests.labels(tier, policy, str(exc.status)).inc()
+        self.metrics.errors.labels(str(exc.status), exc.code or exc.error_type).inc()
+
+
+def _loop_deadline(req: GenRequest) -> float | None:
+    """``req.deadline`` is on ``time.monotonic()``, which asyncio's loop clock also uses."""
+    if req.deadline is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.time() + (req.deadline - time.monotonic())

@@ -1,0 +1,161 @@
+"""Session fixtures: one real vLLM CPU worker and one gateway, started once per test session.
+
+The worker is started with ``ttc worker`` (SmolLM2-135M, served also as ``small`` and ``large``
+so one worker can stand in for two tiers). Set ``TTC_TEST_WORKER_URL`` to reuse a worker that is
+already running (development); CI starts its own. Gateways run as ``ttc serve`` subprocesses
+with a generated config; ``start_gateway`` starts extra ones with other settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+MODEL = "smollm2-135m"
+WORKER_STARTUP_S = 900.0
+GATEWAY_STARTUP_S = 60.0
+
+GatewayFactory = Callable[..., str]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s")
+
+
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def ttc_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server.cli", *args]
+
+
+def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = ttc_cmd(
+        "worker",
+        "--model",
+        MODEL,
+        "--port",
+        str(port),
+        "--served-name",
+        "small",
+        "--served-name",
+        "large",
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture(scope="session")
+def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    reuse = os.environ.get("TTC_TEST_WORKER_URL")
+    if reuse:
+        yield reuse.rstrip("/")
+        return
+    port = free_port()
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(port, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health", WORKER_STARTUP_S, proc)
+    except (RuntimeError, TimeoutError):
+        stop(proc)
+        sys.stderr.write(log.read_text()[-4000:])
+        raise
+    yield url
+    stop(proc)
+
+
+def gateway_config(worker: str, **sections: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "tiers": {
+            MODEL: {"model": MODEL, "endpoints": [worker]},
+            "small": {"model": "small", "endpoints": [worker]},
+            "large": {"model": "large", "endpoints": [worker]},
+        },
+        "server": {"stream_keepalive_s": 1.0, "max_body_bytes": 65536},
+        "pool": {"health_interval_s": 0.5, "retry_after_s": 3},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value}
+    return config
+
+
+@pytest.fixture(scope="session")
+def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayFactory]:
+    """Start a ``ttc serve`` subprocess for a config dict; returns its base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(config: dict[str, Any], *, wait_ready: bool = True) -> str:
+        folder = tmp_path_factory.mktemp("gateway")
+        path = folder / "config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        port = free_port()
+        with (folder / "gateway.log").open("wb") as out:
+            proc = subprocess.Popen(
+                ttc_cmd("serve", "--config", str(path), "--port", str(port)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + ("/ready" if wait_ready else "/health"), GATEWAY_STARTUP_S, proc)
+        return url
+
+    yield start
+    for proc in procs:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def gateway(worker_url: str, start_gateway: GatewayFactory) -> str:
+    return start_gateway(gateway_config(worker_url))
+
+
+@pytest.fixture(scope="session")
+def client(gateway: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def aclient(gateway: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=gateway + "/v1", api_key="unused", max_retries=0, timeout=300
+    )

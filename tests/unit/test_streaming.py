@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from policies.backend import Delta, TokenUsage
+from policies.base import Decision, PolicyResult, ResultChoice, UsageLedger
+from policies.errors import TtcError, UpstreamError
+from policies.params import SingleParams
+from server.responses import ChunkFactory
+from server.streaming import Event, sse_body
+
+PLAN = Decision(tier="t", policy=SingleParams())
+
+
+def result() -> PolicyResult:
+    ledger = UsageLedger()
+    ledger.add("sample", "t", TokenUsage(5, 2))
+    return PolicyResult((ResultChoice(0, "ab", "stop"),), ledger, {"samples": 1})
+
+
+async def collect(events: AsyncIterator[Event], include_usage: bool, keepalive: float = 5.0
+                  ) -> tuple[list[Any], list[TtcError | None]]:  # fmt: skip
+    errors: list[TtcError | None] = []
+    first = asyncio.ensure_future(anext(events))
+    parts = [
+        part async for part in sse_body(
+            first, events, chunks=ChunkFactory("id", "t"), plan=PLAN, n=1,
+            include_usage=include_usage, keepalive_s=keepalive, on_first_token=lambda: None,
+            on_done=lambda _r, e: errors.append(e),
+        )
+    ]  # fmt: skip
+    out: list[Any] = []
+    for part in b"".join(parts).split(b"\n\n"):
+        if part.startswith(b"data: [DONE]"):
+            out.append("DONE")
+        elif part.startswith(b"data: "):
+            out.append(json.loads(part[6:]))
+        elif part.startswith(b":"):
+            out.append("KEEPALIVE")
+    return out, errors
+
+
+async def normal() -> AsyncIterator[Event]:
+    yield Delta(text="a")
+    yield Delta(text="b")
+    yield Delta(finish_reason="stop")
+    yield result()
+
+
+async def test_ttc_rides_on_the_finish_chunk_without_usage_chunk() -> None:
+    out, errors = await collect(normal(), include_usage=False)
+    assert out[-1] == "DONE"
+    assert errors == [None]
+    finish = out[-2]
+    assert finish["choices"][0]["finish_reason"] == "stop"
+    assert finish["ttc"] == {"tier": "t", "policy": "single", "samples": 1}
+    assert all(c["choices"] for c in out[:-1])
+
+
+async def test_include_usage_adds_a_final_usage_chunk() -> None:
+    out, _ = await collect(normal(), include_usage=True)
+    usage_chunk = out[-2]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] == 2
+    assert usage_chunk["usage"]["ttc_details"][0]["kind"] == "sample"
+
+
+async def failing() -> AsyncIterator[Event]:
+    yield Delta(text="a")
+    raise UpstreamError("worker died")
+
+
+async def test_error_mid_stream_sends_error_event_then_done() -> None:
+    out, errors = await collect(failing(), include_usage=False)
+    assert out[-2]["error"]["message"] == "worker died"
+    assert out[-1] == "DONE"
+    assert isinstance(errors[0], UpstreamError)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in out[1:-2]) == "a"
+
+
+async def slow() -> AsyncIterator[Event]:
+    await asyncio.sleep(0.25)
+    yield Delta(text="late")
+    yield result()
+
+
+async def test_keepalive_comments_while_the_policy_works() -> None:
+    out, _ = await collect(slow(), include_usage=False, keepalive=0.05)
+    assert "KEEPALIVE" in out
+    assert out[-1] == "DONE"

@@ -1,0 +1,57 @@
+"""Config of the worker side: tiers, their endpoints or local launch, and pool behaviour."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LaunchConfig(_Model):
+    """A vLLM worker the gateway starts and supervises itself (the embedded default)."""
+
+    model: str = Field("smollm2-135m", description="bundled model name or a model folder")
+    host: str = "127.0.0.1"
+    port: int = Field(8100, ge=1, le=65535)
+    served_names: tuple[str, ...] = Field((), description="extra names the worker answers to")
+    max_model_len: int = Field(2048, ge=128)
+    kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on the CPU build")
+    extra_args: tuple[str, ...] = ()
+    startup_timeout_s: float = Field(900.0, gt=0)
+    restart: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class TierConfig(_Model):
+    """One model tier: the served model name and where its workers are."""
+
+    model: str = Field(description="model name sent upstream (vLLM --served-model-name)")
+    endpoints: tuple[str, ...] = Field((), description="base URLs of running vLLM servers")
+    launch: LaunchConfig | None = None
+    description: str = ""
+    cost_per_1k_tokens: float = Field(0.0, ge=0)
+    request_timeout_s: float = Field(600.0, gt=0)
+    connect_timeout_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _has_workers(self) -> TierConfig:
+        if not self.endpoints and self.launch is None:
+            raise ValueError("a tier needs 'endpoints' or 'launch'")
+        return self
+
+    def urls(self) -> tuple[str, ...]:
+        launched = (self.launch.url,) if self.launch else ()
+        return tuple(u.rstrip("/") for u in (*launched, *self.endpoints))
+
+
+class PoolConfig(_Model):
+    health_interval_s: float = Field(2.0, gt=0)
+    health_timeout_s: float = Field(2.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10, description="tries on different workers")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503")
+    max_connections: int = Field(512, ge=1)
