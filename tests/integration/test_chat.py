@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-QUESTION = [{"role": "user", "content": "What is the capital of Japan?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of Japan?"}
+]
 
 
 def detail_sum(usage: dict[str, object], field: str) -> int:

@@ -7,10 +7,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.integration.conftest import GatewayFactory, free_port, gateway_config
 
-MSG = [{"role": "user", "content": "hi"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def post(gateway: str, body: Any, **kwargs: Any) -> httpx.Response:
@@ -63,7 +64,7 @@ def test_unknown_field_is_refused_not_dropped(gateway: str) -> None:
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="gpt-17", messages=MSG)  # type: ignore[arg-type]
+        client.chat.completions.create(model="gpt-17", messages=MSG)
     assert info.value.code == "model_not_found"
 
 

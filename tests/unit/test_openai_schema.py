@@ -42,6 +42,7 @@ def test_ranges(extra: dict[str, Any], param: str) -> None:
 
 
 def test_assistant_message_may_carry_only_tool_calls() -> None:
-    msgs = [*MSG, {"role": "assistant", "tool_calls": [{"id": "1", "type": "function"}]}]
+    calls = [{"id": "1", "type": "function"}]
+    msgs = [*MSG, {"role": "assistant", "tool_calls": calls}]
     req = ChatCompletionRequest.model_validate({"model": "a", "messages": msgs})
-    assert req.wire_messages()[1] == {"role": "assistant", "tool_calls": msgs[1]["tool_calls"]}
+    assert req.wire_messages()[1] == {"role": "assistant", "tool_calls": calls}

@@ -1,0 +1,253 @@
+"""``adaptive_bon``: adaptive best-of-N, i.e. self-consistency with sequential stopping.
+
+Samples are drawn in rounds on ``plan.tier``, each round one ``backend.chat`` call whose ``n``
+is the round's size: ``min_samples`` first, then ``step`` more, never past ``max_samples``.
+Every round asks for ``logprobs`` (ties, weighting and the gate need them) and carries
+``affinity=request_id``, so all rounds land on the worker whose prefix cache holds the prompt.
+The client's ``max_tokens``, ``stop`` and other fields go upstream unchanged; ``temperature``
+is the client's when set, else ``params.temperature``; a client ``seed`` is offset by the
+samples already drawn, so a later round does not repeat an earlier one.
+
+After each round the extracted answers (``params.answer_mode``) are tallied and sampling stops
+with one of these ``stop_reason`` values:
+
+- ``confident_first_sample``: the gate (``single_sample_confidence`` set) made the first round
+  one sample, and the geometric-mean probability of its answer's tokens cleared the gate;
+- ``confident`` / ``window``: the Beta rule / the window rule of ``policies.voting.should_stop``
+  fired; the Beta rule's required confidence is ``adjust_confidence(confidence, difficulty,
+  difficulty_prior)``, so the router's difficulty tightens or loosens it;
+- ``decided``: the leader is ahead by more votes than samples remain, so no further sample
+  could change the winner;
+- ``max_samples``: the budget ran out. Every other reason is an early stop.
+
+Selection: plurality of the extracted answers, ties broken by mean token log-probability
+(votes weighted by probability when ``weighted``); the returned text is the leader's most
+confident sample. With no extractable answer anywhere, samples cluster by ``cluster_key``; when
+no two agree, the most confident sample wins. A client asking ``n`` > 1 gets the most confident
+sample of each of the top ``n`` distinct answers, ordered by votes: fewer choices when fewer
+distinct answers were drawn. ``min_samples == max_samples`` with the gate off is one round:
+plain fixed best-of-N majority vote, the baseline. A request deadline cancels the round in
+flight (the service's timeout); nothing here catches the cancellation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from policies.answers import answer_span_confidence, cluster_key, extract_answer
+from policies.backend import Backend, Choice, Delta
+from policies.base import (
+    Decision,
+    GenRequest,
+    PolicyResult,
+    ResultChoice,
+    UsageLedger,
+    stream_whole,
+)
+from policies.errors import UpstreamError
+from policies.params import AdaptiveBonParams
+from policies.voting import (
+    Tally,
+    Vote,
+    adjust_confidence,
+    beta_majority_confidence,
+    should_stop,
+    tally,
+)
+
+# 5 answers: enough to see how the votes split without bloating every response.
+REPORTED_VOTES = 5
+
+
+@dataclass
+class _Draw:
+    """The samples drawn so far for one request, in the order they arrived."""
+
+    samples: list[Choice] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+    requested: int = 0
+    rounds: int = 0
+
+    def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
+        self.rounds += 1
+        self.requested += requested
+        self.samples.extend(choices)
+        self.answers.extend(extract_answer(c.text, mode) for c in choices)
+
+    def votes(self, keys: Sequence[str | None] | None = None) -> list[Vote]:
+        """One vote per sample, on its extracted answer or on ``keys``."""
+        chosen = self.answers if keys is None else keys
+        return [
+            Vote(key, sample.mean_logprob, position)
+            for position, (key, sample) in enumerate(zip(chosen, self.samples, strict=True))
+        ]
+
+
+class AdaptiveBonPolicy:
+    """Adaptive best-of-N on one tier; see the module docstring for the contract."""
+
+    name: ClassVar[str] = "adaptive_bon"
+
+    def __init__(self, params: AdaptiveBonParams) -> None:
+        self.params = params
+        # A request may lower max_samples below the configured min_samples: the budget wins.
+        self._min_samples = min(params.min_samples, params.max_samples)
+
+    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+        p = self.params
+        required = adjust_confidence(p.confidence, plan.difficulty, p.difficulty_prior)
+        ledger = UsageLedger()
+        draw = _Draw()
+        reason: str | None = None
+        while reason is None:
+            size = self._round_size(draw)
+            body = self._body(req, size, draw.requested)
+            completion = await backend.chat(plan.tier, body, affinity=req.request_id)
+            ledger.add("sample", plan.tier, completion.usage)
+            draw.add(completion.choices[:size], size, p.answer_mode)
+            reason = self._stop_reason(draw, required)
+        if not draw.samples:
+            raise UpstreamError("the worker returned no samples", code="no_samples")
+        return self._result(req, draw, ledger, reason, required)
+
+    def stream(
+        self, req: GenRequest, plan: Decision, backend: Backend
+    ) -> AsyncIterator[Delta | PolicyResult]:
+        return stream_whole(self, req, plan, backend)
+
+    def _round_size(self, draw: _Draw) -> int:
+        p = self.params
+        if draw.rounds == 0 and p.single_sample_confidence is not None:
+            return 1
+        wanted = max(self._min_samples - draw.requested, 0) or p.step
+        return min(wanted, p.max_samples - draw.requested)
+
+    def _body(self, req: GenRequest, size: int, drawn: int) -> dict[str, Any]:
+        temperature = req.sampling.get("temperature")
+        seed = req.sampling.get("seed")
+        return req.body(
+            n=size,
+            logprobs=True,
+            temperature=self.params.temperature if temperature is None else temperature,
+            seed=None if seed is None else int(seed) + drawn,
+        )
+
+    def _stop_reason(self, draw: _Draw, required: float) -> str | None:
+        p = self.params
+        if draw.requested >= p.max_samples:
+            return "max_samples"
+        gate = p.single_sample_confidence
+        if gate is not None and draw.rounds == 1 and (first_sample_confidence(draw) or 0) >= gate:
+            return "confident_first_sample"
+        current = tally(draw.votes(), weighted=p.weighted)
+        decision = should_stop(
+            current, draw.answers, rule=p.stopping, confidence=required, window=p.window,
+            min_samples=self._min_samples, max_samples=p.max_samples,
+        )  # fmt: skip
+        if decision.stop:
+            return decision.reason
+        remaining = p.max_samples - draw.requested
+        settled = leader_is_decided(current, remaining, p.weighted)
+        return "decided" if settled and draw.requested >= self._min_samples else None
+
+    def _result(
+        self, req: GenRequest, draw: _Draw, ledger: UsageLedger, reason: str, required: float
+    ) -> PolicyResult:
+        ranked, selection = rank_samples(draw, self.params.weighted)
+        keep_logprobs = bool(req.sampling.get("logprobs"))
+        choices = tuple(
+            ResultChoice(
+                index=index,
+                text=draw.samples[position].text,
+                finish_reason=draw.samples[position].finish_reason or "stop",
+                logprobs=draw.samples[position].raw.get("logprobs") if keep_logprobs else None,
+            )
+            for index, position in enumerate(ranked[: req.n])
+        )
+        report = self._report(draw, ledger, reason, required)
+        report["selection"] = selection
+        return PolicyResult(choices=choices, usage=ledger, report=report)
+
+    def _report(
+        self, draw: _Draw, ledger: UsageLedger, reason: str, required: float
+    ) -> dict[str, Any]:
+        p = self.params
+        current = tally(draw.votes(), weighted=p.weighted)
+        samples = len(draw.samples)
+        early = reason != "max_samples"
+        per_sample = ledger.total.completion_tokens / samples
+        report: dict[str, Any] = {
+            "samples": samples,
+            "rounds": draw.rounds,
+            "early_stopped": early,
+            "stop_reason": reason,
+            "confidence": round(leader_confidence(current), 4),
+            "votes": dict(list(current.counts.items())[:REPORTED_VOTES]),
+            "answer": current.leader,
+            "required_confidence": round(required, 4),
+            "tokens_saved": round((p.max_samples - samples) * per_sample) if early else 0,
+            "max_samples": p.max_samples,
+        }
+        if p.single_sample_confidence is not None:
+            gate_value = first_sample_confidence(draw)
+            report["first_sample_confidence"] = None if gate_value is None else round(gate_value, 4)
+        return report
+
+
+def first_sample_confidence(draw: _Draw) -> float | None:
+    """The gate's statistic: probability of the first sample's answer tokens (None: no answer)."""
+    if not draw.samples or draw.answers[0] is None:
+        return None
+    first = draw.samples[0]
+    return answer_span_confidence(first.tokens, first.token_logprobs, draw.answers[0])
+
+
+def leader_confidence(current: Tally) -> float:
+    """Beta confidence that the leader is the true majority (0.0 without a leader)."""
+    if current.leader is None:
+        return 0.0
+    return beta_majority_confidence(current.leader_count, current.runner_up_count)
+
+
+def leader_is_decided(current: Tally, remaining: int, weighted: bool) -> bool:
+    """Whether the leader stays first even if every remaining sample backs the runner-up.
+
+    A sample adds 1 to its answer's count, or at most 1 to its weight (exp of a mean
+    log-probability, or 1.0 without one); strictly ahead, because a tie could go either way.
+    """
+    if current.leader is None:
+        return False
+    strengths = list((current.weights if weighted else current.counts).values())
+    runner_up = strengths[1] if len(strengths) > 1 else 0.0
+    return strengths[0] > runner_up + remaining
+
+
+def rank_samples(draw: _Draw, weighted: bool) -> tuple[list[int], str]:
+    """Positions of the samples to return, best first, and how the first was selected.
+
+    One sample per distinct answer (its most confident), answers in tally order
+    ("plurality"); with no extracted answer, per ``cluster_key`` cluster ("cluster" when two
+    samples share one, else "logprob": every cluster is a single sample, ranked by mean
+    log-probability).
+    """
+    answered = any(answer is not None for answer in draw.answers)
+    keys = draw.answers if answered else [cluster_key(s.text) or None for s in draw.samples]
+    votes = draw.votes(keys)
+    current = tally(votes, weighted=weighted and answered)
+    if current.leader is None:
+        return [current.leader_index], "logprob"
+    ranked = [_most_confident(votes, key) for key in current.counts]
+    if answered:
+        return ranked, "plurality"
+    return ranked, "cluster" if current.leader_count > 1 else "logprob"
+
+
+def _most_confident(votes: Sequence[Vote], key: str) -> int:
+    """Position of the vote for ``key`` with the highest mean log-probability (earliest on ties)."""
+    group = [vote for vote in votes if vote.answer == key]
+    best = max(group, key=lambda v: (-math.inf if v.mean_logprob is None else v.mean_logprob,
+                                     -v.index))  # fmt: skip
+    return best.index

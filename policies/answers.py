@@ -1,0 +1,247 @@
+"""Answer extraction, normalisation, answer-span confidence and hedges: pure functions.
+
+Voting policies compare *answers*, not whole completions: `extract_answer` pulls the final
+answer out of a sample and returns it in the canonical form of `normalise_answer`, so two
+samples agree exactly when their strings are equal (`policies.voting` counts them and decides
+when to stop). Nothing here performs I/O or keeps state.
+"""
+
+import itertools
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
+
+# 8 words: longer free text is an explanation, not an answer two samples could share verbatim.
+SHORT_ANSWER_WORDS = 8
+# 8 tokens: about the length of a short final answer with its closing punctuation.
+FALLBACK_SPAN_TOKENS = 8
+HEDGE_WORDS = frozenset({"wait", "hmm", "but", "however", "alternatively"})
+
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+|/\d+)?|-?\.\d+"
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
+_NUMBER_WHOLE = re.compile(_NUMBER)
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_PHRASE = re.compile(
+    r"\b(?:(?:the|my)\s+(?:final\s+|correct\s+)?answer\s+is"
+    r"|final\s+answer[*\s]*(?:is\b|[:：])|answer[*\s]*[:：])",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\s+because\b")
+_CHOICE = re.compile(
+    r"(?i:\b(?:option|choice)\s*)\(?(?P<keyword>[A-Ja-j])\b"  # "option B", "choice (c)"
+    r"|\((?P<paren>[A-J])\)"  # "(B)"
+    r"|(?<![\w(])(?P<close>[A-J])\)"  # "B)"
+)
+_CHOICE_LETTERS = frozenset("abcdefghij")
+_LATEX = (
+    (re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}"), r"\1/\2"),
+    (re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}"), r"\1"),
+    (re.compile(r"\{,\}"), ","),
+    (re.compile(r"\\[,;! ]|\\left|\\right"), ""),
+)
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
+_EDGE_CHARS = " \t\n\"'`*_$“”‘’«»"
+_TRAILING = ".,;:!?"
+_WRAPPERS = (("(", ")"), ("[", "]"), ("{", "}"))
+_END_OF_TEXT = " \t\n.!*$%)`}]"
+_HEDGE = re.compile(rf"\b(?:{'|'.join(sorted(HEDGE_WORDS))})\b", re.IGNORECASE)
+
+
+def _canonical_number(token: str) -> str:
+    """'1,000' -> '1000', '5.0' -> '5', '0.50' -> '0.5', '6/8' -> '3/4', '-0' -> '0'."""
+    plain = token.replace(",", "")
+    if "/" in plain:
+        numerator, denominator = plain.split("/")
+        if int(denominator) == 0:
+            return plain
+        return str(Fraction(int(numerator), int(denominator)))
+    sign = "-" if plain.startswith("-") else ""
+    whole, _, decimals = plain.lstrip("-").partition(".")
+    whole, decimals = whole.lstrip("0") or "0", decimals.rstrip("0")
+    digits = f"{whole}.{decimals}" if decimals else whole
+    return digits if digits == "0" else sign + digits
+
+
+def _strip_marks(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+    kept = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return unicodedata.normalize("NFC", kept)
+
+
+def _unwrap(text: str) -> str:
+    for opening, closing in _WRAPPERS:
+        inner = text[1:-1]
+        if text[:1] == opening and text[-1:] == closing and not {opening, closing} & set(inner):
+            return inner
+    return text
+
+
+def normalise_answer(s: str) -> str:
+    """Canonical form of an answer: equal strings mean the same answer.
+
+    NFKC, accents and case dropped; surrounding quotes, markdown, `$`, brackets, trailing
+    punctuation and a leading article removed; whitespace collapsed; a bare number made
+    canonical (see `_canonical_number`). Idempotent.
+    """
+    text = " ".join(_strip_marks(s).lower().split())
+    previous = None
+    while text != previous:
+        previous = text
+        text = _unwrap(text.strip(_EDGE_CHARS).rstrip(_TRAILING).lstrip(":").strip())
+        text = _ARTICLE.sub("", text)
+    return _canonical_number(text) if _NUMBER_WHOLE.fullmatch(text) else text
+
+
+def cluster_key(text: str) -> str:
+    """Key under which near-identical open-ended texts (no extractable answer) group."""
+    without_punctuation = re.sub(r"[^\w\s]", " ", normalise_answer(text))
+    return " ".join(without_punctuation.split())
+
+
+def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    matches = list(pattern.finditer(text))
+    return matches[-1] if matches else None
+
+
+def _ends_text(text: str, match: re.Match[str]) -> bool:
+    return not text[match.end() :].strip(_END_OF_TEXT)
+
+
+def _finish(raw: str) -> str | None:
+    for pattern, replacement in _LATEX:
+        raw = pattern.sub(replacement, raw)
+    return normalise_answer(raw) or None
+
+
+def _braced(text: str, start: int) -> str | None:
+    depth = 1
+    for position in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[position], 0)
+        if depth == 0:
+            return text[start:position]
+    return None
+
+
+def _extract_boxed(text: str) -> str | None:
+    for match in reversed(list(_BOXED.finditer(text))):
+        content = _braced(text, match.end())
+        if content is not None:
+            return _finish(content)
+    return None
+
+
+def _extract_answer_is(text: str) -> str | None:
+    match = _last(_ANSWER_PHRASE, text)
+    if match is None:
+        return None
+    phrase = text[match.end() :].lstrip(" \t\n:：").split("\n", 1)[0]
+    boxed = _extract_boxed(phrase)
+    if boxed is not None:
+        return boxed
+    end = _SENTENCE_END.search(phrase)
+    return _finish(phrase[: end.start()] if end else phrase)
+
+
+def _choice_letter(match: re.Match[str] | None) -> str | None:
+    return next(g for g in match.groups() if g is not None).lower() if match else None
+
+
+def _extract_choice(text: str) -> str | None:
+    stated = _extract_answer_is(text) or normalise_answer(text)
+    return stated if stated in _CHOICE_LETTERS else _choice_letter(_last(_CHOICE, text))
+
+
+def _extract_clear_choice(text: str) -> str | None:
+    """A choice only when named ("option B") or when the letter ends the text."""
+    match = _last(_CHOICE, text)
+    clear = match is not None and (match.group("keyword") or _ends_text(text, match))
+    return _choice_letter(match) if clear else None
+
+
+def _extract_number(text: str) -> str | None:
+    match = _last(_NUMBER_IN_TEXT, text)
+    return _canonical_number(match.group()) if match else None
+
+
+def _extract_final_number(text: str) -> str | None:
+    """The last number, trusted only when the text is short or the number ends it."""
+    match = _last(_NUMBER_IN_TEXT, text)
+    if match is None or not (len(text.split()) <= SHORT_ANSWER_WORDS or _ends_text(text, match)):
+        return None
+    return _canonical_number(match.group())
+
+
+def _extract_text(text: str) -> str | None:
+    normalised = normalise_answer(text)
+    return normalised if 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS else None
+
+
+_AUTO_ORDER: tuple[Callable[[str], str | None], ...] = (
+    _extract_boxed,
+    _extract_answer_is,
+    _extract_clear_choice,
+    _extract_final_number,
+    _extract_text,
+)
+
+
+def _extract_auto(text: str) -> str | None:
+    return next((a for a in (step(text) for step in _AUTO_ORDER) if a is not None), None)
+
+
+_EXTRACTORS: Mapping[str, Callable[[str], str | None]] = {
+    "auto": _extract_auto,
+    "boxed": _extract_boxed,
+    "answer_is": _extract_answer_is,
+    "number": _extract_number,
+    "choice": _extract_choice,
+    "text": _extract_text,
+}
+
+
+def extract_answer(text: str, mode: str = "auto") -> str | None:
+    """The sample's final answer in `normalise_answer` form, or None if it states none.
+
+    Modes: boxed (last `\\boxed{}`), answer_is (last "the answer is X" / "Final answer: X" /
+    "Answer: X", up to the end of its sentence), number (last number), choice (letter A-J,
+    lowercased), text (the whole text when at most SHORT_ANSWER_WORDS words), auto (boxed,
+    answer_is, a clear choice, a number if the text is short or ends with it, short text).
+    Raises ValueError for an unknown mode.
+    """
+    extractor = _EXTRACTORS.get(mode)
+    if extractor is None:
+        raise ValueError(f"unknown answer mode {mode!r}; expected one of {sorted(_EXTRACTORS)}")
+    return extractor(text)
+
+
+def answer_span_confidence(
+    tokens: Sequence[str], logprobs: Sequence[float], answer: str
+) -> float | None:
+    """Geometric-mean probability, exp(mean logprob), of the tokens spelling the answer.
+
+    The span is the last case-insensitive occurrence of `answer` in the joined tokens; when
+    absent (e.g. the text wrote "1,000" for "1000"), the last FALLBACK_SPAN_TOKENS
+    non-whitespace tokens. None when there are no such tokens. Raises ValueError when
+    `tokens` and `logprobs` differ in length.
+    """
+    if len(tokens) != len(logprobs):
+        raise ValueError("tokens and logprobs must have the same length")
+    lowered = [token.lower() for token in tokens]
+    ends = list(itertools.accumulate(len(token) for token in lowered))
+    needle = answer.lower().strip()
+    start = "".join(lowered).rfind(needle) if needle else -1
+    if start < 0:
+        spoken = [lp for token, lp in zip(tokens, logprobs, strict=True) if token.strip()]
+        span = spoken[-FALLBACK_SPAN_TOKENS:]
+    else:
+        stop = start + len(needle)
+        pieces = zip(logprobs, ends, lowered, strict=True)
+        span = [lp for lp, end, token in pieces if end > start and end - len(token) < stop]
+    return math.exp(math.fsum(span) / len(span)) if span else None
+
+
+def hedges(text: str) -> bool:
+    """Whether the text contains a HEDGE_WORDS word (whole word, any case)."""
+    return _HEDGE.search(text) is not None
