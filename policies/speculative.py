@@ -1,0 +1,229 @@
+"""``speculative``: the small tier drafts each reasoning step, the large tier judges it.
+
+SpecReason (Pan et al. 2025): a step is a stretch of the assistant message up to a blank line
+or ``max_step_tokens``. The draft tier continues the assistant message (the trace so far,
+``continue_final_message``), the judge tier rates the draft 0-9 in one token
+(``policies.judge``), and a draft scoring below ``accept_threshold`` is thrown away and the judge
+tier writes that step itself. Text moves between tiers as text, so the tiers may use different
+tokenizers. The chain stops at a final answer in the trace, at the end of text, at a repeated
+step, at ``max_steps`` steps, or when the settled steps have spent the request's ``max_tokens``.
+
+Usage kinds: ``draft`` (every draft, accepted or not) on the draft tier, ``judge`` and ``sample``
+(steps the judge tier rewrote) on the judge tier. ``stream`` emits each step once it is settled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from policies.answers import cluster_key, extract_answer
+from policies.backend import Backend, Choice, Delta
+from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
+from policies.errors import UpstreamError
+from policies.judge import choice_score, judge_body
+from policies.params import SpeculativeParams
+
+BLANK_LINE = "\n\n"
+# Stop reasons that mean the answer was cut short rather than finished.
+_TRUNCATED = frozenset({"max_tokens", "max_steps"})
+# Fields of the client's request that would break step-by-step continuation if forwarded.
+_DROPPED = ("n", "logprobs", "top_logprobs", "include_stop_str_in_output", "echo",
+            "stream", "stream_options", "max_completion_tokens")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated step; ``ended`` is blank_line, length, eos or stop_sequence."""
+
+    text: str
+    completion_tokens: int
+    ended: str
+
+
+def step_ending(choice: Choice, client_stops: frozenset[str]) -> str:
+    """How a continuation ended, from vLLM's ``finish_reason`` and ``stop_reason``.
+
+    vLLM sets ``stop_reason`` to the matched stop string (or stop token id) and leaves it None
+    when the model emitted its end-of-sequence token.
+    """
+    if choice.finish_reason == "length":
+        return "length"
+    stop_reason = choice.raw.get("stop_reason")
+    if stop_reason == BLANK_LINE and BLANK_LINE not in client_stops:
+        return "blank_line"
+    if stop_reason is None or choice.finish_reason != "stop":
+        return "eos"
+    return "stop_sequence"
+
+
+def client_stop_strings(req: GenRequest) -> frozenset[str]:
+    stop = req.sampling.get("stop")
+    if isinstance(stop, str):
+        return frozenset({stop})
+    return frozenset(str(s) for s in stop or ())
+
+
+@dataclass
+class Trace:
+    """The mutable state of one request's chain: settled text, counters, spent usage."""
+
+    req: GenRequest
+    params: SpeculativeParams
+    ledger: UsageLedger = field(default_factory=UsageLedger)
+    text: str = ""
+    separator: str = ""  # joins the next step to ``text``: a blank line, or nothing after a cut
+    last_key: str | None = None
+    steps: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    spent: int = 0  # completion tokens of the settled steps, against req.max_tokens
+    scores: list[float | None] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The assistant message the next step continues."""
+        return self.text + self.separator
+
+    def step_limit(self) -> int:
+        budget = self.req.max_tokens
+        cap = self.params.max_step_tokens
+        return cap if budget is None else min(cap, budget - self.spent)
+
+    def repeats(self, step: Step) -> bool:
+        return self.last_key is not None and cluster_key(step.text) == self.last_key
+
+    def commit(self, step: Step) -> str:
+        """Append a settled step; returns the text it adds to the answer."""
+        added = (self.separator if self.text else "") + step.text
+        self.text += added
+        self.separator = BLANK_LINE if step.ended == "blank_line" else ""
+        self.last_key = cluster_key(step.text)
+        self.steps += 1
+        self.spent += step.completion_tokens
+        return added
+
+    def stop_after(self, step: Step) -> str | None:
+        if extract_answer(self.text, "answer_is") or extract_answer(self.text, "boxed"):
+            return "answer"
+        if step.ended in ("eos", "stop_sequence"):
+            return step.ended
+        if self.steps >= self.params.max_steps:
+            return "max_steps"
+        return "max_tokens" if self.step_limit() <= 0 else None
+
+    @property
+    def finish_reason(self) -> str:
+        return "length" if self.stop_reason in _TRUNCATED else "stop"
+
+    def report(self) -> dict[str, Any]:
+        per_tier: dict[str, dict[str, int]] = {}
+        for _kind, tier, usage in self.ledger.items():
+            spent = per_tier.setdefault(tier, {"prompt_tokens": 0, "completion_tokens": 0})
+            spent["prompt_tokens"] += usage.prompt_tokens
+            spent["completion_tokens"] += usage.completion_tokens
+        rate = self.accepted / self.drafted if self.drafted else 0.0
+        return {
+            "steps": self.steps,
+            "steps_drafted": self.drafted,
+            "steps_accepted": self.accepted,
+            "steps_rejected": self.rejected,
+            "acceptance_rate": round(rate, 4),
+            "stop_reason": self.stop_reason,
+            "judge_scores": [None if s is None else round(s, 3) for s in self.scores],
+            "draft_tier": self.params.draft_tier,
+            "judge_tier": self.params.judge_tier,
+            "tokens_by_tier": per_tier,
+        }
+
+    def result(self) -> PolicyResult:
+        choice = ResultChoice(index=0, text=self.text, finish_reason=self.finish_reason)
+        return PolicyResult(choices=(choice,), usage=self.ledger, report=self.report())
+
+
+class SpeculativePolicy:
+    name: ClassVar[str] = "speculative"
+
+    def __init__(self, params: SpeculativeParams) -> None:
+        self.params = params
+
+    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+        trace = Trace(req, self.params)
+        async for _added in self._settled_steps(trace, backend):
+            pass
+        return trace.result()
+
+    async def stream(
+        self, req: GenRequest, plan: Decision, backend: Backend
+    ) -> AsyncIterator[Delta | PolicyResult]:
+        trace = Trace(req, self.params)
+        async for added in self._settled_steps(trace, backend):
+            yield Delta(index=0, text=added)
+        yield Delta(index=0, finish_reason=trace.finish_reason)
+        yield trace.result()
+
+    async def _settled_steps(self, trace: Trace, backend: Backend) -> AsyncIterator[str]:
+        """Yield the text each settled step adds, until ``trace.stop_reason`` is set."""
+        trace.stop_reason = "max_tokens" if trace.step_limit() <= 0 else None
+        while trace.stop_reason is None:
+            step = await self._settle(trace, backend)
+            if step is None:
+                return
+            yield trace.commit(step)
+            trace.stop_reason = trace.stop_after(step)
+
+    async def _settle(self, trace: Trace, backend: Backend) -> Step | None:
+        """Draft, judge, and rewrite if rejected; None (with a stop reason) ends the chain."""
+        draft = await self._continue(trace, backend, self.params.draft_tier, "draft")
+        if draft.ended == "eos" and not draft.text.strip():
+            trace.stop_reason = "eos"
+            return None
+        if trace.repeats(draft):
+            trace.stop_reason = "repeated_step"
+            return None
+        trace.drafted += 1
+        if draft.text.strip() and await self._accepts(trace, backend, draft):
+            trace.accepted += 1
+            return draft
+        trace.rejected += 1
+        step = await self._continue(trace, backend, self.params.judge_tier, "sample")
+        if trace.repeats(step):
+            trace.stop_reason = "repeated_step"
+            return None
+        if not step.text.strip():
+            trace.stop_reason = "eos" if step.ended == "eos" else "empty_step"
+            return None
+        return step
+
+    async def _continue(self, trace: Trace, backend: Backend, tier: str, kind: str) -> Step:
+        """One step on ``tier``: continue the assistant message up to a blank line."""
+        req = trace.req
+        stops = client_stop_strings(req)
+        assistant: Mapping[str, Any] = {"role": "assistant", "content": trace.prefix}
+        body = req.body(
+            messages=[dict(m) for m in (*req.messages, assistant)],
+            continue_final_message=True,
+            add_generation_prompt=False,
+            max_tokens=trace.step_limit(),
+            stop=[BLANK_LINE, *sorted(stops - {BLANK_LINE})],
+            **dict.fromkeys(_DROPPED),
+        )
+        completion = await backend.chat(tier, body, affinity=req.request_id)
+        trace.ledger.add(kind, tier, completion.usage)
+        if not completion.choices:
+            raise UpstreamError(f"tier {tier!r} returned no choices for a reasoning step")
+        choice = completion.choices[0]
+        return Step(choice.text, completion.usage.completion_tokens, step_ending(choice, stops))
+
+    async def _accepts(self, trace: Trace, backend: Backend, draft: Step) -> bool:
+        tier = self.params.judge_tier
+        body = judge_body(trace.req.messages, trace.text, draft.text)
+        completion = await backend.chat(tier, body, affinity=trace.req.request_id)
+        trace.ledger.add("judge", tier, completion.usage)
+        choices = completion.choices
+        score = choice_score(choices[0].raw, self.params.score) if choices else None
+        trace.scores.append(score)
+        return score is not None and score >= self.params.accept_threshold
