@@ -70,12 +70,13 @@ class _Draw:
     answers: list[str | None] = field(default_factory=list)
     requested: int = 0
     rounds: int = 0
+    question: str | None = None
 
     def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
         self.rounds += 1
         self.requested += requested
         self.samples.extend(choices)
-        self.answers.extend(extract_answer(c.text, mode) for c in choices)
+        self.answers.extend(extract_answer(c.text, mode, question=self.question) for c in choices)
 
     def votes(self, keys: Sequence[str | None] | None = None) -> list[Vote]:
         """One vote per sample, on its extracted answer or on ``keys``."""
@@ -100,7 +101,7 @@ class AdaptiveBonPolicy:
         p = self.params
         required = adjust_confidence(p.confidence, plan.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
-        draw = _Draw()
+        draw = _Draw(question=req.question)
         reason: str | None = None
         while reason is None:
             size = self._round_size(draw)

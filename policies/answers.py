@@ -173,6 +173,45 @@ def _extract_final_number(text: str) -> str | None:
     return _canonical_number(match.group())
 
 
+# A copula splits "The capital of Japan is Tokyo." / "Tokyo is the capital of Japan."
+_COPULA = re.compile(r"\s+(?:is|are|was|were|equals)\s+(?:called\s+|named\s+)?", re.IGNORECASE)
+# The complement ends at the first clause break: "Paris, a city of ..." -> "Paris".
+_CLAUSE_BREAK = re.compile(r"[,;:(—–]|\s-\s|\s(?:which|that|with|who|where|in)\s", re.I)
+# 4 words: "new delhi", "carbon dioxide gas": longer sides are descriptions, not answers.
+DECLARATIVE_ANSWER_WORDS = 4
+# 12 words: the other side restates the question; longer, the copula sits inside prose.
+DECLARATIVE_OTHER_WORDS = 12
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _overlap(side: str, question_words: frozenset[str]) -> float:
+    words = _WORD.findall(side)
+    return sum(w in question_words for w in words) / len(words) if words else 1.0
+
+
+def _extract_declarative(text: str, question: str | None = None) -> str | None:
+    """The answering side of the first sentence's copula: how small chat models state answers.
+
+    "The capital of Japan is Tokyo." and "Tokyo is the capital of Japan, ..." both give "tokyo".
+    The answer is the side (the complement cut at its first clause break) that repeats less of
+    the question, or the shorter one without a question; it must have at most
+    DECLARATIVE_ANSWER_WORDS words.
+    """
+    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    parts = _COPULA.split(first, maxsplit=1)
+    if len(parts) != 2:
+        return None
+    sides = (normalise_answer(parts[0]), normalise_answer(_CLAUSE_BREAK.split(parts[1], 1)[0]))
+    asked = frozenset(_WORD.findall(normalise_answer(question))) if question else frozenset()
+    answer, other = sorted(sides, key=lambda side: (_overlap(side, asked), len(side.split())))
+    words, other_words = len(answer.split()), len(other.split())
+    if other_words > DECLARATIVE_OTHER_WORDS:
+        return None
+    if 0 < words <= DECLARATIVE_ANSWER_WORDS and (question or words < other_words):
+        return answer
+    return None
+
+
 def _extract_text(text: str) -> str | None:
     normalised = normalise_answer(text)
     return normalised if 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS else None
@@ -183,6 +222,7 @@ _AUTO_ORDER: tuple[Callable[[str], str | None], ...] = (
     _extract_answer_is,
     _extract_clear_choice,
     _extract_final_number,
+    _extract_declarative,
     _extract_text,
 )
 
@@ -201,15 +241,21 @@ _EXTRACTORS: Mapping[str, Callable[[str], str | None]] = {
 }
 
 
-def extract_answer(text: str, mode: str = "auto") -> str | None:
+def extract_answer(text: str, mode: str = "auto", *, question: str | None = None) -> str | None:
     """The sample's final answer in `normalise_answer` form, or None if it states none.
 
     Modes: boxed (last `\\boxed{}`), answer_is (last "the answer is X" / "Final answer: X" /
     "Answer: X", up to the end of its sentence), number (last number), choice (letter A-J,
     lowercased), text (the whole text when at most SHORT_ANSWER_WORDS words), auto (boxed,
-    answer_is, a clear choice, a number if the text is short or ends with it, short text).
+    answer_is, a clear choice, a number if the text is short or ends with it, the answering side
+    of a short declarative sentence, short text). ``question`` (the prompt) lets auto mode tell
+    which side of "X is Y" answers it.
     Raises ValueError for an unknown mode.
     """
+    if mode == "auto" and question:
+        steps = (_extract_boxed, _extract_answer_is, _extract_clear_choice, _extract_final_number)
+        found = next((a for a in (step(text) for step in steps) if a is not None), None)
+        return found or _extract_declarative(text, question) or _extract_text(text)
     extractor = _EXTRACTORS.get(mode)
     if extractor is None:
         raise ValueError(f"unknown answer mode {mode!r}; expected one of {sorted(_EXTRACTORS)}")

@@ -44,6 +44,18 @@ class GenRequest:
         return int(value) if value is not None else None
 
     @property
+    def question(self) -> str | None:
+        """The text of the last user message (the question an answer must address)."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                content = message.get("content")
+                if isinstance(content, str):
+                    return content
+                if isinstance(content, list):
+                    return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return None
+
+    @property
     def needs_single(self) -> bool:
         """Tools and structured output are answered by one plain sample."""
         return bool(self.passthrough.get("tools") or self.passthrough.get("response_format"))

@@ -55,8 +55,9 @@ class ConvergenceParams(_Params):
     # 1: probes run one at a time, so they never slow the chain much on a shared CPU worker;
     # 2 lets a GPU worker check the next position while the previous probe still decodes.
     max_concurrent_probes: int = Field(1, ge=1, le=4)
-    # The chain's max_tokens when the request sets none; tokens_saved is measured against it.
-    default_max_tokens: int = Field(1024, ge=16, le=131072)
+    # The budget tokens_saved is measured against when the request sets no max_tokens (not sent
+    # upstream: a long prompt plus a default max_tokens could exceed the model's context).
+    default_budget: int = Field(1024, ge=16, le=131072)
 
 
 class SpeculativeParams(_Params):

@@ -108,7 +108,9 @@ class WorkerClient:
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[Delta]:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
-        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
+        options = {**(body.get("stream_options") or {}), "include_usage": True}
+        body = {**body, "stream": True, "stream_options": options}
         request = self._http.build_request("POST", self._url, json=body, timeout=self._timeout)
         try:
             response = await self._http.send(request, stream=True)

@@ -184,3 +184,23 @@ def test_answer_span_confidence_falls_back_to_last_tokens() -> None:
 )
 def test_hedges(text: str, expected: bool) -> None:
     assert hedges(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "question", "expected"),
+    [
+        ("The capital of Japan is Tokyo.", "What is the capital of Japan?", "tokyo"),
+        ("Tokyo is the capital of Japan.", "What is the capital of Japan?", "tokyo"),
+        ("The capital of France is Paris, a city of lights and more.", None, "paris"),
+        ("The chemical symbol for gold is Au.", "What is the chemical symbol for gold?", "au"),
+        ("Water is made of hydrogen and oxygen.", "What is water made of?", None),
+    ],
+)
+def test_declarative_sentences_give_their_answering_side(
+    text: str, question: str | None, expected: str | None
+) -> None:
+    found = extract_answer(text, question=question)
+    if expected is None:
+        assert found != "water"  # the subject restates the question; it is not the answer
+    else:
+        assert found == expected

@@ -1,0 +1,228 @@
+"""``convergence``: one chain of thought, stopped as soon as its answer has converged.
+
+The chain streams from ``plan.tier``. Every ``probe_every`` chain tokens, and at each step
+boundary (a blank line), a probe (``policies.probing``) asks the model for its answer at that
+point, concurrently: the chain is never paused. When the last ``agree`` probes, in chain order,
+state the same non-empty answer and none of their texts hedges, the chain is cancelled upstream
+(its stream is closed, which closes the HTTP connection and makes vLLM abort the request) and
+the answer is the chain so far followed by the line ``FINAL_ANSWER_PREFIX + <probe's answer>``
+after a blank line, e.g. "...so it is Paris\\n\\nFinal answer: Paris." (the answer as the probe
+wrote it: its first non-blank line). If the chain ends first, it is returned as it is.
+
+It helps on reasoning prompts ("think step by step"), whose answer is often settled long before
+the chain ends; on any other prompt it still works, and costs only the probes.
+
+Token accounting: one streamed delta counts as one token (vLLM streams one token per delta);
+that count schedules probes. Usage comes from the upstream's running usage when it sends it
+(``continuous_usage_stats``); a chain cancelled before any usage arrived is estimated (prompt:
+characters / 4; completion: deltas) and the report says ``usage_estimated``. Every finished
+probe's prompt and completion tokens are ledger kind "probe"; a probe cancelled in flight has
+no known usage and is counted in ``probes_cancelled`` only. ``tokens_saved`` is the budget
+(the request's ``max_tokens``, else ``default_budget``, which is not sent upstream) minus the
+chain tokens generated when the chain was stopped early, else 0; ``probe_tokens`` (prompt plus
+completion) is what the probes cost against it. ``n`` is ignored: the policy runs one chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from policies.answers import extract_answer
+from policies.backend import Backend, Delta, TokenUsage
+from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
+from policies.params import ConvergenceParams
+from policies.probing import ProbeResult, ProbeRunner, converged, first_line
+
+FINAL_ANSWER_PREFIX = "Final answer: "
+STEP_BOUNDARY = "\n\n"
+# 4: characters per token of English text, for the one estimate made without upstream usage.
+CHARS_PER_TOKEN = 4
+
+Event = Delta | PolicyResult
+
+
+@dataclass
+class Chain:
+    """The main chain as streamed so far, and when its next probe is due."""
+
+    parts: list[str] = field(default_factory=list)
+    deltas: int = 0
+    usage: TokenUsage | None = None  # the upstream's latest (cumulative) usage, if any
+    finish_reason: str | None = None
+    logprobs: list[Any] = field(default_factory=list)
+    probed_at: int = 0  # deltas when the last probe was launched
+    at_boundary: bool = False  # a step boundary was streamed since the last probe
+    _tail: str = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add(self, delta: Delta) -> None:
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if not delta.text:
+            return
+        self.parts.append(delta.text)
+        self.deltas += 1
+        self.at_boundary = self.at_boundary or STEP_BOUNDARY in self._tail + delta.text
+        self._tail = delta.text[-1:]
+        self.logprobs.extend((delta.raw.get("logprobs") or {}).get("content") or ())
+
+    def probe_due(self, every: int) -> bool:
+        fresh = self.deltas - self.probed_at
+        return fresh > 0 and (fresh >= every or self.at_boundary)
+
+    def probed(self) -> None:
+        self.probed_at = self.deltas
+        self.at_boundary = False
+
+
+def final_line(chain: str, probe_text: str) -> str:
+    """What follows the chain when it converged: a blank line, then the final answer."""
+    newlines = len(chain) - len(chain.rstrip("\n"))
+    return "\n" * max(0, 2 - newlines) + FINAL_ANSWER_PREFIX + first_line(probe_text)
+
+
+def chain_usage(chain: Chain) -> TokenUsage | None:
+    """The upstream's latest usage, which may lag the text by the delta just read."""
+    if chain.usage is None:
+        return None
+    return TokenUsage(chain.usage.prompt_tokens, max(chain.usage.completion_tokens, chain.deltas))
+
+
+def estimate_prompt_tokens(req: GenRequest) -> int:
+    chars = sum(len(str(m.get("content") or "")) for m in req.messages)
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+class ConvergencePolicy:
+    name: ClassVar[str] = "convergence"
+
+    def __init__(self, params: ConvergenceParams) -> None:
+        self.params = params
+
+    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+        async with contextlib.aclosing(self._events(req, plan, backend)) as events:
+            async for event in events:
+                if isinstance(event, PolicyResult):
+                    return event
+        raise RuntimeError("the convergence stream ended without a result")
+
+    def stream(
+        self, req: GenRequest, plan: Decision, backend: Backend
+    ) -> AsyncGenerator[Event, None]:
+        """The chain's text deltas as they come; if it converges, the final answer line as the
+        last delta (finish_reason "stop"); then the ``PolicyResult``."""
+        return self._events(req, plan, backend)
+
+    def budget(self, req: GenRequest) -> int:
+        """What tokens_saved is measured against: the request's max_tokens, else a default."""
+        return req.max_tokens or self.params.default_budget
+
+    async def _events(
+        self, req: GenRequest, plan: Decision, backend: Backend
+    ) -> AsyncGenerator[Event, None]:
+        chain = Chain()
+        probes = ProbeRunner(self.params, req, plan.tier, backend)
+        running_usage = {"include_usage": True, "continuous_usage_stats": True}
+        body = req.body(n=None, stream_options=running_usage)
+        upstream = backend.stream_chat(plan.tier, body, affinity=req.request_id)
+        winner: ProbeResult | None = None
+        try:
+            async for delta in upstream:
+                chain.add(delta)
+                if delta.text:
+                    yield Delta(index=0, text=delta.text, raw=delta.raw)
+                if chain.finish_reason is not None:
+                    continue  # finished by itself: only its usage is still to come
+                winner = self._step(chain, probes)
+                if winner is not None:
+                    break
+        finally:
+            try:
+                await _aclose(upstream)
+            finally:
+                await probes.cancel_all()
+        result = self._result(req, plan, chain, probes, winner)
+        last = result.choices[0]
+        closing = last.text[len(chain.text) :]
+        yield Delta(index=0, text=closing, finish_reason=last.finish_reason)
+        yield result
+
+    def _step(self, chain: Chain, probes: ProbeRunner) -> ProbeResult | None:
+        """Read finished probes; launch the next one when due and a slot is free."""
+        probes.collect()
+        winner = converged(probes.in_order(), self.params.agree)
+        if winner is None and chain.probe_due(self.params.probe_every) and probes.can_launch:
+            probes.launch(chain.text, chain.deltas)
+            chain.probed()
+        return winner
+
+    def _result(
+        self,
+        req: GenRequest,
+        plan: Decision,
+        chain: Chain,
+        probes: ProbeRunner,
+        winner: ProbeResult | None,
+    ) -> PolicyResult:
+        text = chain.text
+        estimated = chain.usage is None
+        used = chain_usage(chain) or TokenUsage(estimate_prompt_tokens(req), chain.deltas)
+        ledger = UsageLedger()
+        ledger.add("sample", plan.tier, used)
+        for probe in probes.results.values():
+            ledger.add("probe", plan.tier, probe.usage)
+        if winner is not None:
+            choice = ResultChoice(0, text + final_line(text, winner.text), "stop")
+        else:
+            choice = ResultChoice(0, text, chain.finish_reason or "stop")
+        if chain.logprobs:
+            choice = replace(choice, logprobs={"content": chain.logprobs})
+        report = self._report(req, chain, used, probes, winner, estimated)
+        return PolicyResult(choices=(choice,), usage=ledger, report=report)
+
+    def _report(
+        self,
+        req: GenRequest,
+        chain: Chain,
+        used: TokenUsage,
+        probes: ProbeRunner,
+        winner: ProbeResult | None,
+        estimated: bool,
+    ) -> Mapping[str, Any]:
+        chain_tokens = used.completion_tokens
+        if winner is not None:
+            stop_reason, answer = "converged", winner.answer
+        else:
+            stop_reason = "length" if chain.finish_reason == "length" else "completed"
+            answer = extract_answer(chain.text, self.params.answer_mode)
+        finished = probes.results.values()
+        return {
+            "samples": 1,
+            "probes": probes.launched,
+            "probes_cancelled": probes.cancelled,
+            "probe_errors": sum(1 for p in finished if p.error is not None),
+            "probe_tokens": sum(p.usage.total_tokens for p in finished),
+            "early_stopped": winner is not None,
+            "stop_reason": stop_reason,
+            "answer": answer,
+            "chain_tokens": chain_tokens,
+            "budget": self.budget(req),
+            "tokens_saved": max(0, self.budget(req) - chain_tokens) if winner else 0,
+            "usage_estimated": estimated,
+        }
+
+
+async def _aclose(iterator: AsyncIterator[Delta]) -> None:
+    """Close the upstream stream now (not at garbage collection): this cancels the call."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,176 @@
+"""Answer probes of a partial chain of thought, for the ``convergence`` policy.
+
+A probe asks the model what its answer would be *now*: the conversation plus the partial
+assistant text plus a suffix such as "... I now know the final answer. Final answer:", continued
+(``continue_final_message``) for a few tokens at temperature 0. It goes to the worker holding
+the request's prefix (``affinity``), so with prefix caching its prompt costs little compute.
+
+``ProbeRunner`` launches probes as tasks without pausing the chain, bounds how many run at once
+and in total, and cancels whatever is still in flight on ``cancel_all``. ``converged`` reads the
+finished probes in chain order and says when the answer has settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policies.answers import extract_answer, hedges, normalise_answer
+from policies.backend import Backend, TokenUsage
+from policies.base import GenRequest
+from policies.errors import TtcError
+from policies.params import ConvergenceParams
+
+# Sampling fields of the client's request that make no sense for a probe: it is one greedy,
+# short continuation whose text is read, never shown.
+_NOT_FOR_PROBES = ("n", "logprobs", "top_logprobs", "top_p", "seed", "stream_options")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One finished probe. ``index`` is its launch order, which is chain order."""
+
+    index: int
+    at_tokens: int  # chain tokens (deltas) when it was launched
+    text: str
+    answer: str | None
+    hedged: bool
+    usage: TokenUsage
+    error: str | None = None
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line, stripped: what directly follows "Final answer:"."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def probe_answer(text: str, mode: str) -> str | None:
+    """The answer a probe states, or None.
+
+    Only its first non-blank line is read: the answer is what directly follows the suffix, and
+    later lines are the model rambling on. ``extract_answer(line, mode)`` first; if that finds
+    nothing, the normalised line itself (None when empty).
+    """
+    line = first_line(text)
+    return extract_answer(line, mode) or normalise_answer(line) or None
+
+
+def probe_messages(req: GenRequest, partial: str, suffix: str) -> list[dict[str, Any]]:
+    """The conversation with the partial chain and the suffix as the final assistant message.
+
+    When the client itself asked to continue its final assistant message, the chain continues
+    that message, so the probe extends it rather than adding a new one.
+    """
+    messages = [dict(m) for m in req.messages]
+    tail = partial.rstrip() + suffix
+    last = messages[-1] if messages else {}
+    continuing = req.passthrough.get("continue_final_message") and last.get("role") == "assistant"
+    if continuing and isinstance(last.get("content"), str):
+        messages[-1] = {**last, "content": last["content"] + tail}
+    else:
+        messages.append({"role": "assistant", "content": tail})
+    return messages
+
+
+def probe_body(req: GenRequest, partial: str, params: ConvergenceParams) -> dict[str, Any]:
+    """The upstream chat body of one probe at the chain position ``partial``."""
+    dropped: dict[str, Any] = dict.fromkeys(_NOT_FOR_PROBES)
+    return req.body(
+        **dropped,
+        messages=probe_messages(req, partial, params.probe_suffix),
+        continue_final_message=True,
+        add_generation_prompt=False,
+        max_tokens=params.probe_max_tokens,
+        temperature=0.0,
+    )
+
+
+def converged(in_order: Sequence[ProbeResult], agree: int) -> ProbeResult | None:
+    """The latest probe if the last ``agree`` probes state the same answer and none hedges.
+
+    ``in_order`` must be the finished probes in chain order with no gaps. A probe with no
+    answer, or one whose text contains a hedge word ("wait", "hmm", "but", ...), breaks the run.
+    """
+    recent = in_order[-agree:]
+    if len(recent) < agree or recent[0].answer is None:
+        return None
+    if any(p.answer != recent[0].answer or p.hedged for p in recent):
+        return None
+    return recent[-1]
+
+
+class ProbeRunner:
+    """Launches probes as tasks and collects them; never more than the params allow.
+
+    ``max_concurrent_probes`` bounds the probes in flight and ``max_probes`` the probes of the
+    request. The caller must ``await cancel_all()`` on every exit (it is idempotent).
+    """
+
+    def __init__(
+        self, params: ConvergenceParams, req: GenRequest, tier: str, backend: Backend
+    ) -> None:
+        self._params = params
+        self._req = req
+        self._tier = tier
+        self._backend = backend
+        self._in_flight: dict[int, asyncio.Task[ProbeResult]] = {}
+        self._results: dict[int, ProbeResult] = {}
+        self.launched = 0
+        self.cancelled = 0
+
+    @property
+    def can_launch(self) -> bool:
+        return (
+            self.launched < self._params.max_probes
+            and len(self._in_flight) < self._params.max_concurrent_probes
+        )
+
+    def launch(self, partial: str, at_tokens: int) -> None:
+        index = self.launched
+        self.launched += 1
+        name = f"probe-{self._req.request_id}-{index}"
+        task = asyncio.create_task(self._probe(index, partial, at_tokens), name=name)
+        self._in_flight[index] = task
+
+    def collect(self) -> None:
+        """Move finished probes to the results; re-raises a probe's unexpected error."""
+        for index, task in list(self._in_flight.items()):
+            if task.done():
+                del self._in_flight[index]
+                self._results[index] = task.result()
+
+    def in_order(self) -> list[ProbeResult]:
+        """Finished probes in chain order, up to the first one still running."""
+        out: list[ProbeResult] = []
+        while len(out) in self._results:
+            out.append(self._results[len(out)])
+        return out
+
+    @property
+    def results(self) -> Mapping[int, ProbeResult]:
+        return self._results
+
+    async def cancel_all(self) -> None:
+        """Cancel every probe in flight and wait for them; keep any that finished meanwhile."""
+        tasks = dict(self._in_flight)
+        self._in_flight.clear()
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for index, task in tasks.items():
+            if task.cancelled():
+                self.cancelled += 1
+            elif task.exception() is None:  # finished before the cancel: its tokens count
+                self._results[index] = task.result()
+
+    async def _probe(self, index: int, partial: str, at_tokens: int) -> ProbeResult:
+        body = probe_body(self._req, partial, self._params)
+        try:
+            done = await self._backend.chat(self._tier, body, affinity=self._req.request_id)
+        except TtcError as exc:  # a failed probe is a probe without an answer; the chain goes on
+            return ProbeResult(index, at_tokens, "", None, False, TokenUsage(), exc.code or "error")
+        text = done.choices[0].text if done.choices else ""
+        answer = probe_answer(text, self._params.answer_mode)
+        return ProbeResult(index, at_tokens, text, answer, hedges(text), done.usage)
