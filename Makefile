@@ -30,7 +30,11 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy server router policies workers state tests bench
+	$(BIN)/mypy server router policies workers state tests bench deploy
+
+# Offline validation of the Dockerfiles, compose profiles, Kustomize overlays and dashboard.
+lint-deploy: install
+	$(BIN)/python deploy/check.py
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
@@ -39,7 +43,7 @@ test-integration: install
 	$(BIN)/pytest -q tests/integration
 
 # Everything CI checks: lint, types, unit and integration tests (one real vLLM worker).
-test: lint typecheck
+test: lint typecheck lint-deploy
 	$(BIN)/pytest -q tests
 
 clean:

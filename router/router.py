@@ -1,46 +1,236 @@
-"""``Router``: turn a request into a ``Decision`` (tier, policy, parameters) before generating."""
+"""``Router``: turn a request into a ``Decision`` (tier, policy, params, budget) before generating.
+
+The steps, each of which adds a line to the decision's ``reasons`` (the ``ttc`` report):
+1. features -> the configured cheap predictor -> difficulty in [0, 1];
+2. if the predictor is unsure, a one-token probe of the small tier refines it (``route`` only:
+   it needs the backend; its tokens are billed as usage kind "probe");
+3. ``reasoning_effort`` shifts the difficulty and the budget controller's offset moves the
+   thresholds; the band the result falls in gives tier, policy and params;
+4. ``model`` naming a tier pins the tier; ``ttc.policy`` pins the policy; ``reasoning_effort``
+   scales the budget; a saturated tier scales it down and drops speculation on easy bands;
+5. the request's ``ttc`` overrides are applied, validated and capped (``router.overrides``).
+
+``decide`` is the synchronous path without a probe; ``route`` is what the server awaits.
+"""
 
 from __future__ import annotations
 
-from policies.base import Decision, GenRequest
-from policies.errors import ModelNotFound
+import random
+import time
+from collections.abc import Callable
+
+from policies.backend import Backend, TokenUsage
+from policies.base import Decision, GenRequest, Policy
+from policies.errors import ModelNotFound, TtcError
 from policies.params import PoliciesConfig, PolicyParams
 from router import overrides
-from router.config import RouterConfig
+from router.bands import Band, build_bands, scale_budget, select
+from router.budget import BudgetController
+from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
+from router.counters import RouterCounters
+from router.features import Features, extract
+from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
+from router.predictor import DifficultyPredictor, build
+from router.probe import FirstTokenProbe, ProbeFailed, Prober, ProbeResult
+from router.routed import Recorder, RoutedPolicy, Routing
+from router.stats import LocalStats, StatsSource
 
 AUTO_MODEL = "auto"
 
 
 class Router:
-    def __init__(self, config: RouterConfig, policies: PoliciesConfig, tiers: tuple[str, ...]):
+    def __init__(
+        self,
+        config: RouterConfig,
+        policies: PoliciesConfig,
+        tiers: tuple[str, ...],
+        *,
+        stats: StatsSource | None = None,
+        load: LoadSignal | None = None,
+        prober: Prober | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        problems = config.unknown_tiers(tiers)
+        if problems:
+            raise ValueError("; ".join(problems))
         self._config = config
         self._policies = policies
         self._tiers = tiers
+        self._predictor: DifficultyPredictor = build(config.predictor)
+        self._prober: Prober = prober or FirstTokenProbe(config.probe)
+        self._bands = build_bands(config.bands, policies)
+        self._load: LoadSignal = load or NoLoadSignal()
+        self._rng = rng or random.Random()
+        self.counters = RouterCounters()
+        stats = stats or LocalStats(clock)
+        self.controller = BudgetController(config.budget, stats, clock)
+        self.recorder = Recorder(config, stats, self.counters, self._shadow_decider())
 
     @property
     def default_tier(self) -> str:
         return self._config.default_tier or self._tiers[0]
 
+    @property
+    def bands(self) -> tuple[Band, ...]:
+        return self._bands
+
     def decide(self, req: GenRequest) -> Decision:
-        reasons: list[str] = []
-        tier = self._tier(req, reasons)
-        name = overrides.requested_policy(req.ttc)
-        if name is not None:
-            reasons.append(f"policy pinned by request: {name}")
-        else:
-            name = self._policies.default
-        params = overrides.apply(self._defaults(name), req.ttc, self._policies)
-        return Decision(tier=tier, policy=params, reasons=tuple(reasons))
+        """The decision from the cheap predictor alone (no probe, no I/O)."""
+        _, predicted, reasons = self._predict(req)
+        return self._plan(req, predicted, reasons)
 
-    def _tier(self, req: GenRequest, reasons: list[str]) -> str:
-        if req.model == AUTO_MODEL:
-            reasons.append(f"default tier: {self.default_tier}")
-            return self.default_tier
-        if req.model not in self._tiers:
-            raise ModelNotFound(f"The model '{req.model}' does not exist", param="model")
-        reasons.append(f"tier pinned by model: {req.model}")
-        return req.model
+    async def route(self, req: GenRequest, backend: Backend) -> Routing:
+        """``decide``, refined by a probe when the predictor is unsure."""
+        self.controller.tick()
+        features, predicted, reasons = self._predict(req)
+        # A dry run first: a bad model, policy or override fails before a probe token is spent.
+        self._plan(req, predicted, [], count=False)
+        probe, usage = await self._maybe_probe(req, backend, predicted, reasons)
+        difficulty = predicted
+        scores = {self._predictor.name: predicted}
+        if probe is not None:
+            weight = self._config.probe.weight
+            difficulty = (1 - weight) * predicted + weight * probe.difficulty
+            scores["probe"] = probe.difficulty
+        decision = self._plan(req, difficulty, reasons)
+        return Routing(decision, features, scores, usage, self._probe_tier, time.monotonic())
 
-    def _defaults(self, name: str) -> PolicyParams:
-        params: PolicyParams = getattr(self._policies, name)
-        return params
+    def wrap(self, policy: Policy, routing: Routing) -> Policy:
+        """``policy`` that also bills the probe, records the trace and feeds the controller."""
+        return RoutedPolicy(policy, routing, self.recorder)
+
+    async def aclose(self) -> None:
+        await self.controller.aclose()
+        await self.recorder.aclose()
+
+    def _predict(self, req: GenRequest) -> tuple[Features, float, list[str]]:
+        features = extract(req)
+        predicted = min(max(float(self._predictor.score(req, features)), 0.0), 1.0)
+        return features, predicted, [f"{self._predictor.name} predictor: {predicted:.2f}"]
+
+    # probe -------------------------------------------------------------------------------
+    @property
+    def _probe_tier(self) -> str:
+        return self._config.probe.tier or self.default_tier
+
+    def _wants_probe(self, req: GenRequest, predicted: float) -> bool:
+        probe: ProbeConfig = self._config.probe
+        if probe.mode == "never" or req.needs_single:
+            return False
+        return probe.mode == "always" or probe.unsure_low <= predicted <= probe.unsure_high
+
+    async def _maybe_probe(
+        self, req: GenRequest, backend: Backend, predicted: float, reasons: list[str]
+    ) -> tuple[ProbeResult | None, TokenUsage | None]:
+        if not self._wants_probe(req, predicted):
+            return None, None
+        load = assess(self._load, self._probe_tier, self._config.load)
+        rate = self._config.probe.rate
+        if load.saturated:
+            rate *= self._config.load.probe_rate_scale
+        if self._rng.random() >= rate:
+            outcome = "skipped_load" if load.saturated else "skipped_rate"
+            self.counters.probes[outcome] += 1
+            if load.saturated:
+                reasons.append(f"{load.reason()}: probe skipped")
+            return None, None
+        try:
+            result = await self._prober.probe(req, backend, self._probe_tier)
+        except (ProbeFailed, TtcError) as exc:
+            self.counters.probes["failed"] += 1
+            reasons.append(f"probe failed ({exc}); predictor alone")
+            usage = exc.usage if isinstance(exc, ProbeFailed) else None
+            self._count_probe_tokens(usage)
+            return None, usage
+        self.counters.probes["ok"] += 1
+        self._count_probe_tokens(result.usage)
+        reasons.append(
+            f"probe: first-token entropy {result.entropy:.2f} -> {result.difficulty:.2f}"
+        )
+        return result, result.usage
+
+    def _count_probe_tokens(self, usage: TokenUsage | None) -> None:
+        if usage is not None:
+            self.counters.probe_prompt_tokens += usage.prompt_tokens
+            self.counters.probe_completion_tokens += usage.completion_tokens
+
+    # decision ----------------------------------------------------------------------------
+    def _plan(
+        self, req: GenRequest, difficulty: float, reasons: list[str], *, count: bool = True
+    ) -> Decision:
+        effort = _effort(self._config.effort, req.reasoning_effort)
+        shifted = difficulty + effort.shift - self.controller.offset
+        band = select(self._bands, shifted)
+        moved = f", shifted to {shifted:.2f}" if shifted != difficulty else ""
+        reasons.append(f"difficulty {difficulty:.2f}{moved} -> band {band.describe()}")
+        if effort.shift:
+            reasons.append(
+                f"reasoning_effort {req.reasoning_effort}: bands shifted {effort.shift:+g}"
+            )
+        if self.controller.offset:
+            reasons.append(f"budget controller: thresholds moved {self.controller.offset:+.3f}")
+        tier = self._tier(req, band, reasons)
+        params = self._params(req, band, tier, effort.budget_scale, reasons, count)
+        return Decision(tier, params, difficulty, band.name, tuple(reasons))
+
+    def _tier(self, req: GenRequest, band: Band, reasons: list[str]) -> str:
+        if req.model != AUTO_MODEL:
+            if req.model not in self._tiers:
+                raise ModelNotFound(f"The model '{req.model}' does not exist", param="model")
+            reasons.append(f"tier pinned by model: {req.model}")
+            return req.model
+        tier = band.tier or self.default_tier
+        reasons.append(f"tier from band {band.name}: {tier}")
+        return tier
+
+    def _params(
+        self, req: GenRequest, band: Band, tier: str, scale: float, reasons: list[str], count: bool
+    ) -> PolicyParams:
+        pinned = overrides.requested_policy(req.ttc)
+        params = band.params
+        if pinned is not None:
+            reasons.append(f"policy pinned by request: {pinned}")
+            if pinned != band.params.name:
+                params = getattr(self._policies, pinned)
+        if scale != 1.0:
+            reasons.append(f"reasoning_effort {req.reasoning_effort}: budget x{scale:g}")
+        load = assess(self._load, tier, self._config.load)
+        if load.saturated:
+            self.counters.load_shed += int(count)
+            scale *= self._config.load.budget_scale
+            reasons.append(f"{load.reason()}: budget x{self._config.load.budget_scale:g}")
+            if pinned is None and band.upper <= self._config.load.easy_upto:
+                params = without_speculation(params, reasons)
+        params = scale_budget(params, scale, self._policies.caps)
+        if pinned is None and params.name == "adaptive_bon" and _greedy(req):
+            params = self._policies.single
+            reasons.append("temperature 0: identical samples cannot vote; single")
+        return overrides.apply(params, req.ttc, self._policies)
+
+    def _shadow_decider(self) -> Router | None:
+        shadow = self._config.shadow
+        if shadow.fraction <= 0:
+            return None
+        config = RouterConfig(
+            default_tier=self._config.default_tier,
+            predictor=shadow.predictor or self._config.predictor,
+            bands=shadow.bands or self._config.bands,
+            effort=self._config.effort,
+            probe=ProbeConfig(mode="never"),
+        )
+        return Router(config, self._policies, self._tiers)
+
+
+def _effort(table: EffortTable, level: str | None) -> EffortConfig:
+    """The config of a ``reasoning_effort`` level; none (or an unknown one) is medium."""
+    efforts: dict[str | None, EffortConfig] = {"low": table.low, "high": table.high}
+    return efforts.get(level, table.medium)
+
+
+def _greedy(req: GenRequest) -> bool:
+    temperature = req.sampling.get("temperature")
+    return temperature is not None and float(temperature) == 0.0
+
+
+__all__ = ["AUTO_MODEL", "Router", "Routing"]

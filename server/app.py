@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -13,24 +14,50 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.router import AUTO_MODEL, Router
 from server import errors, routes
+from server.auth import Guard
 from server.config import Settings
 from server.metrics import Metrics
+from server.reload import ConfigReloader
+from server.router_seams import PoolSaturation, SharedRouterStats
 from server.service import ChatService
 from server.state import AppState
+from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
 
 log = logging.getLogger("ttc.server")
 
 
+def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings], Router]:
+    """Builds a Router for a Settings tree (at start-up and on every config reload)."""
+
+    def build(settings: Settings) -> Router:
+        return Router(
+            settings.router,
+            settings.policies,
+            tuple(settings.tiers),
+            stats=SharedRouterStats(shared.stats),
+            load=PoolSaturation(pool),
+        )
+
+    return build
+
+
 def build_state(settings: Settings) -> AppState:
     metrics = Metrics()
     pool = WorkerPool(dict(settings.tiers), settings.pool)
     metrics.watch_pool(pool)
-    router = Router(settings.router, settings.policies, tuple(settings.tiers))
-    service = ChatService(router, pool, metrics)
+    shared = SharedState(
+        settings.redis, settings.auth, settings.limits, settings.cache, observer=metrics
+    )
+    metrics.watch_redis(shared.redis)
+    service = ChatService(router_factory(pool, shared)(settings), pool, metrics)
+    metrics.watch_router(lambda: service.router)
     supervisors = [WorkerSupervisor(t.launch) for t in settings.tiers.values() if t.launch]
-    return AppState(settings, metrics, pool, service, _unique(supervisors))
+    guard = Guard(shared, metrics)
+    return AppState(
+        settings, metrics, pool, service, _unique(supervisors), shared=shared, guard=guard
+    )
 
 
 def _unique(supervisors: list[WorkerSupervisor]) -> list[WorkerSupervisor]:
@@ -39,17 +66,32 @@ def _unique(supervisors: list[WorkerSupervisor]) -> list[WorkerSupervisor]:
     return list(by_url.values())
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, config_path: Path | None = None) -> FastAPI:
+    """The app; with ``config_path`` it reloads the router and policies when the file changes
+    or on SIGHUP (see ``server.reload``)."""
     state = build_state(settings)
+    reloader = (
+        ConfigReloader(config_path, state, router_factory(state.pool, state.shared))
+        if config_path is not None
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for supervisor in state.supervisors:
             await supervisor.start()
         await state.pool.start()
+        state.shared.start()
+        if reloader is not None:
+            await reloader.start()
         try:
             yield
         finally:
+            if reloader is not None:
+                await reloader.close()
+            await state.service.router.aclose()  # shadows, trace file, controller
+            await state.guard.close()
+            await state.shared.close()
             await state.pool.close()
             for supervisor in state.supervisors:
                 await supervisor.stop()

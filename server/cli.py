@@ -11,12 +11,16 @@ import typer
 from rich.console import Console
 
 from policies.errors import TtcError
+from server.cli_bench import register as register_bench
+from server.cli_router import router_app
 
 app = typer.Typer(
     help="ttc-gateway: adaptive test-time compute behind an OpenAI API.", no_args_is_help=True
 )
 models_app = typer.Typer(help="Bundled models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(router_app, name="router")  # `ttc router train`
+register_bench(app)  # `ttc eval`, `ttc bench overhead`
 err = Console(stderr=True)
 
 DEFAULT_CONFIG = Path("config/default.yaml")
@@ -36,16 +40,19 @@ def serve(
 
     try:
         settings = load_settings(config)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        server = settings.server.model_copy(
+            update={k: v for k, v in {"port": port, "host": host}.items() if v is not None}
+        )
+        settings = settings.model_copy(update={"server": server})
+        fmt = "%(asctime)s %(name)s %(message)s"
+        logging.basicConfig(level=server.log_level.upper(), format=fmt)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call else
+        application = create_app(settings, config_path=config)
+    except (ConfigError, ValueError) as exc:  # ValueError: e.g. a key_env variable not set
+        err.print(f"[red]invalid config {config}: {exc}[/red]")
         raise typer.Exit(2) from exc
-    server = settings.server.model_copy(
-        update={k: v for k, v in {"port": port, "host": host}.items() if v is not None}
-    )
-    settings = settings.model_copy(update={"server": server})
-    logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(settings),
+        application,
         host=server.host,
         port=server.port,
         log_level=server.log_level,

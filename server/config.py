@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from policies.params import POLICY_NAMES, PoliciesConfig
 from router.config import RouterConfig
+from state.config import AuthConfig, CacheConfig, LimitsConfig, RedisConfig
 from workers.config import PoolConfig, TierConfig
 
 
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     pool: PoolConfig = PoolConfig()
     router: RouterConfig = RouterConfig()
     policies: PoliciesConfig = PoliciesConfig()
+    redis: RedisConfig = RedisConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    cache: CacheConfig = CacheConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -65,8 +70,14 @@ class Settings(BaseSettings):
             raise ValueError("tiers: 'auto' is reserved for the router")
         if self.router.default_tier and self.router.default_tier not in self.tiers:
             raise ValueError(f"router.default_tier: unknown tier {self.router.default_tier!r}")
+        if problems := self.router.unknown_tiers(tuple(self.tiers)):
+            raise ValueError("; ".join(problems))
         if self.policies.default not in POLICY_NAMES:
             raise ValueError(f"policies.default: unknown policy {self.policies.default!r}")
+        for key in self.auth.keys:
+            unknown = sorted(set(key.tiers or ()) - set(self.tiers))
+            if unknown:
+                raise ValueError(f"auth.keys[{key.name}].tiers: unknown tiers {unknown}")
         return self
 
 

@@ -7,19 +7,30 @@ Request-level metrics are recorded from each finished request's ``PolicyResult``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from policies.base import Decision, UsageLedger
+from router.router import Router
+from server.router_metrics import RouterCollector
+from state.redis import SharedRedis
+from workers.breaker import BreakerState
 from workers.pool import WorkerPool
+from workers.signals import LoadSignal
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _SAMPLES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 _TOKENS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+_REDIS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)  # calls end at timeout_s
 
 
 class Metrics:
@@ -98,6 +109,36 @@ class Metrics:
         self.errors = Counter(
             "ttc_errors", "Errors returned to clients, by code.", ["status", "code"], registry=r
         )
+        self._add_state_metrics(r)
+
+    def _add_state_metrics(self, r: CollectorRegistry) -> None:
+        self.redis_latency = Histogram(
+            "ttc_redis_latency_seconds", "Redis call latency.", ["op"], buckets=_REDIS, registry=r
+        )
+        self.redis_errors = Counter(
+            "ttc_redis_errors", "Redis calls that failed or timed out.", ["op", "kind"], registry=r
+        )
+        self.redis_breaker_open = Gauge(
+            "ttc_redis_breaker_open", "1 while the Redis circuit breaker is not closed.", registry=r
+        )
+        self.cache_requests = Counter(
+            "ttc_cache_requests", "Response cache lookups, by result.", ["result"], registry=r
+        )
+        self.rate_limited = Counter(
+            "ttc_rate_limited", "Requests refused with a 429, by limit.", ["reason"], registry=r
+        )
+
+    def redis_call(self, op: str, seconds: float, error: str | None) -> None:
+        """``state.redis.RedisObserver``: one Redis call's latency and outcome."""
+        self.redis_latency.labels(op).observe(seconds)
+        if error is not None:
+            self.redis_errors.labels(op, error).inc()
+
+    def watch_redis(self, redis: SharedRedis) -> None:
+        self.redis_breaker_open.set_function(lambda: float(redis.breaker.state != "closed"))
+
+    def watch_router(self, current: Callable[[], Router]) -> None:
+        self.registry.register(RouterCollector(current))
 
     def watch_pool(self, pool: WorkerPool) -> None:
         self.registry.register(PoolCollector(pool))
@@ -124,32 +165,85 @@ class Metrics:
 
 
 class PoolCollector(Collector):
-    """Worker health, in-flight requests, retries and failures, read from the pool."""
+    """Worker health, breaker state, load, in-flight calls, retries, failures, ejections and
+    upstream latency, read from the pool at scrape time."""
 
     def __init__(self, pool: WorkerPool) -> None:
         self._pool = pool
 
     def collect(self) -> Iterator[Metric]:
+        labels = ["tier", "worker"]
         healthy = GaugeMetricFamily(
-            "ttc_worker_healthy", "1 if the worker passes health checks.", labels=["tier", "worker"]
+            "ttc_worker_healthy", "1 if the worker passes health checks.", labels=labels
+        )
+        state = GaugeMetricFamily(
+            "ttc_worker_breaker_state",
+            "1 for the worker's circuit breaker state (closed, open, half_open).",
+            labels=[*labels, "state"],
         )
         in_flight = GaugeMetricFamily(
-            "ttc_worker_in_flight",
-            "Gateway requests in flight per worker.",
-            labels=["tier", "worker"],
+            "ttc_worker_in_flight", "Gateway requests in flight per worker.", labels=labels
+        )
+        requests = CounterMetricFamily(
+            "ttc_worker_requests", "Calls sent to a worker, retries included.", labels=labels
         )
         failures = CounterMetricFamily(
-            "ttc_worker_failures",
-            "Calls to a worker that failed before any byte.",
-            labels=["tier", "worker"],
+            "ttc_worker_failures", "Calls to a worker that failed.", labels=labels
+        )
+        ejections = CounterMetricFamily(
+            "ttc_worker_ejections", "Times the worker's circuit breaker opened.", labels=labels
+        )
+        latency = HistogramMetricFamily(
+            "ttc_worker_upstream_duration_seconds",
+            "Duration of successful upstream calls (whole stream for streams).",
+            labels=labels,
         )
         retries = CounterMetricFamily(
             "ttc_upstream_retries", "Calls retried on another worker.", labels=["tier"]
         )
+        load = _LoadFamilies()
         for tier, workers in self._pool.workers.items():
             for w in workers:
-                healthy.add_metric([tier, w.url], 1.0 if w.healthy else 0.0)
-                in_flight.add_metric([tier, w.url], float(w.in_flight))
-                failures.add_metric([tier, w.url], self._pool.counters.failures.get(w.url, 0))
+                key = [tier, w.url]
+                healthy.add_metric(key, 1.0 if w.healthy else 0.0)
+                for name in BreakerState:
+                    state.add_metric([*key, name.value], float(w.breaker.state is name))
+                in_flight.add_metric(key, float(w.in_flight))
+                requests.add_metric(key, w.requests)
+                failures.add_metric(key, self._pool.counters.failures.get(w.url, 0))
+                ejections.add_metric(key, w.breaker.ejections)
+                latency.add_metric(key, w.latency.cumulative(), w.latency.total)
+                load.add(key, self._pool.signals.fresh(w.url))
             retries.add_metric([tier], self._pool.counters.retries.get(tier, 0))
-        yield from (healthy, in_flight, failures, retries)
+        yield from (healthy, state, in_flight, requests, failures, ejections, latency, retries)
+        yield from load.families()
+
+
+class _LoadFamilies:
+    """vLLM's load as the pool last scraped it; ``known`` is 0 when that scrape is stale."""
+
+    def __init__(self) -> None:
+        labels = ["tier", "worker"]
+        self.known = GaugeMetricFamily(
+            "ttc_worker_load_known", "1 if the worker's scraped load is fresh.", labels=labels
+        )
+        self.queue = GaugeMetricFamily(
+            "ttc_worker_queue",
+            "Requests the worker reports, by state (running, waiting).",
+            labels=[*labels, "state"],
+        )
+        self.kv = GaugeMetricFamily(
+            "ttc_worker_kv_cache_usage", "Fraction of the worker's KV cache in use.", labels=labels
+        )
+
+    def add(self, key: list[str], signal: LoadSignal | None) -> None:
+        self.known.add_metric(key, 0.0 if signal is None else 1.0)
+        if signal is None:
+            return
+        self.queue.add_metric([*key, "running"], signal.running)
+        self.queue.add_metric([*key, "waiting"], signal.waiting)
+        if signal.kv_usage is not None:
+            self.kv.add_metric(key, signal.kv_usage)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.known, self.queue, self.kv)

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -16,12 +17,14 @@ from pydantic import ValidationError
 
 from policies.base import Decision, GenRequest, PolicyResult
 from policies.errors import InvalidRequest, PayloadTooLarge, TtcError
+from server.auth import Caller
 from server.errors import from_validation_error
 from server.openai_schema import ChatCompletionRequest
 from server.responses import ChunkFactory, completion_body
 from server.service import ChatService
 from server.state import AppState
 from server.streaming import Event, sse_body
+from state.cache import split_cache_flag
 
 router = APIRouter()
 T = TypeVar("T")
@@ -103,22 +106,52 @@ async def chat_completions(request: Request) -> Response:
     app = state_of(request)
     app.metrics.in_flight.inc()
     try:
+        caller = await app.guard.authenticate(request)
         raw = await read_body(request, app.settings.server.max_body_bytes)
         chat = parse_chat(raw)
-        req = gen_request(chat, app.settings.server.request_timeout_s)
-        plan, policy = app.service.plan(req)
+        ttc, cache_flag = split_cache_flag(chat.ttc)
+        req = replace(gen_request(chat, app.settings.server.request_timeout_s), ttc=ttc)
+        await app.guard.admit(caller)  # before planning: a refused request never probes a model
+        plan, policy = await app.service.plan(req)
+        app.guard.authorize(caller, plan)
     except TtcError as exc:
         app.metrics.in_flight.dec()
         app.service.failed(None, exc)
         raise
     if chat.stream:
-        return await _stream(request, app.service, req, plan, policy, chat)
+        return await _stream(request, app.service, req, plan, policy, chat, caller)
     try:
-        result = await until_disconnect(request, app.service.complete(req, plan, policy))
+        result = await _complete(request, app, req, plan, policy, caller, cache_flag)
     finally:
         app.metrics.in_flight.dec()
     body = completion_body(req.request_id, plan.tier, plan, result)
     return JSONResponse(body, headers=ttc_headers(plan))
+
+
+async def _complete(
+    request: Request,
+    app: AppState,
+    req: GenRequest,
+    plan: Decision,
+    policy: Any,
+    caller: Caller,
+    cache_flag: bool | None,
+) -> PolicyResult:
+    """Run the policy, through the response cache when the request is eligible; then charge."""
+    cache = app.shared.cache
+    key = cache.key(req, plan, caller.identity) if cache.wanted(req, cache_flag) else None
+    outcome = "miss"
+    if key is not None:
+        outcome, hit = await cache.get(key)
+        app.metrics.cache_requests.labels(outcome).inc()
+        if hit is not None:
+            return hit  # no worker call, nothing spent, nothing to charge
+    result = await until_disconnect(request, app.service.complete(req, plan, policy))
+    await app.guard.finished(caller, plan, result)
+    if key is None:
+        return result
+    await cache.put(key, result)
+    return replace(result, report={**result.report, "cache": outcome})
 
 
 async def _stream(
@@ -128,6 +161,7 @@ async def _stream(
     plan: Decision,
     policy: Any,
     chat: ChatCompletionRequest,
+    caller: Caller,
 ) -> Response:
     app = state_of(request)
     started = time.monotonic()
@@ -148,6 +182,7 @@ async def _stream(
     def on_done(result: PolicyResult | None, error: TtcError | None) -> None:
         if result is not None:
             service.finished(plan, result, started, stream=True)
+            app.guard.finished_later(caller, plan, result)
         elif error is not None:
             service.failed(plan, error)
 

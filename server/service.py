@@ -23,12 +23,15 @@ class ChatService:
         self.backend = backend
         self.metrics = metrics
 
-    def plan(self, req: GenRequest) -> tuple[Decision, Policy]:
-        plan = self.router.decide(req)
+    async def plan(self, req: GenRequest) -> tuple[Decision, Policy]:
+        """The router's decision (maybe after a probe) and its policy, wrapped so the probe's
+        tokens, the trace and the shared statistics are recorded when the policy finishes."""
+        routing = await self.router.route(req, self.backend)
+        plan = routing.decision
         if req.needs_single and plan.policy.name != "single":
             reason = f"tools/response_format need one plain sample; {plan.policy.name} skipped"
             plan = replace(plan, policy=SingleParams(), reasons=(*plan.reasons, reason))
-        return plan, registry.build(plan.policy)
+        return plan, self.router.wrap(registry.build(plan.policy), routing)
 
     async def complete(self, req: GenRequest, plan: Decision, policy: Policy) -> PolicyResult:
         started = time.monotonic()

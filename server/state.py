@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from server.auth import Guard
 from server.config import Settings
 from server.metrics import Metrics
 from server.service import ChatService
+from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
 
@@ -18,3 +20,5 @@ class AppState:
     pool: WorkerPool
     service: ChatService
     supervisors: list[WorkerSupervisor] = field(default_factory=list)
+    shared: SharedState = field(kw_only=True)  # Redis-backed keys, limits, cache, stats
+    guard: Guard = field(kw_only=True)

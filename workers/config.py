@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -27,26 +29,51 @@ class LaunchConfig(_Model):
         return f"http://{self.host}:{self.port}"
 
 
+class DiscoveryConfig(_Model):
+    """Workers found by resolving a DNS name, e.g. a Kubernetes headless Service.
+
+    Every address the name resolves to is one worker at ``scheme://address:port``.
+    """
+
+    dns: str = Field(description="name to resolve, e.g. vllm-small.ttc.svc.cluster.local")
+    port: int = Field(8000, ge=1, le=65535)
+    scheme: Literal["http", "https"] = "http"
+    interval_s: float = Field(5.0, gt=0, description="how often the name is resolved again")
+
+
 class TierConfig(_Model):
     """One model tier: the served model name and where its workers are."""
 
     model: str = Field(description="model name sent upstream (vLLM --served-model-name)")
     endpoints: tuple[str, ...] = Field((), description="base URLs of running vLLM servers")
     launch: LaunchConfig | None = None
+    discovery: DiscoveryConfig | None = None
     description: str = ""
     cost_per_1k_tokens: float = Field(0.0, ge=0)
     request_timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(2.0, gt=0)
+    stream_idle_timeout_s: float = Field(
+        60.0, gt=0, description="a stream silent this long is a dead worker"
+    )
 
     @model_validator(mode="after")
     def _has_workers(self) -> TierConfig:
-        if not self.endpoints and self.launch is None:
-            raise ValueError("a tier needs 'endpoints' or 'launch'")
+        if not self.endpoints and self.launch is None and self.discovery is None:
+            raise ValueError("a tier needs 'endpoints', 'launch' or 'discovery'")
         return self
 
     def urls(self) -> tuple[str, ...]:
+        """The static workers (launched and listed); discovered ones come and go at run time."""
         launched = (self.launch.url,) if self.launch else ()
         return tuple(u.rstrip("/") for u in (*launched, *self.endpoints))
+
+
+class BreakerConfig(_Model):
+    """Circuit breaker per worker: eject after consecutive failures, probe back with backoff."""
+
+    failure_threshold: int = Field(3, ge=1, description="consecutive failures that eject")
+    open_base_s: float = Field(1.0, gt=0, description="first ejection lasts this long")
+    open_max_s: float = Field(30.0, gt=0, description="backoff doubles up to this")
 
 
 class PoolConfig(_Model):
@@ -55,3 +82,12 @@ class PoolConfig(_Model):
     max_attempts: int = Field(3, ge=1, le=10, description="tries on different workers")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503")
     max_connections: int = Field(512, ge=1)
+    breaker: BreakerConfig = BreakerConfig()
+    scrape_interval_s: float = Field(1.0, gt=0, description="how often vLLM /metrics is read")
+    signal_max_age_s: float = Field(3.0, gt=0, description="older load signals are unknown")
+    affinity: Literal["prefix", "caller", "none"] = Field(
+        "prefix", description="key of sticky placement: prompt prefix, caller's key, or none"
+    )
+    affinity_prefix_chars: int = Field(2048, ge=64, description="prompt characters hashed")
+    affinity_overload_factor: float = Field(2.0, ge=1.0)
+    affinity_overload_slack: float = Field(2.0, ge=0.0)

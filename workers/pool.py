@@ -1,100 +1,175 @@
 """``WorkerPool``: the ``Backend`` policies call, over every worker of every tier.
 
-It picks a worker (healthy first, then fewest requests in flight), retries a call that failed
-before any byte on another worker, and answers 503 with ``Retry-After`` when a tier has no
-worker left. A background task checks each worker's ``/health``. The pool keeps its own
-counters; ``server.metrics`` reads them at scrape time, so this package needs no Prometheus.
+Choice: among the workers whose breaker admits a call (checked-healthy first; an ejected one
+only as the single trial of a half-open breaker, when nothing else is left),
+``workers.balance.choose`` weighs load (the gateway's in-flight calls, vLLM's scraped queue and
+KV cache) against prefix affinity.
+
+Affinity (``pool.affinity``): ``prefix``, the default, hashes the start of the prompt without
+a trailing assistant turn, so every sample, probe and step of a request lands together, as a
+request id would make them, *and* so do requests sharing a system prompt, few-shot examples or
+earlier turns, which is where vLLM's prefix cache pays. The caller's key (policies pass the
+request id) is unique per request, so letting it win would forfeit that sharing for nothing:
+it is used only for a body without messages, or with ``affinity: caller``.
+
+Failures: a refused connection, a timeout, a 5xx/429 or an unusable answer *before any output*
+is retried on another worker, ``max_attempts`` in all, all within the tier's
+``request_timeout_s`` (a retry gets only what is left; nothing left is a 504). A 400/422 is
+the client's and is not retried. After output, a failure is ``StreamInterrupted`` (an
+``UpstreamError`` with the usage so far); the server sends an error event and ``[DONE]``.
+No worker left: ``UpstreamUnavailable`` (503, Retry-After). A stream silent for
+``stream_idle_timeout_s`` is a dead worker; a non-streamed call waiting on a worker that its
+health checks eject (a hung process or a lost node sends no reset) moves to another worker.
+
+Cancellation (the service's deadline, a client gone) cancels the upstream call and closes its
+httpx stream, so vLLM aborts the generation; the worker is neither blamed nor retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from policies.backend import Completion, Delta
-from policies.errors import ModelNotFound, UpstreamUnavailable
+from policies.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from workers.balance import Load, affinity_key, choose, scores
+from workers.breaker import BreakerState, CircuitBreaker
 from workers.client import WorkerClient, WorkerFailed
 from workers.config import PoolConfig, TierConfig
+from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_addresses
+from workers.signals import SignalBoard, scrape
+from workers.streams import StreamInterrupted, StreamProgress, after_output
+from workers.worker import Worker, probe, unless_hung
 
+__all__ = ["PoolCounters", "StreamInterrupted", "Worker", "WorkerPool"]
 
-@dataclass
-class Worker:
-    tier: str
-    url: str
-    client: WorkerClient
-    healthy: bool | None = None  # None: not checked yet
-    in_flight: int = 0
-    failures: int = 0
-    last_check: float = 0.0
-
-    @property
-    def usable(self) -> bool:
-        return self.healthy is not False
+log = logging.getLogger("ttc.workers")
 
 
 @dataclass
 class PoolCounters:
-    retries: dict[str, int] = field(default_factory=dict)
-    failures: dict[str, int] = field(default_factory=dict)
-    upstream_seconds: list[tuple[str, str, float]] = field(default_factory=list)
+    retries: dict[str, int] = field(default_factory=dict)  # per tier
+    failures: dict[str, int] = field(default_factory=dict)  # per worker URL: failed calls
 
 
 class WorkerPool:
-    def __init__(self, tiers: dict[str, TierConfig], config: PoolConfig) -> None:
+    def __init__(
+        self,
+        tiers: dict[str, TierConfig],
+        config: PoolConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        resolver: Resolver = resolve_addresses,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``clock``, ``rng``, ``resolver`` and ``transport`` are seams for tests."""
         self._tiers = tiers
         self._config = config
+        self._clock = clock
+        self._rng = rng or random.Random()
         limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=64)
-        self._http = httpx.AsyncClient(limits=limits, trust_env=False)
+        self._http = httpx.AsyncClient(limits=limits, trust_env=False, transport=transport)
+        self.signals = SignalBoard(config.signal_max_age_s, clock)
         self.workers: dict[str, list[Worker]] = {
-            name: [
-                Worker(name, url, WorkerClient(self._http, url, _timeout(tier)))
-                for url in tier.urls()
-            ]
+            name: [self._new_worker(name, url) for url in tier.urls()]
             for name, tier in tiers.items()
         }
+        self._discovery = {
+            name: DnsDiscovery(t.discovery, resolver) for name, t in tiers.items() if t.discovery
+        }
         self.counters = PoolCounters()
-        self._health_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _new_worker(self, tier: str, url: str, *, static: bool = True) -> Worker:
+        return Worker(tier, url, CircuitBreaker(self._config.breaker, self._clock), static=static)
 
     # lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        """Resolve discovered tiers, check every worker once, then keep doing it."""
+        await self.discover()
         await self.check_health()
-        self._health_task = asyncio.create_task(self._health_loop(), name="pool-health")
+        c = self._config
+        loops: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
+            ("pool-health", c.health_interval_s, self.check_health),
+            ("pool-signals", c.scrape_interval_s, self.scrape_signals),
+        ]
+        for tier, found in self._discovery.items():
+            step = functools.partial(self._discover_tier, tier, found)
+            loops.append((f"pool-discovery-{tier}", found.config.interval_s, step))
+        self._tasks = [asyncio.create_task(_every(i, step), name=n) for n, i, step in loops]
 
     async def close(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.aclose()
 
-    # health ----------------------------------------------------------------------------
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.health_interval_s)
-            await self.check_health()
-
+    # health, signals, discovery --------------------------------------------------------
     async def check_health(self) -> None:
-        workers = [w for ws in self.workers.values() for w in ws]
-        await asyncio.gather(*(self._check(w) for w in workers))
+        """Check every worker except those open within their backoff."""
+        due = [w for ws in self.workers.values() for w in ws if w.breaker.probe_due()]
+        await asyncio.gather(*(self._check(w) for w in due))
 
     async def _check(self, worker: Worker) -> None:
-        try:
-            response = await self._http.get(
-                worker.url + "/health", timeout=self._config.health_timeout_s
-            )
-            ok = response.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        worker.healthy = ok
-        worker.last_check = time.monotonic()
-        if ok:
-            worker.failures = 0
+        model = self._tiers[worker.tier].model
+        ok = await probe(self._http, worker.url, model, self._config.health_timeout_s)
+        worker.check_ok = ok
+        worker.last_check = self._clock()
+        if ok and worker.breaker.state is not BreakerState.CLOSED:
+            worker.breaker.success(from_request=False)
+            worker.hung.clear()
+            log.warning("worker %s of tier %s re-admitted", worker.url, worker.tier)
+        elif not ok:
+            self._breaker_failure(worker)
+            if worker.breaker.state is BreakerState.OPEN:
+                worker.hung.set()
+
+    async def scrape_signals(self) -> None:
+        """Read vLLM's ``/metrics`` of every worker not ejected."""
+        urls = sorted(
+            {w.url for ws in self.workers.values() for w in ws if w.breaker.admits()}
+        )
+        timeout = self._config.scrape_interval_s
+        found = await asyncio.gather(*(scrape(self._http, u, timeout, self._clock) for u in urls))
+        for url, signal in zip(urls, found, strict=True):
+            if signal is not None:
+                self.signals.update(url, signal)
+
+    async def discover(self) -> None:
+        await asyncio.gather(*(self._discover_tier(t, d) for t, d in self._discovery.items()))
+
+    async def _discover_tier(self, tier: str, found: DnsDiscovery) -> None:
+        urls = await found.urls()
+        if urls is None:
+            log.warning("DNS lookup of %s failed; keeping tier %s as it is", found.config.dns, tier)
+            return
+        make = functools.partial(self._new_worker, tier, static=False)
+        workers, added, removed = reconcile(self.workers[tier], urls, make)
+        if not added and not removed:
+            return
+        self.workers[tier] = workers
+        log.warning("tier %s: %d workers after DNS, %d new", tier, len(workers), len(added))
+        in_use = {w.url for ws in self.workers.values() for w in ws}
+        for url in removed - in_use:
+            self.signals.forget(url)
+            self.counters.failures.pop(url, None)
+        await asyncio.gather(*(self._check(w) for w in added))
 
     def ready(self) -> dict[str, bool]:
         """Per tier: is at least one worker known healthy."""
@@ -106,62 +181,111 @@ class WorkerPool:
             raise ModelNotFound(f"The model '{tier}' does not exist", param="model")
         return self._tiers[tier].model
 
-    def _pick(self, tier: str, tried: set[str]) -> Worker:
-        candidates = [w for w in self.workers[tier] if w.usable and w.url not in tried]
-        if not candidates:
+    def _pick(self, tier: str, key: str | None, tried: set[str]) -> Worker:
+        open_ = [w for w in self.workers[tier] if w.url not in tried and w.breaker.admits()]
+        if not open_:
             raise UpstreamUnavailable(
                 f"no healthy worker for tier '{tier}'; retry shortly",
                 retry_after=self._config.retry_after_s,
             )
-        return min(candidates, key=lambda w: (w.in_flight, w.failures))
+        best = min(w.rank for w in open_)
+        group = [w for w in open_ if w.rank == best]
+        loads = [Load(w.in_flight, self.signals.fresh(w.url)) for w in group]
+        c = self._config
+        i = choose([w.url for w in group], scores(loads), key,
+                   factor=c.affinity_overload_factor, slack=c.affinity_overload_slack,
+                   rng=self._rng)  # fmt: skip
+        worker = group[i]
+        if worker.breaker.state is not BreakerState.CLOSED:
+            worker.breaker.acquire()  # the one trial of a half-open breaker
+            worker.hung.clear()
+        return worker
 
-    def _failed(self, worker: Worker) -> None:
-        worker.failures += 1
-        worker.healthy = False  # re-admitted by the next successful health check
-        self.counters.failures[worker.url] = self.counters.failures.get(worker.url, 0) + 1
+    def _begin(
+        self, tier: str, key: str | None, tried: set[str], deadline: float, *, stream: bool
+    ) -> tuple[Worker, WorkerClient]:
+        """Pick a worker for the next attempt and a client whose timeouts fit the deadline."""
+        left = deadline - self._clock()
+        if left <= 0:
+            raise DeadlineExceeded(f"tier '{tier}' did not answer within its request timeout")
+        worker = self._pick(tier, key, tried)
+        if tried:
+            self.counters.retries[tier] = self.counters.retries.get(tier, 0) + 1
+        tried.add(worker.url)
+        worker.requests += 1
+        t = self._tiers[tier]
+        read = t.stream_idle_timeout_s if stream else t.request_timeout_s
+        timeout = httpx.Timeout(min(read, left), connect=min(t.connect_timeout_s, left))
+        return worker, WorkerClient(self._http, worker.url, timeout)
 
-    def _retried(self, tier: str) -> None:
-        self.counters.retries[tier] = self.counters.retries.get(tier, 0) + 1
+    def _breaker_failure(self, worker: Worker) -> None:
+        if worker.breaker.failure():
+            log.warning("worker %s of tier %s ejected", worker.url, worker.tier)
+
+    @contextlib.contextmanager
+    def _attempt(self, worker: Worker) -> Iterator[None]:
+        """Account one call: in-flight count, breaker verdict, latency."""
+        worker.in_flight += 1
+        started = self._clock()
+        try:
+            yield
+        except (WorkerFailed, UpstreamError):
+            self.counters.failures[worker.url] = self.counters.failures.get(worker.url, 0) + 1
+            self._breaker_failure(worker)
+            raise
+        except InvalidRequest:
+            worker.breaker.success()  # the worker answered; the request was at fault
+            raise
+        except BaseException:  # cancelled, or the consumer closed the stream: no verdict
+            worker.breaker.release()
+            raise
+        else:
+            worker.breaker.success()
+            worker.latency.observe(self._clock() - started)
+        finally:
+            worker.in_flight -= 1
 
     # Backend ---------------------------------------------------------------------------
+    def _prepare(
+        self, tier: str, body: dict[str, Any], affinity: str | None
+    ) -> tuple[dict[str, Any], str | None, float]:
+        """(the body for upstream, its placement key, the deadline of all its attempts)."""
+        body = {**body, "model": self.tier_model(tier)}
+        c = self._config
+        key = affinity_key(c.affinity, body, affinity, c.affinity_prefix_chars)
+        return body, key, self._clock() + self._tiers[tier].request_timeout_s
+
     async def chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> Completion:
-        body = {**body, "model": self.tier_model(tier)}
+        body, key, deadline = self._prepare(tier, body, affinity)
         tried: set[str] = set()
-        for attempt in range(self._config.max_attempts):
-            worker = self._pick(tier, tried)
-            tried.add(worker.url)
-            if attempt:
-                self._retried(tier)
-            worker.in_flight += 1
-            try:
-                return await worker.client.chat(body)
-            except WorkerFailed:
-                self._failed(worker)
-            finally:
-                worker.in_flight -= 1
+        for _ in range(self._config.max_attempts):
+            worker, client = self._begin(tier, key, tried, deadline, stream=False)
+            # _attempt blames the worker, then suppress moves on to the next attempt.
+            with contextlib.suppress(WorkerFailed, UpstreamError), self._attempt(worker):
+                return await unless_hung(worker, client.chat(body))
         raise self._exhausted(tier)
 
     async def stream_chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> AsyncIterator[Delta]:
-        body = {**body, "model": self.tier_model(tier)}
+        body, key, deadline = self._prepare(tier, body, affinity)
         tried: set[str] = set()
-        for attempt in range(self._config.max_attempts):
-            worker = self._pick(tier, tried)
-            tried.add(worker.url)
-            if attempt:
-                self._retried(tier)
-            worker.in_flight += 1
+        for _ in range(self._config.max_attempts):
+            worker, client = self._begin(tier, key, tried, deadline, stream=True)
+            seen = StreamProgress()
+            deltas = after_output(client.stream(body), seen, worker.breaker.success)
             try:
-                async for delta in worker.client.stream(body):
-                    yield delta
+                with self._attempt(worker):
+                    async for delta in deltas:
+                        yield delta
                 return
-            except WorkerFailed:
-                self._failed(worker)
+            except (WorkerFailed, UpstreamError) as exc:
+                if seen.started:
+                    raise StreamInterrupted.after(seen, exc) from exc
             finally:
-                worker.in_flight -= 1
+                await deltas.aclose()  # closes the httpx stream: vLLM aborts the request
         raise self._exhausted(tier)
 
     def _exhausted(self, tier: str) -> UpstreamUnavailable:
@@ -171,5 +295,10 @@ class WorkerPool:
         )
 
 
-def _timeout(tier: TierConfig) -> httpx.Timeout:
-    return httpx.Timeout(tier.request_timeout_s, connect=tier.connect_timeout_s)
+async def _every(interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await step()
+        except Exception:  # a bug in one round must not end health checking for good
+            log.exception("pool background step failed")

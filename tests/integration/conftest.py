@@ -150,12 +150,61 @@ def gateway(worker_url: str, start_gateway: GatewayFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def client(gateway: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway + "/v1", api_key="unused", max_retries=0, timeout=300)
+def client(gateway: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=gateway + "/v1", api_key="unused", max_retries=0, timeout=300
+    ) as sdk:
+        yield sdk
+
+
+# --- Redis for state/ tests (issue 6) ------------------------------------------------------
+# A private redis-server per session on a free port, never the machine's shared one on 6379,
+# so tests may pause, kill and restart it. No persistence: a restart starts empty.
+
+
+class RedisServer:
+    """A ``redis-server`` subprocess the tests own: ``stop()`` kills it, ``start()`` revives it
+    on the same port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", str(self.folder)]  # fmt: skip
+        with (self.folder / "redis.log").open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on port {self.port} did not start")
+
+    def cli(self, *args: str) -> str:
+        """One redis-cli command (empty string if the server does not answer)."""
+        done = subprocess.run(["redis-cli", "-p", str(self.port), *args],
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture(scope="session")
-def aclient(gateway: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=gateway + "/v1", api_key="unused", max_retries=0, timeout=300
-    )
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url

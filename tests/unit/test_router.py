@@ -1,20 +1,49 @@
+"""Router decisions: bands, tiers, pins, reasoning_effort, load shedding, config validation."""
+
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from policies.base import GenRequest
 from policies.errors import InvalidRequest, ModelNotFound
-from policies.params import AdaptiveBonParams, PoliciesConfig
-from router.config import RouterConfig
+from policies.params import AdaptiveBonParams, PoliciesConfig, PolicyCaps, SingleParams
+from router.config import BandConfig, LoadConfig, RouterConfig
+from router.predictor import HeuristicConfig
 from router.router import Router
+from server.config import ConfigError, settings_from_dict
 
 ROUTER = Router(RouterConfig(), PoliciesConfig(), ("small", "large"))
 
 
 def req(model: str = "auto", **ttc: Any) -> GenRequest:
     return GenRequest(messages=({"role": "user", "content": "hi"},), model=model, ttc=ttc)
+
+
+def constant(difficulty: float) -> HeuristicConfig:
+    """A predictor that always says ``difficulty`` (no weights, bias = logit)."""
+    return HeuristicConfig(bias=math.log(difficulty / (1 - difficulty)), weights={})
+
+
+def router_at(
+    difficulty: float,
+    tiers: tuple[str, ...] = ("small", "large"),
+    policies: PoliciesConfig | None = None,
+    **config: Any,
+) -> Router:
+    settings = RouterConfig(predictor=constant(difficulty), **config)
+    return Router(settings, policies or PoliciesConfig(), tiers)
+
+
+class FixedLoad:
+    def __init__(self, **levels: float | None) -> None:
+        self.levels = levels
+
+    def saturation(self, tier: str) -> float | None:
+        return self.levels.get(tier)
 
 
 def test_auto_goes_to_the_default_tier_and_model_pins_a_tier() -> None:
@@ -45,3 +74,120 @@ def test_bad_overrides_name_the_field(ttc: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         ROUTER.decide(req(**ttc))
     assert info.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("difficulty", "band", "policy", "max_samples"),
+    [
+        (0.1, "easy", "single", None),
+        (0.5, "medium", "adaptive_bon", 4),
+        (0.9, "hard", "adaptive_bon", 8),
+    ],
+)
+def test_default_bands_spend_more_on_harder_requests(
+    difficulty: float, band: str, policy: str, max_samples: int | None
+) -> None:
+    plan = router_at(difficulty).decide(req())
+    assert (plan.band, plan.policy.name) == (band, policy)
+    assert getattr(plan.policy, "max_samples", None) == max_samples
+    assert plan.difficulty == pytest.approx(difficulty)
+    assert any(f"band {band}" in reason for reason in plan.reasons)
+
+
+def test_with_one_tier_every_band_maps_to_it() -> None:
+    for difficulty in (0.05, 0.5, 0.95):
+        assert router_at(difficulty, tiers=("only",)).decide(req()).tier == "only"
+
+
+def test_a_band_can_name_a_tier_and_model_still_pins_it() -> None:
+    bands = (BandConfig(name="easy", upto=0.5), BandConfig(name="hard", tier="large"))
+    assert router_at(0.2, bands=bands).decide(req()).tier == "small"
+    assert router_at(0.8, bands=bands).decide(req()).tier == "large"
+    pinned = router_at(0.8, bands=bands).decide(req("small"))
+    assert (pinned.tier, pinned.band) == ("small", "hard")
+
+
+def test_reasoning_effort_shifts_bands_and_scales_budgets() -> None:
+    high = router_at(0.3).decide(GenRequest(messages=(), reasoning_effort="high"))
+    assert high.band == "medium"  # 0.3 + 0.15 crosses 0.35
+    assert isinstance(high.policy, AdaptiveBonParams) and high.policy.max_samples == 8
+    low = router_at(0.7).decide(GenRequest(messages=(), reasoning_effort="low"))
+    assert low.band == "medium"  # 0.7 - 0.15 falls below 0.65
+    assert isinstance(low.policy, AdaptiveBonParams)
+    assert (low.policy.min_samples, low.policy.max_samples) == (2, 2)
+    assert any("reasoning_effort low" in r for r in low.reasons)
+
+
+def test_effort_never_grows_a_budget_past_the_cap() -> None:
+    policies = PoliciesConfig(caps=PolicyCaps(max_samples=10))
+    plan = router_at(0.9, policies=policies).decide(
+        GenRequest(messages=(), reasoning_effort="high")
+    )
+    assert isinstance(plan.policy, AdaptiveBonParams) and plan.policy.max_samples == 10
+
+
+def test_policy_pin_keeps_the_band_and_its_params_when_they_match() -> None:
+    single = router_at(0.9).decide(req(policy="single"))
+    assert (single.band, single.policy) == ("hard", SingleParams())
+    same = router_at(0.9).decide(req(policy="adaptive_bon", confidence=0.9))
+    assert isinstance(same.policy, AdaptiveBonParams)
+    assert (same.policy.max_samples, same.policy.confidence) == (8, 0.9)
+
+
+def test_greedy_requests_do_not_vote_unless_asked() -> None:
+    greedy = GenRequest(messages=(), sampling={"temperature": 0})
+    assert router_at(0.9).decide(greedy).policy.name == "single"
+    pinned = GenRequest(messages=(), sampling={"temperature": 0}, ttc={"policy": "adaptive_bon"})
+    assert router_at(0.9).decide(pinned).policy.name == "adaptive_bon"
+
+
+def test_controller_offset_moves_the_thresholds() -> None:
+    router = router_at(0.5)
+    router.controller.offset = 0.2
+    plan = router.decide(req())
+    assert plan.band == "easy" and plan.difficulty == pytest.approx(0.5)
+    assert any("budget controller" in r for r in plan.reasons)
+
+
+def test_saturated_tier_gets_smaller_budgets_and_no_speculation_when_easy() -> None:
+    bands = (
+        BandConfig(name="easy", upto=0.4, policy="speculative"),
+        BandConfig(name="hard", policy="adaptive_bon", params={"max_samples": 8}),
+    )
+    config = RouterConfig(predictor=constant(0.9), bands=bands, load=LoadConfig(saturated_at=0.8))
+    busy = Router(config, PoliciesConfig(), ("small", "large"), load=FixedLoad(small=0.9))
+    hard = busy.decide(req())
+    assert isinstance(hard.policy, AdaptiveBonParams) and hard.policy.max_samples == 4
+    assert any(r.startswith("load: tier small saturation 0.90") for r in hard.reasons)
+    easy_config = config.model_copy(update={"predictor": constant(0.1)})
+    easy = Router(easy_config, PoliciesConfig(), ("small", "large"), load=FixedLoad(small=0.9))
+    assert easy.decide(req()).policy.name == "single"
+    idle = Router(easy_config, PoliciesConfig(), ("small", "large"), load=FixedLoad(small=0.2))
+    assert idle.decide(req()).policy.name == "speculative"
+    unknown = Router(easy_config, PoliciesConfig(), ("small", "large"), load=FixedLoad())
+    assert unknown.decide(req()).policy.name == "speculative"
+    assert busy.counters.load_shed == 1 and unknown.counters.load_shed == 0
+
+
+@pytest.mark.parametrize(
+    ("bands", "message"),
+    [
+        ([{"name": "a", "upto": 0.6}, {"name": "b", "upto": 0.3}, {"name": "c"}], "increase"),
+        ([{"name": "a", "upto": 0.5}, {"name": "b", "upto": 0.9}], "last band"),
+        ([{"name": "a", "upto": 0.5}, {"name": "a"}], "unique"),
+        ([{"name": "a", "policy": "magic"}], "unknown policy"),
+        ([{"name": "a", "policy": "adaptive_bon", "params": {"max_samples": 0}}], "max_samples"),
+    ],
+)
+def test_bad_bands_are_refused(bands: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RouterConfig.model_validate({"bands": bands})
+
+
+def test_unknown_tiers_in_router_config_fail_settings() -> None:
+    tiers = {"small": {"model": "m", "endpoints": ["http://127.0.0.1:1"]}}
+    router = {"bands": [{"name": "all", "tier": "huge"}]}
+    with pytest.raises(ConfigError, match="router.bands.all.tier: unknown tier 'huge'"):
+        settings_from_dict({"tiers": tiers, "router": router})
+    with pytest.raises(ValueError, match="unknown tier 'huge'"):
+        Router(RouterConfig.model_validate(router), PoliciesConfig(), ("small",))

@@ -1,0 +1,118 @@
+"""Cheap, pure features of a chat request, computed before any token is generated.
+
+``extract(req)`` reads the last user message (text parts only), the conversation and the
+requested ``max_tokens``. Every feature is a float scaled to roughly [0, 1] so a linear model
+can weigh them without a separate scaler, and every value is safe to log: no prompt text.
+``prompt_text(req)`` is the text the n-gram models read; it never leaves the process unless the
+trace config allows it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from policies.base import GenRequest
+
+# Saturation points of the log-scaled counts: a prompt of ~2,000 characters or a conversation
+# of 16 messages is "long"; beyond that more length says little more about difficulty.
+_LONG_CHARS = 2000
+_DEEP_MESSAGES = 16
+_MANY_NUMBERS = 8
+_LONG_ANSWER_TOKENS = 4096
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_MATH_OPERATOR = re.compile(r"[+\-*/^=×÷%]|\\frac|\\sqrt|\$")
+_MATH_WORDS = re.compile(
+    r"\b(how many|how much|total|sum|product|difference|percent|average|equation|solve|"
+    r"calculate|compute|integral|derivative|probability|remainder|divided|multiplied|times)\b"
+)
+_CODE = re.compile(
+    r"```|\bdef |\bclass |\bfunction\b|\breturn\b|\bimport\b|[{};]\s*$|\bpython\b|\bjavascript\b|"
+    r"\bsql\b|\bcompile|\bbug\b|\bstack trace\b",
+    re.MULTILINE,
+)
+_MULTI_STEP = re.compile(
+    r"\b(then|after that|afterwards|next|finally|first|second|each|every|remaining|left|"
+    r"step by step|explain why|prove|show that|if .+ then|given that|in total|altogether)\b"
+)
+_SHORT_ANSWER = re.compile(
+    r"\b(answer with (just|only)|just the|only the|one word|single word|briefly|in short|"
+    r"yes or no)\b"
+)
+_QUESTION_START = re.compile(r"^(what|who|where|when|which|how|why|is|are|does|do|can|name)\b")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Features:
+    """Difficulty cues of one request; all values in [0, 1]."""
+
+    length: float
+    words: float
+    numbers: float
+    math: float
+    code: float
+    question: float
+    multi_step: float
+    short_answer: float
+    depth: float
+    system_prompt: float
+    max_tokens: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        return tuple(Features.__dataclass_fields__)
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """A message's text: a string ``content`` or the ``text`` of its content parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def prompt_text(req: GenRequest) -> str:
+    """The last user message, which carries the task in almost every chat request."""
+    for message in reversed(req.messages):
+        if message.get("role") == "user":
+            return message_text(message)
+    return message_text(req.messages[-1]) if req.messages else ""
+
+
+def _log_scale(value: float, saturation: float) -> float:
+    return min(math.log1p(max(value, 0.0)) / math.log1p(saturation), 1.0)
+
+
+def _hits(pattern: re.Pattern[str], text: str, saturation: int) -> float:
+    return min(len(pattern.findall(text)) / saturation, 1.0)
+
+
+def extract(req: GenRequest) -> Features:
+    text = prompt_text(req)
+    lower = text.lower().strip()
+    roles = [m.get("role") for m in req.messages]
+    max_tokens = req.max_tokens or 0
+    return Features(
+        length=_log_scale(len(text), _LONG_CHARS),
+        words=_log_scale(len(_WORD.findall(text)), _LONG_CHARS / 5),
+        numbers=_hits(_NUMBER, text, _MANY_NUMBERS),
+        math=max(_hits(_MATH_OPERATOR, text, 4), _hits(_MATH_WORDS, lower, 2)),
+        code=_hits(_CODE, text, 3),
+        question=1.0 if lower.endswith("?") or _QUESTION_START.match(lower) else 0.0,
+        multi_step=_hits(_MULTI_STEP, lower, 3),
+        short_answer=1.0 if _SHORT_ANSWER.search(lower) else 0.0,
+        depth=_log_scale(len(roles), _DEEP_MESSAGES),
+        system_prompt=1.0 if "system" in roles or "developer" in roles else 0.0,
+        max_tokens=_log_scale(max_tokens, _LONG_ANSWER_TOKENS),
+    )

@@ -1,0 +1,116 @@
+"""Who is calling, what they may use, and how much: the checks around one chat request.
+
+The route calls, in order: ``authenticate`` (401 ``invalid_api_key`` for a missing or wrong
+``Authorization: Bearer`` key, only when ``auth.enabled``), ``admit`` (429 with
+``Retry-After`` over rpm, tpm or the daily budget; before planning, because planning may
+already call a model for a difficulty probe), then plans, then ``authorize`` (403 when the key
+may not use the decided tier), and after the request ``finished``, which charges every token
+the policy spent and records router statistics. With auth off and no limits configured none
+of these touches the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from policies.base import Decision, PolicyResult
+from policies.errors import Forbidden, Unauthorized, UpstreamUnavailable
+from server.metrics import Metrics
+from state.keys import ApiKey, KeysUnavailable, Quota
+from state.limits import LimitExceeded
+from state.shared import SharedState
+from state.stats import observation
+
+log = logging.getLogger("ttc.server")
+ANONYMOUS = "anonymous"
+# Charges still being written when the gateway stops: each ends within redis.timeout_s.
+_MAX_BACKGROUND = 10_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated key (None with auth off) and the identity its limits count under."""
+
+    key: ApiKey | None
+    identity: str
+    quota: Quota
+
+    @property
+    def name(self) -> str:
+        return self.key.name if self.key else ANONYMOUS
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class Guard:
+    def __init__(self, shared: SharedState, metrics: Metrics) -> None:
+        self._shared = shared
+        self._metrics = metrics
+        self._enabled = shared.auth.enabled
+        lim = shared.limits_config
+        self._anonymous = Caller(None, ANONYMOUS, Quota(lim.rpm, lim.tpm, lim.tokens_per_day))
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def authenticate(self, request: Request) -> Caller:
+        if not self._enabled:
+            return self._anonymous
+        secret = bearer_token(request.headers.get("authorization"))
+        if secret is None:
+            raise Unauthorized(
+                "You didn't provide an API key. Provide it in an Authorization header "
+                "using Bearer auth (Authorization: Bearer YOUR_KEY)."
+            )
+        try:
+            key = await self._shared.keys.lookup(secret)
+        except KeysUnavailable as exc:
+            raise UpstreamUnavailable(
+                "The API key cannot be verified right now; retry shortly.",
+                code="auth_unavailable",
+                retry_after=self._shared.redis.config.open_s,
+            ) from exc
+        if key is None:
+            raise Unauthorized("Incorrect API key provided.")  # never echo any part of it
+        return Caller(key, key.key_id, key.quota)
+
+    def authorize(self, caller: Caller, plan: Decision) -> None:
+        if caller.key is not None and not caller.key.may_use(plan.tier):
+            raise Forbidden(f"This API key may not use the tier '{plan.tier}'.", param="model")
+
+    async def admit(self, caller: Caller) -> None:
+        if not caller.quota.limited:
+            return
+        try:
+            await self._shared.limiter.admit(caller.identity, caller.quota)
+        except LimitExceeded as exc:
+            self._metrics.rate_limited.labels(exc.reason).inc()
+            raise
+
+    async def finished(self, caller: Caller, plan: Decision, result: PolicyResult) -> None:
+        """Charge the tokens ``result`` spent and record it for the router."""
+        self._shared.stats.record(observation(plan, result))
+        tokens = result.usage.total.total_tokens
+        if caller.quota.limited and tokens > 0:
+            await self._shared.limiter.charge(caller.identity, caller.quota, tokens)
+
+    def finished_later(self, caller: Caller, plan: Decision, result: PolicyResult) -> None:
+        """``finished`` from a synchronous callback (the end of a stream)."""
+        if len(self._background) >= _MAX_BACKGROUND:
+            log.warning("dropping a token charge: %d charges already pending", _MAX_BACKGROUND)
+            return
+        task = asyncio.ensure_future(self.finished(caller, plan, result))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(set(self._background))

@@ -1,0 +1,215 @@
+"""``ttc eval`` and ``ttc bench overhead``: typer front ends of ``bench.eval`` / ``bench.overhead``.
+
+``register(app)`` adds both to the main ``ttc`` app. The ``bench`` package (and matplotlib, from
+the ``bench`` extra) are imported only when a command runs, so ``ttc serve`` never loads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from bench.eval import PartialStore, Record, Setting
+    from bench.scoring import Question
+
+bench_app = typer.Typer(help="Load benchmarks of the gateway itself.", no_args_is_help=True)
+console = Console()
+
+DEFAULT_SETTINGS = "single,bon4,bon8,bon16,adaptive95,adaptive90,convergence,auto"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` and the ``bench`` group to ``app``."""
+    app.command("eval")(eval_command)
+    app.add_typer(bench_app, name="bench")
+
+
+def eval_command(
+    data: Annotated[Path, typer.Option(help="question set (JSONL)")] = Path(
+        "bench/data/facts-dev.jsonl"
+    ),
+    gateway: Annotated[str, typer.Option(help="gateway base URL")] = "http://127.0.0.1:8000",
+    settings: Annotated[str, typer.Option(help="comma-separated settings")] = DEFAULT_SETTINGS,
+    concurrency: Annotated[int, typer.Option(min=1, help="requests in flight")] = 4,
+    out: Annotated[Path | None, typer.Option(help="results JSON")] = None,
+    model: Annotated[str, typer.Option(help="model of the 'auto' setting")] = "auto",
+    tier: Annotated[str, typer.Option(help="tier the fixed policies pin")] = "smollm2-135m",
+    max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of each request")] = 48,
+    temperature: Annotated[
+        float | None, typer.Option(help="temperature sent (default: none, the policy's)")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="evenly spaced subset of N questions")
+    ] = None,
+    api_key: Annotated[str, typer.Option(envvar="TTC_API_KEY", help="bearer key")] = "unused",
+    timeout: Annotated[float, typer.Option(help="seconds per request")] = 600.0,
+    fresh: Annotated[bool, typer.Option(help="discard stored partial records")] = False,
+) -> None:
+    """Run a question set through a running gateway for each setting; table, JSON and plot.
+
+    Settings: single, greedy (single at temperature 0), bonN (fixed best-of-N majority),
+    adaptive / adaptiveXX (adaptive_bon at confidence 0.XX), convergence, auto. Records are
+    appended to OUT's .partial.jsonl as they arrive; rerunning the same command resumes,
+    asking only what is missing or failed.
+    """
+    from bench.eval import PartialStore, parse_setting, rescore, spread
+    from bench.report import build_results, pareto_plot, print_table
+    from bench.scoring import load_questions
+
+    out = out or Path("bench/results") / f"eval-{data.stem}.json"
+    try:
+        chosen = [
+            parse_setting(n.strip(), tier=tier, auto_model=model) for n in settings.split(",")
+        ]
+        questions = spread(load_questions(data), limit)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    meta: dict[str, Any] = {
+        "data": str(data),
+        "questions": len(questions),
+        "limit": limit,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "tier": tier,
+        "model": model,
+    }
+    partial = out.with_suffix(".partial.jsonl")
+    if fresh:
+        partial.unlink(missing_ok=True)
+    store = PartialStore(partial, meta)
+    try:
+        records = asyncio.run(
+            _run_eval(gateway, api_key, timeout, chosen, questions, store, concurrency, meta)
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    run_meta = {**meta, "gateway": gateway, "settings": [s.name for s in chosen]}
+    records = rescore(records, questions)
+    results = build_results(run_meta, chosen, records, [q.id for q in questions])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    plot = out.with_suffix(".png")
+    title = f"{data.name}: {len(questions)} questions, max_tokens={max_tokens}"
+    pareto_plot(results["settings"], plot, title)
+    print_table(console, results["settings"], title)
+    console.print(f"results: {out}  plot: {plot}  records: {partial}")
+
+
+async def _run_eval(
+    gateway: str,
+    api_key: str,
+    timeout: float,
+    settings: list[Setting],
+    questions: list[Question],
+    store: PartialStore,
+    concurrency: int,
+    meta: dict[str, Any],
+) -> dict[tuple[str, str], Record]:
+    from openai import AsyncOpenAI
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from bench.ask import openai_ask
+    from bench.eval import evaluate
+
+    client = AsyncOpenAI(base_url=gateway.rstrip("/") + "/v1", api_key=api_key, timeout=timeout)
+    ask = openai_ask(client, max_tokens=meta["max_tokens"], temperature=meta["temperature"])
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("{task.description}", *columns, console=console) as progress:
+        task = progress.add_task("eval", total=len(settings) * len(questions))
+
+        def advance(record: Record) -> None:
+            mark = "error" if record.error else ("right" if record.correct else "wrong")
+            progress.update(task, advance=1, description=f"{record.setting} {record.id} {mark}")
+
+        async with client:
+            return await evaluate(
+                ask,
+                settings,
+                questions,
+                store,
+                concurrency,
+                on_record=advance,
+                on_resume=lambda done: progress.update(task, completed=done),
+            )
+
+
+@bench_app.command("overhead")
+def overhead_command(
+    upstream: Annotated[
+        str | None, typer.Option(help="real upstream base URL (default: start the fast one)")
+    ] = None,
+    model: Annotated[str, typer.Option(help="model name upstream (and tier name)")] = "fast",
+    litellm_bin: Annotated[
+        Path | None, typer.Option(help="LiteLLM's `litellm` binary (its own venv)")
+    ] = None,
+    concurrency: Annotated[
+        str, typer.Option(help="closed-loop connections, comma-separated: 1,8")
+    ] = "1,8",
+    rate: Annotated[str, typer.Option(help="open-loop requests per second, e.g. 20")] = "20",
+    requests: Annotated[int, typer.Option(min=1, help="measured requests per load")] = 1000,
+    warmup: Annotated[int, typer.Option(min=0, help="unmeasured requests first")] = 100,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 16,
+    modes: Annotated[str, typer.Option(help="concurrency,rate")] = "concurrency,rate",
+    stream: Annotated[str, typer.Option(help="both | on | off")] = "both",
+    idle_seconds: Annotated[
+        float, typer.Option(min=0, help="measure idle CPU this long first (0: skip)")
+    ] = 10.0,
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path(
+        "bench/results/overhead-fast.json"
+    ),
+) -> None:
+    """The gateway's own latency, CPU and memory, against the upstream direct and LiteLLM.
+
+    Sends the same loads straight to the upstream, through a `ttc serve` (policy single) and
+    through LiteLLM's proxy when --litellm-bin is given; CPU is counted over each proxy's
+    process tree. Without --upstream a minimal fast upstream isolates the proxies' own cost.
+    """
+    from bench.overhead_run import Options, print_report, run
+
+    chosen_modes = tuple(m.strip() for m in modes.split(","))
+    streams = {"both": (False, True), "on": (True,), "off": (False,)}.get(stream)
+    try:
+        concurrencies = tuple(int(c) for c in concurrency.split(","))
+        rates = tuple(float(r) for r in rate.split(","))
+    except ValueError:
+        concurrencies, rates = (), ()
+    valid = streams is not None and set(chosen_modes) <= {"concurrency", "rate"}
+    if not valid or min(concurrencies, default=0) < 1 or min(rates, default=0) <= 0:
+        console.print(
+            "[red]--concurrency and --rate take positive numbers (comma-separated), --modes"
+            " concurrency,rate, --stream both, on or off[/red]"
+        )
+        raise typer.Exit(2)
+    assert streams is not None
+    options = Options(
+        upstream=upstream,
+        model=model,
+        litellm_bin=litellm_bin,
+        concurrency=concurrencies,
+        rate=rates,
+        requests=requests,
+        warmup=warmup,
+        max_tokens=max_tokens,
+        modes=chosen_modes,
+        streams=streams,
+        idle_s=idle_seconds,
+    )
+    from bench.processes import StartError
+
+    try:
+        report = run(options, console)
+    except StartError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(console, report)
+    console.print(f"results: {out}")

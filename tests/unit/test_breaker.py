@@ -1,0 +1,124 @@
+"""The circuit breaker's state machine: eject, back off, admit one trial, re-admit."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.breaker import BreakerState, CircuitBreaker
+from workers.config import BreakerConfig
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def breaker(clock: Clock, threshold: int = 3, base: float = 1.0, cap: float = 8.0
+            ) -> CircuitBreaker:  # fmt: skip
+    config = BreakerConfig(failure_threshold=threshold, open_base_s=base, open_max_s=cap)
+    return CircuitBreaker(config, clock)
+
+
+def test_opens_only_after_consecutive_failures(clock: Clock) -> None:
+    b = breaker(clock)
+    assert not b.failure() and not b.failure()
+    b.success()  # a success in between: the count starts over
+    assert not b.failure() and not b.failure()
+    assert (b.state, b.admits()) == (BreakerState.CLOSED, True)
+    assert b.failure()  # the third in a row ejects
+    assert b.state is BreakerState.OPEN and b.ejections == 1
+    assert not b.admits()
+
+
+def test_open_admits_exactly_one_trial_after_the_backoff(clock: Clock) -> None:
+    b = breaker(clock, threshold=1)
+    b.failure()
+    clock.now += 0.99
+    assert not b.admits() and not b.probe_due()
+    assert b.retry_in == pytest.approx(0.01)
+    clock.now += 0.01
+    assert b.admits() and b.probe_due()
+    b.acquire()
+    assert b.state is BreakerState.HALF_OPEN
+    assert not b.admits()  # a second request must wait for the trial's verdict
+    assert b.probe_due()  # but health checks go on: only they can free a stuck trial
+
+
+def test_trial_success_closes(clock: Clock) -> None:
+    b = breaker(clock, threshold=1)
+    b.failure()
+    clock.now += 1.0
+    b.acquire()
+    b.success()
+    assert b.state is BreakerState.CLOSED and b.admits()
+
+
+def test_trial_failure_reopens_with_doubled_backoff_up_to_the_cap(clock: Clock) -> None:
+    b = breaker(clock, threshold=1, base=1.0, cap=8.0)
+    b.failure()
+    backoffs = []
+    for _ in range(5):
+        backoffs.append(b.retry_in)
+        clock.now += b.retry_in
+        b.acquire()
+        b.failure()
+    assert backoffs == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert b.ejections == 1  # one ejection, several failed trials
+
+
+def test_failures_of_calls_already_in_flight_do_not_lengthen_the_backoff(clock: Clock) -> None:
+    b = breaker(clock, threshold=1)
+    b.failure()
+    for _ in range(7):  # the burst that was in flight when the worker died
+        clock.now += 0.1
+        b.failure()
+    assert b.retry_in == pytest.approx(0.3)
+
+
+def test_failed_health_check_after_the_backoff_reopens_longer(clock: Clock) -> None:
+    b = breaker(clock, threshold=1)
+    b.failure()
+    clock.now += 1.0
+    assert b.probe_due()
+    b.failure()  # the probe failed
+    assert b.state is BreakerState.OPEN and b.retry_in == 2.0
+
+
+def test_passing_health_check_readmits_but_keeps_the_backoff_level(clock: Clock) -> None:
+    """A worker that passes /health but fails real calls flaps ever more slowly."""
+    b = breaker(clock, threshold=1)
+    b.failure()
+    clock.now += 1.0
+    b.success(from_request=False)
+    assert b.state is BreakerState.CLOSED
+    b.failure()
+    assert b.retry_in == 2.0
+    clock.now += 2.0
+    b.acquire()
+    b.success()  # a real call succeeded: the next ejection starts from the base again
+    b.failure()
+    assert b.retry_in == 1.0
+
+
+def test_cancelled_trial_lets_the_next_request_try_at_once(clock: Clock) -> None:
+    b = breaker(clock, threshold=1)
+    b.failure()
+    clock.now += 1.0
+    b.acquire()
+    b.release()
+    assert b.state is BreakerState.OPEN and b.admits()
+
+
+def test_release_and_acquire_do_nothing_while_closed(clock: Clock) -> None:
+    b = breaker(clock)
+    b.acquire()
+    b.release()
+    assert b.state is BreakerState.CLOSED and b.retry_in == 0.0

@@ -1,0 +1,63 @@
+"""Config reload swaps the router without touching requests already planned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from policies.base import GenRequest
+from server.app import build_state, router_factory
+from server.config import load_settings
+from server.reload import ConfigReloader
+
+CONFIG: dict[str, Any] = {
+    "tiers": {"t": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+    "policies": {"default": "single"},
+}
+REQ = GenRequest(messages=({"role": "user", "content": "hi"},), ttc={"policy": "adaptive_bon"})
+
+
+def write(path: Path, config: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, ConfigReloader]:
+    path = tmp_path / "config.yaml"
+    write(path, CONFIG)
+    state = build_state(load_settings(path))
+    return path, ConfigReloader(path, state, router_factory(state.pool, state.shared))
+
+
+async def test_reload_applies_new_policy_parameters(setup: tuple[Path, ConfigReloader]) -> None:
+    path, reloader = setup
+    before = reloader.state.service.router
+    assert before.decide(REQ).policy.max_samples == 16  # type: ignore[union-attr]
+    write(path, {**CONFIG, "policies": {"adaptive_bon": {"max_samples": 6}}})
+    assert await reloader.reload()
+    after = reloader.state.service.router
+    assert after is not before
+    assert after.decide(REQ).policy.max_samples == 6  # type: ignore[union-attr]
+    assert reloader.state.settings.policies.adaptive_bon.max_samples == 6
+    await reloader.close()  # closes the old router at once instead of after the grace period
+
+
+async def test_invalid_file_keeps_the_running_config(setup: tuple[Path, ConfigReloader]) -> None:
+    path, reloader = setup
+    before = reloader.state.service.router
+    write(path, {**CONFIG, "policies": {"adaptive_bon": {"max_samples": -1}}})
+    assert not await reloader.reload()
+    assert reloader.state.service.router is before
+    assert reloader.reloads == {"ok": 0, "error": 1}
+
+
+async def test_tier_changes_wait_for_restart(setup: tuple[Path, ConfigReloader]) -> None:
+    path, reloader = setup
+    tiers = {"t": {"model": "other", "endpoints": ["http://127.0.0.1:9"]}}
+    write(path, {**CONFIG, "tiers": tiers})
+    assert await reloader.reload()
+    assert reloader.state.settings.tiers["t"].model == "m"
+    await reloader.close()

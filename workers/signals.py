@@ -1,0 +1,94 @@
+"""Load signals read from each vLLM worker's Prometheus ``/metrics``.
+
+vLLM exports ``vllm:num_requests_running``, ``vllm:num_requests_waiting`` and the fraction of
+its KV cache in use, ``vllm:kv_cache_usage_perc`` (``vllm:gpu_cache_usage_perc`` before
+v0.10). A worker may run several engines (data parallel) or serve under several names: the
+queue counts are summed over label sets and the KV usage is the fullest engine's.
+
+A signal is a snapshot. ``SignalBoard.fresh`` returns it only while it is younger than
+``max_age_s``; after that the worker's load is *unknown* (its metrics endpoint is slow or
+gone), which the balancer must not read as idle.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # newest name first
+
+# name, optional {labels} (quoted values may hold braces), value
+_SAMPLE = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)')
+
+
+@dataclass(frozen=True)
+class LoadSignal:
+    running: float
+    waiting: float
+    kv_usage: float | None  # 0..1; None when the worker exports neither KV metric
+    at: float  # clock time of the scrape
+
+
+def parse_vllm_metrics(text: str, at: float) -> LoadSignal | None:
+    """The load in a ``/metrics`` page; None if it has no vLLM queue gauges at all."""
+    sums: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        name, raw = match.groups()
+        if name not in (RUNNING, WAITING, *KV_USAGE):
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            sums[name] = sums.get(name, 0.0) + value
+            peaks[name] = max(peaks.get(name, value), value)
+    if RUNNING not in sums and WAITING not in sums:
+        return None
+    kv = next((peaks[n] for n in KV_USAGE if n in peaks), None)
+    return LoadSignal(sums.get(RUNNING, 0.0), sums.get(WAITING, 0.0), kv, at)
+
+
+async def scrape(
+    http: httpx.AsyncClient, url: str, timeout_s: float, clock: Callable[[], float]
+) -> LoadSignal | None:
+    """One scrape of ``url/metrics``; None when it fails (the old signal then ages out)."""
+    try:
+        response = await http.get(url + "/metrics", timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    return parse_vllm_metrics(response.text, clock())
+
+
+class SignalBoard:
+    """The latest signal per worker URL, and whether it is still fresh enough to trust."""
+
+    def __init__(self, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._latest: dict[str, LoadSignal] = {}
+
+    def update(self, url: str, signal: LoadSignal) -> None:
+        self._latest[url] = signal
+
+    def fresh(self, url: str) -> LoadSignal | None:
+        signal = self._latest.get(url)
+        if signal is None or self._clock() - signal.at > self.max_age_s:
+            return None
+        return signal
+
+    def forget(self, url: str) -> None:
+        self._latest.pop(url, None)

@@ -1,0 +1,94 @@
+"""What the pool knows about a stream in progress: has output started, what did it cost.
+
+Before the first *output* (text, a finish reason, a tool-call or reasoning delta) nothing has
+reached the caller, so a failure is retried on another worker. vLLM's first chunk only carries
+the assistant role; it is held back with any other empty delta (and usage-only deltas) until
+output starts, so a worker that dies right after it is still retried. Once output has started,
+a failure is ``StreamInterrupted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+
+from policies.backend import Delta, TokenUsage
+from policies.errors import TtcError, UpstreamError
+
+
+@dataclass
+class StreamProgress:
+    started: bool = False
+    text_deltas: int = 0  # vLLM streams about one token per delta
+    usage: TokenUsage | None = None  # the upstream's latest cumulative usage, if it sent one
+
+    def note(self, delta: Delta) -> None:
+        if delta.text:
+            self.text_deltas += 1
+        if delta.usage is not None:
+            self.usage = delta.usage
+
+    def usage_so_far(self) -> TokenUsage:
+        """Upstream usage when known (completion at least the deltas seen), else the estimate."""
+        if self.usage is None:
+            return TokenUsage(0, self.text_deltas)
+        return TokenUsage(self.usage.prompt_tokens, max(self.usage.completion_tokens,
+                                                        self.text_deltas))  # fmt: skip
+
+
+class StreamInterrupted(UpstreamError):
+    """A worker failed after part of the answer was streamed; ``usage`` is what it cost so far."""
+
+    code = "stream_interrupted"
+
+    def __init__(self, message: str, *, usage: TokenUsage) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+    @classmethod
+    def after(cls, seen: StreamProgress, cause: TtcError) -> StreamInterrupted:
+        usage = seen.usage_so_far()
+        estimated = "" if seen.usage is not None else "about "
+        return cls(
+            f"the worker failed mid-stream ({cause.message}); usage so far: "
+            f"{usage.prompt_tokens} prompt and {estimated}{usage.completion_tokens} "
+            "completion tokens",
+            usage=usage,
+        )
+
+
+def is_output(delta: Delta) -> bool:
+    if delta.text or delta.finish_reason:
+        return True
+    inner = delta.raw.get("delta") or {}
+    return any(value for name, value in inner.items() if name not in ("role", "content"))
+
+
+async def after_output(
+    upstream: AsyncIterator[Delta], seen: StreamProgress, on_output: Callable[[], None]
+) -> AsyncGenerator[Delta, None]:
+    """Pass ``upstream`` through, holding back leading non-output deltas until output starts.
+
+    ``on_output`` runs once, at the first output (the worker has shown it works). Closing this
+    generator closes ``upstream``.
+    """
+    held: list[Delta] = []
+    try:
+        async for delta in upstream:
+            seen.note(delta)
+            if not seen.started:
+                if not is_output(delta):
+                    held.append(delta)
+                    continue
+                seen.started = True
+                on_output()
+                for early in held:
+                    yield early
+                held.clear()
+            yield delta
+        for early in held:  # a stream that ended with no output at all
+            yield early
+    finally:
+        aclose = getattr(upstream, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,118 @@
+"""One vLLM worker as the pool sees it: breaker, load, counters, and its active health check."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from workers.breaker import BreakerState, CircuitBreaker
+from workers.client import WorkerFailed
+
+T = TypeVar("T")
+
+# Upstream call durations, 50 ms (a short non-streamed answer on a GPU) to 10 minutes.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+@dataclass
+class LatencyHistogram:
+    """A Prometheus-style histogram kept without Prometheus (``server.metrics`` exports it)."""
+
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(upper bound, count at or below it) pairs, ending with ``+Inf``."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*map(str, self.buckets), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+
+@dataclass(eq=False)
+class Worker:
+    """A worker of one tier. ``healthy`` is None until the first health check."""
+
+    tier: str
+    url: str
+    breaker: CircuitBreaker
+    static: bool = True  # from `endpoints`/`launch`; discovered workers may be removed
+    in_flight: int = 0
+    requests: int = 0  # calls sent, retries included
+    check_ok: bool | None = None  # verdict of the last active health check
+    last_check: float = 0.0
+    # Set when active checks eject the worker: calls still waiting on it give up and retry.
+    hung: asyncio.Event = field(default_factory=asyncio.Event)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    @property
+    def healthy(self) -> bool | None:
+        if self.breaker.state is not BreakerState.CLOSED:
+            return False
+        return self.check_ok
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures while the breaker is closed."""
+        return self.breaker.failures
+
+    @property
+    def rank(self) -> int:
+        """Preference: 0 checked healthy, 1 unchecked or a check failed, 2 only a trial left."""
+        if self.breaker.state is not BreakerState.CLOSED:
+            return 2
+        return 0 if self.check_ok else 1
+
+
+def serves(models: Any, model: str) -> bool:
+    """Does a ``/v1/models`` body list ``model``?"""
+    data = models.get("data") if isinstance(models, dict) else None
+    return isinstance(data, list) and any(
+        isinstance(m, dict) and m.get("id") == model for m in data
+    )
+
+
+async def probe(http: httpx.AsyncClient, url: str, model: str, timeout_s: float) -> bool:
+    """Active check: ``/health`` answers 200 and ``/v1/models`` lists the tier's model.
+
+    The model check catches a worker that is alive but serves something else (a wrong pod
+    behind a DNS name, a worker restarted with another model). ``timeout_s`` bounds both.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):  # both requests together, so a hung worker
+            health = await http.get(url + "/health")  # holds a round of checks up no longer
+            if health.status_code != 200:
+                return False
+            listed = await http.get(url + "/v1/models")
+            return listed.status_code == 200 and serves(listed.json(), model)
+    except (httpx.HTTPError, ValueError, TimeoutError):
+        return False
+
+
+async def unless_hung(worker: Worker, call: Coroutine[Any, Any, T]) -> T:
+    """Await ``call``, unless active checks eject ``worker`` first: then ``WorkerFailed``."""
+    task = asyncio.ensure_future(call)
+    hung = asyncio.ensure_future(worker.hung.wait())
+    try:
+        await asyncio.wait({task, hung}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hung.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise WorkerFailed("worker stopped answering health checks; call moved elsewhere")
+    return task.result()
+
