@@ -12,7 +12,8 @@ After each round the extracted answers (``params.answer_mode``) are tallied and 
 with one of these ``stop_reason`` values:
 
 - ``confident_first_sample``: the gate (``single_sample_confidence`` set) made the first round
-  one sample, and the geometric-mean probability of its answer's tokens cleared the gate;
+  one sample (greedy, when ``greedy_first`` and the client set no temperature), and the
+  geometric-mean probability of its answer's tokens cleared the gate;
 - ``confident`` / ``window``: the Beta rule / the window rule of ``policies.voting.should_stop``
   fired; the Beta rule's required confidence is ``adjust_confidence(confidence, difficulty,
   difficulty_prior)``, so the router's difficulty tightens or loosens it;
@@ -96,6 +97,10 @@ class AdaptiveBonPolicy:
         self.params = params
         # A request may lower max_samples below the configured min_samples: the budget wins.
         self._min_samples = min(params.min_samples, params.max_samples)
+        # min_samples == max_samples asks for fixed best-of-N: no gate skips the vote.
+        self._gated = (
+            params.single_sample_confidence is not None and self._min_samples < params.max_samples
+        )
 
     async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
         p = self.params
@@ -121,18 +126,22 @@ class AdaptiveBonPolicy:
 
     def _round_size(self, draw: _Draw) -> int:
         p = self.params
-        if draw.rounds == 0 and p.single_sample_confidence is not None:
+        if draw.rounds == 0 and self._gated:
             return 1
         wanted = max(self._min_samples - draw.requested, 0) or p.step
         return min(wanted, p.max_samples - draw.requested)
 
     def _body(self, req: GenRequest, size: int, drawn: int) -> dict[str, Any]:
+        p = self.params
         temperature = req.sampling.get("temperature")
+        if temperature is None:
+            greedy = drawn == 0 and self._gated and p.greedy_first
+            temperature = 0.0 if greedy else p.temperature
         seed = req.sampling.get("seed")
         return req.body(
             n=size,
             logprobs=True,
-            temperature=self.params.temperature if temperature is None else temperature,
+            temperature=temperature,
             seed=None if seed is None else int(seed) + drawn,
         )
 
@@ -141,7 +150,12 @@ class AdaptiveBonPolicy:
         if draw.requested >= p.max_samples:
             return "max_samples"
         gate = p.single_sample_confidence
-        if gate is not None and draw.rounds == 1 and (first_sample_confidence(draw) or 0) >= gate:
+        if (
+            self._gated
+            and gate is not None
+            and draw.rounds == 1
+            and (first_sample_confidence(draw) or 0) >= gate
+        ):
             return "confident_first_sample"
         current = tally(draw.votes(), weighted=p.weighted)
         decision = should_stop(
@@ -185,14 +199,20 @@ class AdaptiveBonPolicy:
             "rounds": draw.rounds,
             "early_stopped": early,
             "stop_reason": reason,
-            "confidence": round(leader_confidence(current), 4),
+            # The answer's confidence: the gate's measure when the gate alone decided.
+            "confidence": round(
+                (first_sample_confidence(draw) or 0.0)
+                if reason == "confident_first_sample"
+                else leader_confidence(current),
+                4,
+            ),
             "votes": dict(list(current.counts.items())[:REPORTED_VOTES]),
             "answer": current.leader,
             "required_confidence": round(required, 4),
             "tokens_saved": round((p.max_samples - samples) * per_sample) if early else 0,
             "max_samples": p.max_samples,
         }
-        if p.single_sample_confidence is not None:
+        if self._gated:
             gate_value = first_sample_confidence(draw)
             report["first_sample_confidence"] = None if gate_value is None else round(gate_value, 4)
         return report

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from policies.base import GenRequest
@@ -64,11 +64,15 @@ class Features:
     max_tokens: float
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        # Not dataclasses.asdict: its recursive deep copy is the router's costliest line.
+        return {name: getattr(self, name) for name in _FEATURE_NAMES}
 
     @staticmethod
     def names() -> tuple[str, ...]:
         return tuple(Features.__dataclass_fields__)
+
+
+_FEATURE_NAMES: tuple[str, ...] = Features.names()
 
 
 def message_text(message: Mapping[str, Any]) -> str:

@@ -206,6 +206,9 @@ class Router:
         if pinned is None and params.name == "adaptive_bon" and _greedy(req):
             params = self._policies.single
             reasons.append("temperature 0: identical samples cannot vote; single")
+        elif pinned is None and params.name != "single" and req.n > 1:
+            params = self._policies.single
+            reasons.append(f"n={req.n}: the client asked for that many samples; single")
         return overrides.apply(params, req.ttc, self._policies)
 
     def _shadow_decider(self) -> Router | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -76,25 +75,23 @@ def gen_request(chat: ChatCompletionRequest, timeout_s: float) -> GenRequest:
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``; if the client goes away first, cancel it (and its upstream calls)."""
-    task = asyncio.ensure_future(work)
+    """Await ``work``; if the client goes away first, cancel it (and its upstream calls).
+
+    One watcher task per request, cancelling this handler's task on ``http.disconnect``.
+    """
+    handler = asyncio.current_task()
 
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        if handler is not None:
+            handler.cancel()
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise asyncio.CancelledError("client disconnected")
-    return task.result()
 
 
 def ttc_headers(plan: Decision) -> dict[str, str]:

@@ -41,6 +41,7 @@ class ScriptedBackend:
     respond: Responder
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     delay_s: float = 0.0
+    logprob: float = -0.1  # of every token: exp(-0.1) = 0.905, a confident sample
 
     async def chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
@@ -48,7 +49,7 @@ class ScriptedBackend:
         self.calls.append((tier, body))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        return completion(self.respond(tier, body))
+        return completion(self.respond(tier, body), logprob=self.logprob)
 
     async def stream_chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None

@@ -92,12 +92,12 @@ class WorkerClient:
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, timeout: httpx.Timeout) -> None:
         self._http = http
-        self._url = base_url.rstrip("/") + "/v1/chat/completions"
+        self._url = httpx.URL(base_url.rstrip("/") + "/v1/chat/completions")  # parsed once
         self._timeout = timeout
 
-    async def chat(self, body: dict[str, Any]) -> Completion:
+    async def chat(self, body: dict[str, Any], timeout: httpx.Timeout | None = None) -> Completion:
         try:
-            response = await self._http.post(self._url, json=body, timeout=self._timeout)
+            response = await self._http.post(self._url, json=body, timeout=timeout or self._timeout)
         except httpx.TransportError as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
         raise_for_status(response)
@@ -106,12 +106,16 @@ class WorkerClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise UpstreamError("worker sent a malformed completion") from exc
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def stream(
+        self, body: dict[str, Any], timeout: httpx.Timeout | None = None
+    ) -> AsyncIterator[Delta]:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         body = {**body, "stream": True, "stream_options": options}
-        request = self._http.build_request("POST", self._url, json=body, timeout=self._timeout)
+        request = self._http.build_request(
+            "POST", self._url, json=body, timeout=timeout or self._timeout
+        )
         try:
             response = await self._http.send(request, stream=True)
         except httpx.TransportError as exc:

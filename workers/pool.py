@@ -85,6 +85,7 @@ class WorkerPool:
         self._rng = rng or random.Random()
         limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=64)
         self._http = httpx.AsyncClient(limits=limits, trust_env=False, transport=transport)
+        self._clients: dict[str, WorkerClient] = {}
         self.signals = SignalBoard(config.signal_max_age_s, clock)
         self.workers: dict[str, list[Worker]] = {
             name: [self._new_worker(name, url) for url in tier.urls()]
@@ -203,7 +204,7 @@ class WorkerPool:
 
     def _begin(
         self, tier: str, key: str | None, tried: set[str], deadline: float, *, stream: bool
-    ) -> tuple[Worker, WorkerClient]:
+    ) -> tuple[Worker, WorkerClient, httpx.Timeout]:
         """Pick a worker for the next attempt and a client whose timeouts fit the deadline."""
         left = deadline - self._clock()
         if left <= 0:
@@ -216,7 +217,10 @@ class WorkerPool:
         t = self._tiers[tier]
         read = t.stream_idle_timeout_s if stream else t.request_timeout_s
         timeout = httpx.Timeout(min(read, left), connect=min(t.connect_timeout_s, left))
-        return worker, WorkerClient(self._http, worker.url, timeout)
+        client = self._clients.get(worker.url)
+        if client is None:  # one per worker, reused: building one per call costs a URL parse
+            client = self._clients[worker.url] = WorkerClient(self._http, worker.url, timeout)
+        return worker, client, timeout
 
     def _breaker_failure(self, worker: Worker) -> None:
         if worker.breaker.failure():
@@ -261,10 +265,10 @@ class WorkerPool:
         body, key, deadline = self._prepare(tier, body, affinity)
         tried: set[str] = set()
         for _ in range(self._config.max_attempts):
-            worker, client = self._begin(tier, key, tried, deadline, stream=False)
+            worker, client, timeout = self._begin(tier, key, tried, deadline, stream=False)
             # _attempt blames the worker, then suppress moves on to the next attempt.
             with contextlib.suppress(WorkerFailed, UpstreamError), self._attempt(worker):
-                return await unless_hung(worker, client.chat(body))
+                return await unless_hung(worker, client.chat(body, timeout))
         raise self._exhausted(tier)
 
     async def stream_chat(
@@ -273,9 +277,9 @@ class WorkerPool:
         body, key, deadline = self._prepare(tier, body, affinity)
         tried: set[str] = set()
         for _ in range(self._config.max_attempts):
-            worker, client = self._begin(tier, key, tried, deadline, stream=True)
+            worker, client, timeout = self._begin(tier, key, tried, deadline, stream=True)
             seen = StreamProgress()
-            deltas = after_output(client.stream(body), seen, worker.breaker.success)
+            deltas = after_output(client.stream(body, timeout), seen, worker.breaker.success)
             try:
                 with self._attempt(worker):
                     async for delta in deltas:

@@ -17,7 +17,8 @@ QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "What is the capital of Japan?"}
 ]
 MAX_TOKENS = 24
-ADAPTIVE = {"policy": "adaptive_bon", "max_samples": 6}
+# Gate off: these tests look at the votes, which a confident first sample would skip.
+ADAPTIVE = {"policy": "adaptive_bon", "max_samples": 6, "single_sample_confidence": None}
 
 
 def ttc_of(obj: Any) -> dict[str, Any]:
@@ -98,3 +99,19 @@ def test_bad_override_is_a_400_naming_the_field(
             extra_body={"ttc": {"policy": "adaptive_bon", **override}},
         )  # fmt: skip
     assert caught.value.param == param
+
+
+def test_default_gate_answers_confident_questions_with_one_sample(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS,
+        extra_body={"ttc": {"policy": "adaptive_bon"}},
+    )  # fmt: skip
+    report = ttc_of(response)
+    gate = report["first_sample_confidence"]
+    assert gate is not None
+    if gate >= 0.6:  # the default gate: one greedy sample, no vote
+        assert (report["samples"], report["stop_reason"]) == (1, "confident_first_sample")
+    else:
+        assert report["samples"] >= 2
+    assert response.usage is not None
+    assert response.usage.completion_tokens == spent_by_kind(response.usage)

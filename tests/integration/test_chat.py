@@ -111,7 +111,7 @@ def test_health_and_ready(gateway: str, path: str) -> None:
 
 
 def test_metrics_count_requests_and_tokens(client: openai.OpenAI, gateway: str) -> None:
-    client.chat.completions.create(model="auto", messages=QUESTION, max_tokens=4)
+    client.chat.completions.create(model="auto", messages=QUESTION, max_tokens=4, temperature=0)
     text = httpx.get(gateway + "/metrics", trust_env=False).text
     assert 'ttc_requests_total{policy="single",status="ok",tier="smollm2-135m"}' in text
     assert 'ttc_tokens_total{direction="completion",kind="sample",tier="smollm2-135m"}' in text

@@ -38,7 +38,8 @@ def routed(
             {"name": "medium", "upto": 0.65, "policy": "adaptive_bon",
              "params": {"min_samples": 2, "max_samples": 2}},
             {"name": "hard", "policy": "adaptive_bon",
-             "params": {"min_samples": 2, "step": 1, "max_samples": 3}},
+             "params": {"min_samples": 2, "step": 1, "max_samples": 3,
+                        "single_sample_confidence": None}},
         ],
         "traces": {"path": str(traces)},
     }  # fmt: skip

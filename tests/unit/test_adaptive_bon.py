@@ -51,13 +51,18 @@ def request(**sampling: Any) -> GenRequest:
     return GenRequest(messages=messages, sampling=sampling, request_id="chatcmpl-test")
 
 
+# The anchors of Adaptive-Consistency (gate off, up to 16 samples, Beta rule at 0.95): most
+# tests exercise the rounds and stopping rules on these; the shipped defaults are tested apart.
+CLASSIC: dict[str, Any] = {"single_sample_confidence": None, "max_samples": 16, "confidence": 0.95}
+
+
 async def run(
     backend: ScriptedBackend,
     req: GenRequest | None = None,
     difficulty: float | None = None,
     **params: Any,
 ) -> PolicyResult:
-    spec = AdaptiveBonParams(**params)
+    spec = AdaptiveBonParams(**{**CLASSIC, **params})
     plan = Decision(tier=TIER, policy=spec, difficulty=difficulty)
     return await AdaptiveBonPolicy(spec).run(req or request(), plan, backend)
 
@@ -255,7 +260,7 @@ async def test_deadline_cancels_the_round_in_flight() -> None:
 
 
 async def test_stream_emits_the_answer_then_the_result() -> None:
-    spec = AdaptiveBonParams(confidence=0.85)
+    spec = AdaptiveBonParams(**{**CLASSIC, "confidence": 0.85})
     policy = registry.build(spec)
     assert isinstance(policy, AdaptiveBonPolicy)
     backend = ScriptedBackend(in_order("Paris"))
@@ -265,3 +270,33 @@ async def test_stream_emits_the_answer_then_the_result() -> None:
     assert deltas[-1].finish_reason == "stop"
     assert isinstance(events[-1], PolicyResult)
     assert events[-1].report["samples"] == 2
+
+
+async def test_default_first_sample_is_greedy_and_confident_answers_alone() -> None:
+    backend = ScriptedBackend(in_order("Paris"))
+    spec = AdaptiveBonParams()
+    plan = Decision(tier=TIER, policy=spec)
+    result = await AdaptiveBonPolicy(spec).run(request(), plan, backend)
+    assert round_sizes(backend) == [1]
+    assert backend.calls[0][1]["temperature"] == 0.0
+    assert result.report["stop_reason"] == "confident_first_sample"
+
+
+async def test_default_unsure_first_sample_is_followed_by_voting_at_temperature() -> None:
+    backend = ScriptedBackend(in_order("Paris", "Rome", "Paris", "Paris", "Rome", "Paris"))
+    spec = AdaptiveBonParams(single_sample_confidence=0.999)  # exp(-0.1) = 0.905 < gate
+    plan = Decision(tier=TIER, policy=spec)
+    result = await AdaptiveBonPolicy(spec).run(request(), plan, backend)
+    temperatures = [body["temperature"] for _, body in backend.calls]
+    assert temperatures[0] == 0.0 and set(temperatures[1:]) == {0.7}
+    assert result.report["samples"] <= spec.max_samples == 6
+    assert result.report["answer"] == "paris"
+
+
+async def test_client_temperature_wins_over_greedy_first() -> None:
+    backend = ScriptedBackend(in_order("Paris"))
+    spec = AdaptiveBonParams()
+    plan = Decision(tier=TIER, policy=spec)
+    req = request(temperature=1.1)
+    await AdaptiveBonPolicy(spec).run(req, plan, backend)
+    assert backend.calls[0][1]["temperature"] == 1.1

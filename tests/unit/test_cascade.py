@@ -127,7 +127,7 @@ async def test_stream_emits_the_final_answer_whole() -> None:
 # --- with the real adaptive_bon on a scripted backend ----------------------------------------
 
 
-def answers_by_tier(small: list[str], large: str) -> ScriptedBackend:
+def answers_by_tier(small: list[str], large: str, logprob: float = -0.1) -> ScriptedBackend:
     """The small tier answers ``small`` in order across calls; the large tier always ``large``."""
     pending = list(small)
 
@@ -138,7 +138,7 @@ def answers_by_tier(small: list[str], large: str) -> ScriptedBackend:
         drawn, pending[:n] = pending[:n], []
         return drawn
 
-    return ScriptedBackend(respond)
+    return ScriptedBackend(respond, logprob=logprob)
 
 
 async def test_agreeing_small_samples_stay_on_the_small_tier() -> None:
@@ -151,7 +151,8 @@ async def test_agreeing_small_samples_stay_on_the_small_tier() -> None:
 
 
 async def test_disagreeing_small_samples_escalate_and_usage_covers_both_tiers() -> None:
-    backend = answers_by_tier(["Lyon", "Nice", "Rome", "Lille"], "Paris")
+    # exp(-2) = 0.14 per token: the greedy first sample is unsure, so the small tier votes
+    backend = answers_by_tier(["Lyon", "Nice", "Rome", "Lille"], "Paris", logprob=-2.0)
     spec = CascadeParams(small_max_samples=4, large_policy="single")
     result = await CascadePolicy(spec).run(REQ, Decision("auto", spec), backend)
     assert result.report["escalated"] is True and result.message == "Paris"

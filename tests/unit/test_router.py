@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from policies.base import GenRequest
 from policies.errors import InvalidRequest, ModelNotFound
 from policies.params import AdaptiveBonParams, PoliciesConfig, PolicyCaps, SingleParams
-from router.config import BandConfig, LoadConfig, RouterConfig
+from router.config import DEFAULT_BANDS, BandConfig, LoadConfig, RouterConfig
 from router.predictor import HeuristicConfig
 from router.router import Router
 from server.config import ConfigError, settings_from_dict
@@ -34,8 +34,19 @@ def router_at(
     policies: PoliciesConfig | None = None,
     **config: Any,
 ) -> Router:
+    config.setdefault("bands", MECHANICS_BANDS)
     settings = RouterConfig(predictor=constant(difficulty), **config)
     return Router(settings, policies or PoliciesConfig(), tiers)
+
+
+# Fixed bands for the tests of band mechanics (effort, caps, pins), apart from the shipped ones.
+MECHANICS_BANDS = (
+    BandConfig(name="easy", upto=0.35, policy="single"),
+    BandConfig(
+        name="medium", upto=0.65, policy="adaptive_bon", params={"min_samples": 2, "max_samples": 4}
+    ),
+    BandConfig(name="hard", policy="adaptive_bon", params={"min_samples": 2, "max_samples": 8}),
+)
 
 
 class FixedLoad:
@@ -79,15 +90,15 @@ def test_bad_overrides_name_the_field(ttc: dict[str, Any], param: str) -> None:
 @pytest.mark.parametrize(
     ("difficulty", "band", "policy", "max_samples"),
     [
-        (0.1, "easy", "single", None),
-        (0.5, "medium", "adaptive_bon", 4),
-        (0.9, "hard", "adaptive_bon", 8),
+        (0.1, "easy", "adaptive_bon", 3),
+        (0.5, "medium", "adaptive_bon", 6),
+        (0.9, "hard", "adaptive_bon", 12),
     ],
 )
 def test_default_bands_spend_more_on_harder_requests(
     difficulty: float, band: str, policy: str, max_samples: int | None
 ) -> None:
-    plan = router_at(difficulty).decide(req())
+    plan = router_at(difficulty, bands=DEFAULT_BANDS).decide(req())
     assert (plan.band, plan.policy.name) == (band, policy)
     assert getattr(plan.policy, "max_samples", None) == max_samples
     assert plan.difficulty == pytest.approx(difficulty)

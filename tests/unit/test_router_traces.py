@@ -12,7 +12,7 @@ from typing import Any
 from policies import registry
 from policies.backend import Completion
 from policies.base import GenRequest, PolicyResult
-from policies.params import PoliciesConfig
+from policies.params import AdaptiveBonParams, PoliciesConfig
 from router.config import BandConfig, BudgetConfig, RouterConfig, ShadowConfig, TracesConfig
 from router.router import Router
 from router.stats import LocalStats
@@ -21,6 +21,9 @@ from tests.fakes import ScriptedBackend
 from tests.unit.test_router import constant
 
 PROMPT = "Tom has 3 boxes of 12 apples and gives away 10. How many are left?"
+
+# Gate off: these tests need several samples to vote, whatever the fake's token confidence.
+VOTING = PoliciesConfig(adaptive_bon=AdaptiveBonParams(single_sample_confidence=None))
 
 
 def request() -> GenRequest:
@@ -53,7 +56,7 @@ def test_agreement_is_the_leaders_share_of_at_least_two_samples() -> None:
 async def test_each_request_leaves_a_trace_without_its_prompt(tmp_path: Path) -> None:
     path = tmp_path / "traces.jsonl"
     config = RouterConfig(predictor=constant(0.9), traces=TracesConfig(path=str(path)))
-    router = Router(config, PoliciesConfig(), ("small",))
+    router = Router(config, VOTING, ("small",))
     await serve(router, backend("The answer is 26.", "The answer is 26.", "The answer is 30."))
     await router.aclose()
     (record,) = lines(path)
@@ -68,7 +71,7 @@ async def test_each_request_leaves_a_trace_without_its_prompt(tmp_path: Path) ->
 async def test_the_prompt_is_kept_only_when_config_allows(tmp_path: Path) -> None:
     path = tmp_path / "traces.jsonl"
     traces = TracesConfig(path=str(path), include_prompt=True, include_ngrams=False)
-    router = Router(RouterConfig(predictor=constant(0.1), traces=traces), PoliciesConfig(), ("s",))
+    router = Router(RouterConfig(predictor=constant(0.1), traces=traces), VOTING, ("s",))
     await serve(router, backend("26"))
     await router.aclose()
     (record,) = lines(path)
@@ -87,7 +90,7 @@ async def test_finished_requests_feed_the_shared_statistics() -> None:
     stats = LocalStats()
     budget = BudgetConfig(target=1.0, min_requests=1, update_interval_s=0.01)
     config = RouterConfig(predictor=constant(0.9), budget=budget)
-    router = Router(config, PoliciesConfig(), ("small",), stats=stats)
+    router = Router(config, VOTING, ("small",), stats=stats)
     await serve(router, backend("26", "27"))
     totals = await stats.totals(60)
     assert totals.requests == 1 and totals.samples >= 2
@@ -104,7 +107,7 @@ def shadowed(tmp_path: Path, bands: tuple[BandConfig, ...] | None, **shadow: Any
         traces=TracesConfig(path=str(tmp_path / "t.jsonl")),
         shadow=ShadowConfig(fraction=1.0, bands=bands, **shadow),
     )
-    return Router(config, PoliciesConfig(), ("small",), rng=random.Random(0))
+    return Router(config, VOTING, ("small",), rng=random.Random(0))
 
 
 ALL_SINGLE = (BandConfig(name="all", policy="single"),)
