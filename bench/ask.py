@@ -10,8 +10,10 @@ from bench.eval import Ask, Outcome, Setting
 from bench.scoring import Question
 
 
-def openai_ask(client: AsyncOpenAI, *, max_tokens: int, temperature: float | None) -> Ask:
-    """An ``Ask`` that sends the question as one user message, non-streaming.
+def openai_ask(
+    client: AsyncOpenAI, *, max_tokens: int, temperature: float | None, suffix: str = ""
+) -> Ask:
+    """An ``Ask`` that sends the question (plus ``suffix``) as one user message, non-streaming.
 
     ``temperature`` (None: not sent) applies unless the setting fixes its own.
 
@@ -24,7 +26,7 @@ def openai_ask(client: AsyncOpenAI, *, max_tokens: int, temperature: float | Non
         extra: dict[str, Any] | None = {"ttc": dict(setting.ttc)} if setting.ttc else None
         response = await client.chat.completions.create(
             model=setting.model,
-            messages=[{"role": "user", "content": question.question}],
+            messages=[{"role": "user", "content": question.question + suffix}],
             max_tokens=max_tokens,
             temperature=omit if chosen is None else chosen,
             extra_body=extra,

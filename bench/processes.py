@@ -119,6 +119,8 @@ def gateway_config(model: str, upstream: str, port: int) -> dict[str, Any]:
         "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
         "tiers": {model: {"model": model, "endpoints": [upstream]}},
         "policies": {"default": "single"},
+        # Every band runs single; the router still predicts difficulty, as in production.
+        "router": {"bands": [{"name": "all", "policy": "single"}]},
     }
 
 

@@ -208,8 +208,17 @@ def _extract_declarative(text: str, question: str | None = None) -> str | None:
     if other_words > DECLARATIVE_OTHER_WORDS:
         return None
     if 0 < words <= DECLARATIVE_ANSWER_WORDS and (question or words < other_words):
-        return answer
+        return _quantity(answer)
     return None
+
+
+# "12 months", "100 degrees celsius": a number with its unit votes as the number alone.
+_QUANTITY = re.compile(rf"^({_NUMBER})(?:\s+[^\s\d]+){{1,2}}$")
+
+
+def _quantity(answer: str) -> str:
+    match = _QUANTITY.match(answer)
+    return normalise_answer(match.group(1)) if match else answer
 
 
 def _extract_text(text: str) -> str | None:

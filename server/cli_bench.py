@@ -50,6 +50,9 @@ def eval_command(
     api_key: Annotated[str, typer.Option(envvar="TTC_API_KEY", help="bearer key")] = "unused",
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 600.0,
     fresh: Annotated[bool, typer.Option(help="discard stored partial records")] = False,
+    suffix: Annotated[
+        str, typer.Option(help="appended to every question, e.g. ' Think step by step.'")
+    ] = "",
 ) -> None:
     """Run a question set through a running gateway for each setting; table, JSON and plot.
 
@@ -77,6 +80,7 @@ def eval_command(
         "limit": limit,
         "max_tokens": max_tokens,
         "temperature": temperature,
+        "suffix": suffix,
         "tier": tier,
         "model": model,
     }
@@ -120,7 +124,12 @@ async def _run_eval(
     from bench.eval import evaluate
 
     client = AsyncOpenAI(base_url=gateway.rstrip("/") + "/v1", api_key=api_key, timeout=timeout)
-    ask = openai_ask(client, max_tokens=meta["max_tokens"], temperature=meta["temperature"])
+    ask = openai_ask(
+        client,
+        max_tokens=meta["max_tokens"],
+        temperature=meta["temperature"],
+        suffix=meta.get("suffix", ""),
+    )
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress("{task.description}", *columns, console=console) as progress:
         task = progress.add_task("eval", total=len(settings) * len(questions))

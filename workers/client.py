@@ -1,21 +1,37 @@
 """OpenAI-compatible calls to one vLLM server, parsed into the policies' data types.
 
-Errors are translated here: a refused connection or a 5xx *before any byte* is
-``WorkerFailed`` (the pool retries it on another worker); a 4xx is the client's fault and
-becomes ``InvalidRequest`` with vLLM's own message; anything after bytes were streamed is
-``UpstreamError``.
+The data plane: every chat call of a pool goes through one shared ``aiohttp.ClientSession``
+(``WorkerClients``), keep-alive on. It is the hot path: a pool call measured about 0.25 ms of
+CPU (0.3 ms streamed) over aiohttp against 0.6 ms (1.2 ms) over an ``httpx.AsyncClient``.
+Health checks and ``/metrics`` scrapes, which are not hot, stay on httpx.
+
+Errors are translated here: a refused connection, a timeout, a 5xx or a 429 *before any byte*
+of output is ``WorkerFailed`` (the pool retries it on another worker); a 400/422 is the
+client's fault and becomes ``InvalidRequest`` with vLLM's own message; another 4xx, a malformed
+answer, or anything going wrong once a stream is under way is ``UpstreamError``.
+
+Closing or cancelling a call closes its connection at once rather than returning it to the
+pool, so vLLM sees the disconnect and aborts the generation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from policies.backend import Choice, Completion, Delta, TokenUsage
 from policies.errors import InvalidRequest, TtcError, UpstreamError
+
+# Below uvicorn's (so vLLM's) default 5 s keep-alive: we drop an idle connection before the
+# server does, so a request is never sent on a connection the server is just closing.
+KEEPALIVE_S = 4.0
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_MALFORMED = (ValueError, KeyError, TypeError, AttributeError)
 
 
 class WorkerFailed(TtcError):
@@ -65,91 +81,173 @@ def parse_chunk(raw: Mapping[str, Any]) -> list[Delta]:
     return deltas
 
 
-def _upstream_message(response: httpx.Response) -> str:
+def _upstream_message(body: bytes) -> str:
     try:
-        body = response.json()
+        parsed = json.loads(body)
     except ValueError:
-        return response.text[:500]
-    err = body.get("error") if isinstance(body, dict) else None
+        return body[:500].decode("utf-8", "replace")
+    err = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(err, dict):
         return str(err.get("message", err))
-    return str(body.get("message", body)) if isinstance(body, dict) else str(body)
+    return str(parsed.get("message", parsed)) if isinstance(parsed, dict) else str(parsed)
 
 
-def raise_for_status(response: httpx.Response, message: str | None = None) -> None:
-    if response.status_code < 400:
+def raise_for_status(status: int, body: bytes) -> None:
+    """Translate an error status (with its ``body``, for vLLM's message); pass anything else."""
+    if status < 400:
         return
-    text = message if message is not None else _upstream_message(response)
-    if response.status_code >= 500 or response.status_code == 429:
-        raise WorkerFailed(f"worker answered {response.status_code}: {text}")
-    if response.status_code in (400, 422):
+    text = _upstream_message(body)
+    if status >= 500 or status == 429:
+        raise WorkerFailed(f"worker answered {status}: {text}")
+    if status in (400, 422):
         raise InvalidRequest(text, code="upstream_rejected")
-    raise UpstreamError(f"worker answered {response.status_code}: {text}")
+    raise UpstreamError(f"worker answered {status}: {text}")
+
+
+def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
+    """The timeouts of one attempt.
+
+    ``read_s`` bounds every wait for bytes: for a non-streamed call the whole answer (vLLM
+    sends it at once), for a stream the silence between chunks. ``connect_s`` bounds opening a
+    connection; waiting for a free one in a full pool is bounded by ``read_s``, so a saturated
+    gateway is not mistaken for a dead worker. No total: the pool's deadline already shrinks
+    ``read_s`` to what is left of the request's time.
+    """
+    return aiohttp.ClientTimeout(
+        total=None, connect=read_s, sock_connect=connect_s, sock_read=read_s
+    )
 
 
 class WorkerClient:
-    """Calls one worker's ``/v1/chat/completions``; shares the pool's ``httpx.AsyncClient``."""
+    """Calls one worker's ``/v1/chat/completions`` over the pool's shared session."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout: httpx.Timeout) -> None:
-        self._http = http
-        self._url = httpx.URL(base_url.rstrip("/") + "/v1/chat/completions")  # parsed once
-        self._timeout = timeout
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + "/v1/chat/completions"
 
-    async def chat(self, body: dict[str, Any], timeout: httpx.Timeout | None = None) -> Completion:
+    async def chat(self, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Completion:
         try:
-            response = await self._http.post(self._url, json=body, timeout=timeout or self._timeout)
-        except httpx.TransportError as exc:
+            async with self._session.post(self._url, json=body, timeout=timeout) as response:
+                status, raw = response.status, await response.read()
+        except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
-        raise_for_status(response)
+        raise_for_status(status, raw)
         try:
-            return parse_completion(response.json())
-        except (ValueError, KeyError, TypeError) as exc:
+            return parse_completion(json.loads(raw))
+        except _MALFORMED as exc:
             raise UpstreamError("worker sent a malformed completion") from exc
 
     async def stream(
-        self, body: dict[str, Any], timeout: httpx.Timeout | None = None
+        self, body: dict[str, Any], timeout: aiohttp.ClientTimeout
     ) -> AsyncIterator[Delta]:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         body = {**body, "stream": True, "stream_options": options}
-        request = self._http.build_request(
-            "POST", self._url, json=body, timeout=timeout or self._timeout
-        )
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
+            response = await self._session.post(self._url, json=body, timeout=timeout)
+        except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
         try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise_for_status(response)
-            async for delta in _iter_sse(response):
-                yield delta
+            if response.status >= 400:
+                raise_for_status(response.status, await _error_body(response))
+            async with contextlib.aclosing(_iter_sse(response)) as deltas:
+                async for delta in deltas:
+                    yield delta
         finally:
-            await response.aclose()
+            if response.content.at_eof():
+                response.release()  # read to its end: the connection goes back to the pool
+            else:
+                response.close()  # cancelled, closed early or broken: vLLM aborts the request
 
 
-async def _iter_sse(response: httpx.Response) -> AsyncIterator[Delta]:
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """The body of an error answer, for its message; the status alone decides the error."""
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            chunk = json.loads(data)
-            if "error" in chunk and not chunk.get("choices"):
-                raise UpstreamError(f"worker stream error: {_chunk_error(chunk)}")
-            for delta in parse_chunk(chunk):
-                yield delta
-    except httpx.TransportError as exc:
+        return await response.read()
+    except _TRANSPORT_ERRORS:
+        return b""
+
+
+async def _iter_sse(response: aiohttp.ClientResponse) -> AsyncGenerator[Delta, None]:
+    """The deltas of an SSE body, which is read to its end after ``[DONE]``."""
+    tail = b""
+    try:
+        async for data in response.content.iter_any():
+            lines = (tail + data).split(b"\n")
+            tail = lines.pop()  # a line not yet complete
+            for line in lines:
+                deltas = _event(line)
+                if deltas is None:
+                    await _drain(response)
+                    return
+                for delta in deltas:
+                    yield delta
+    except _TRANSPORT_ERRORS as exc:
         raise UpstreamError(f"worker stream broke: {type(exc).__name__}") from exc
-    except ValueError as exc:
+    except _MALFORMED as exc:
         raise UpstreamError("worker sent a malformed stream chunk") from exc
     raise UpstreamError("worker stream ended without [DONE]")
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read the body's end after ``[DONE]`` (the last chunk of a chunked body): a connection
+    released before it is closed, and the next stream would open a new one. The answer is
+    complete by then, so a failure here only costs the connection."""
+    with contextlib.suppress(*_TRANSPORT_ERRORS):
+        await response.content.read()
+
+
+def _event(line: bytes) -> list[Delta] | None:
+    """The deltas of one SSE line (none for a blank or non-data line); None for ``[DONE]``."""
+    if not line.startswith(b"data:"):
+        return []
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return None
+    chunk = json.loads(data)
+    if "error" in chunk and not chunk.get("choices"):
+        raise UpstreamError(f"worker stream error: {_chunk_error(chunk)}")
+    return parse_chunk(chunk)
 
 
 def _chunk_error(chunk: Mapping[str, Any]) -> str:
     err = chunk.get("error")
     return str(err.get("message", err)) if isinstance(err, dict) else str(err)
+
+
+class WorkerClients:
+    """One ``WorkerClient`` per worker URL, all over one ``aiohttp.ClientSession``.
+
+    The session is made on first use, inside the running event loop (aiohttp requires it),
+    holds at most ``max_connections`` connections in all, and is closed by ``close``.
+    """
+
+    def __init__(self, max_connections: int) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[str, WorkerClient] = {}
+
+    def get(self, base_url: str) -> WorkerClient:
+        client = self._clients.get(base_url)
+        if client is None:
+            client = self._clients[base_url] = WorkerClient(self._open(), base_url)
+        return client
+
+    def forget(self, base_url: str) -> None:
+        """Drop a worker that is gone (its idle connections expire on their own)."""
+        self._clients.pop(base_url, None)
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, keepalive_timeout=KEEPALIVE_S
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        self._clients.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

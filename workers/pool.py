@@ -22,7 +22,10 @@ No worker left: ``UpstreamUnavailable`` (503, Retry-After). A stream silent for
 health checks eject (a hung process or a lost node sends no reset) moves to another worker.
 
 Cancellation (the service's deadline, a client gone) cancels the upstream call and closes its
-httpx stream, so vLLM aborts the generation; the worker is neither blamed nor retried.
+connection, so vLLM aborts the generation; the worker is neither blamed nor retried.
+
+Chat calls (the data plane) share one aiohttp session (``workers.client.WorkerClients``);
+health checks, ``/metrics`` scrapes and discovery use the pool's ``httpx.AsyncClient``.
 """
 
 from __future__ import annotations
@@ -33,28 +36,28 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 
 from policies.backend import Completion, Delta
 from policies.errors import (
     DeadlineExceeded,
-    InvalidRequest,
     ModelNotFound,
     UpstreamError,
     UpstreamUnavailable,
 )
 from workers.balance import Load, affinity_key, choose, scores
 from workers.breaker import BreakerState, CircuitBreaker
-from workers.client import WorkerClient, WorkerFailed
+from workers.client import WorkerClient, WorkerClients, WorkerFailed, attempt_timeout
 from workers.config import PoolConfig, TierConfig
 from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_addresses
 from workers.signals import SignalBoard, scrape
 from workers.streams import StreamInterrupted, StreamProgress, after_output
-from workers.worker import Worker, probe, unless_hung
+from workers.worker import Worker, attempt, blame, probe, unless_hung
 
 __all__ = ["PoolCounters", "StreamInterrupted", "Worker", "WorkerPool"]
 
@@ -78,14 +81,15 @@ class WorkerPool:
         resolver: Resolver = resolve_addresses,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``clock``, ``rng``, ``resolver`` and ``transport`` are seams for tests."""
+        """``clock``, ``rng``, ``resolver`` and ``transport`` (the httpx control plane's:
+        health checks, ``/metrics``) are seams for tests."""
         self._tiers = tiers
         self._config = config
         self._clock = clock
         self._rng = rng or random.Random()
         limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=64)
         self._http = httpx.AsyncClient(limits=limits, trust_env=False, transport=transport)
-        self._clients: dict[str, WorkerClient] = {}
+        self._chat = WorkerClients(config.max_connections)
         self.signals = SignalBoard(config.signal_max_age_s, clock)
         self.workers: dict[str, list[Worker]] = {
             name: [self._new_worker(name, url) for url in tier.urls()]
@@ -120,6 +124,7 @@ class WorkerPool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.aclose()
+        await self._chat.close()
 
     # health, signals, discovery --------------------------------------------------------
     async def check_health(self) -> None:
@@ -137,7 +142,7 @@ class WorkerPool:
             worker.hung.clear()
             log.warning("worker %s of tier %s re-admitted", worker.url, worker.tier)
         elif not ok:
-            self._breaker_failure(worker)
+            blame(worker)
             if worker.breaker.state is BreakerState.OPEN:
                 worker.hung.set()
 
@@ -169,6 +174,7 @@ class WorkerPool:
         in_use = {w.url for ws in self.workers.values() for w in ws}
         for url in removed - in_use:
             self.signals.forget(url)
+            self._chat.forget(url)
             self.counters.failures.pop(url, None)
         await asyncio.gather(*(self._check(w) for w in added))
 
@@ -204,7 +210,7 @@ class WorkerPool:
 
     def _begin(
         self, tier: str, key: str | None, tried: set[str], deadline: float, *, stream: bool
-    ) -> tuple[Worker, WorkerClient, httpx.Timeout]:
+    ) -> tuple[Worker, WorkerClient, aiohttp.ClientTimeout]:
         """Pick a worker for the next attempt and a client whose timeouts fit the deadline."""
         left = deadline - self._clock()
         if left <= 0:
@@ -216,38 +222,11 @@ class WorkerPool:
         worker.requests += 1
         t = self._tiers[tier]
         read = t.stream_idle_timeout_s if stream else t.request_timeout_s
-        timeout = httpx.Timeout(min(read, left), connect=min(t.connect_timeout_s, left))
-        client = self._clients.get(worker.url)
-        if client is None:  # one per worker, reused: building one per call costs a URL parse
-            client = self._clients[worker.url] = WorkerClient(self._http, worker.url, timeout)
-        return worker, client, timeout
+        timeout = attempt_timeout(min(read, left), min(t.connect_timeout_s, left))
+        return worker, self._chat.get(worker.url), timeout
 
-    def _breaker_failure(self, worker: Worker) -> None:
-        if worker.breaker.failure():
-            log.warning("worker %s of tier %s ejected", worker.url, worker.tier)
-
-    @contextlib.contextmanager
-    def _attempt(self, worker: Worker) -> Iterator[None]:
-        """Account one call: in-flight count, breaker verdict, latency."""
-        worker.in_flight += 1
-        started = self._clock()
-        try:
-            yield
-        except (WorkerFailed, UpstreamError):
-            self.counters.failures[worker.url] = self.counters.failures.get(worker.url, 0) + 1
-            self._breaker_failure(worker)
-            raise
-        except InvalidRequest:
-            worker.breaker.success()  # the worker answered; the request was at fault
-            raise
-        except BaseException:  # cancelled, or the consumer closed the stream: no verdict
-            worker.breaker.release()
-            raise
-        else:
-            worker.breaker.success()
-            worker.latency.observe(self._clock() - started)
-        finally:
-            worker.in_flight -= 1
+    def _attempt(self, worker: Worker) -> contextlib.AbstractContextManager[None]:
+        return attempt(worker, self.counters.failures, self._clock)
 
     # Backend ---------------------------------------------------------------------------
     def _prepare(
@@ -289,7 +268,7 @@ class WorkerPool:
                 if seen.started:
                     raise StreamInterrupted.after(seen, exc) from exc
             finally:
-                await deltas.aclose()  # closes the httpx stream: vLLM aborts the request
+                await deltas.aclose()  # closes the connection: vLLM aborts the request
         raise self._exhausted(tier)
 
     def _exhausted(self, tier: str) -> UpstreamUnavailable:

@@ -1,19 +1,25 @@
-"""One vLLM worker as the pool sees it: breaker, load, counters, and its active health check."""
+"""One vLLM worker as the pool sees it: breaker, load, counters, the accounting of one call
+to it, and its active health check."""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Coroutine
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 
+from policies.errors import InvalidRequest, UpstreamError
 from workers.breaker import BreakerState, CircuitBreaker
 from workers.client import WorkerFailed
 
 T = TypeVar("T")
+
+log = logging.getLogger("ttc.workers")
 
 # Upstream call durations, 50 ms (a short non-streamed answer on a GPU) to 10 minutes.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -74,6 +80,39 @@ class Worker:
         if self.breaker.state is not BreakerState.CLOSED:
             return 2
         return 0 if self.check_ok else 1
+
+
+def blame(worker: Worker) -> None:
+    """Count a failure against ``worker``'s breaker; say so when that ejects it."""
+    if worker.breaker.failure():
+        log.warning("worker %s of tier %s ejected", worker.url, worker.tier)
+
+
+@contextlib.contextmanager
+def attempt(
+    worker: Worker, failures: dict[str, int], clock: Callable[[], float]
+) -> Iterator[None]:
+    """Account one call: in-flight count, breaker verdict, latency; ``failures`` counts failed
+    calls per worker URL."""
+    worker.in_flight += 1
+    started = clock()
+    try:
+        yield
+    except (WorkerFailed, UpstreamError):
+        failures[worker.url] = failures.get(worker.url, 0) + 1
+        blame(worker)
+        raise
+    except InvalidRequest:
+        worker.breaker.success()  # the worker answered; the request was at fault
+        raise
+    except BaseException:  # cancelled, or the consumer closed the stream: no verdict
+        worker.breaker.release()
+        raise
+    else:
+        worker.breaker.success()
+        worker.latency.observe(clock() - started)
+    finally:
+        worker.in_flight -= 1
 
 
 def serves(models: Any, model: str) -> bool:

@@ -1,10 +1,11 @@
 """A small fake OpenAI upstream on a real socket, for faults a real vLLM worker cannot produce
-on demand: a slow first byte, a 503, a death mid-stream (connection reset), a hang.
+on demand: a slow first byte, an error status, a death mid-stream (connection reset), a hang.
 
-It speaks just enough HTTP/1.1 (one request per connection, ``Connection: close``) to serve
-``/health``, ``/v1/models``, ``/metrics`` and ``/v1/chat/completions`` (streamed or not).
-``FakeUpstream.mode`` picks how chat calls (and ``health`` how ``/health``) behave; it can be
-changed while the server runs.
+It speaks just enough HTTP/1.1 to serve ``/health``, ``/v1/models``, ``/metrics`` and
+``/v1/chat/completions`` (streamed or not), with keep-alive as vLLM's uvicorn does: answers
+carry a ``content-length``, streams are chunked, and ``connections`` counts the connections
+accepted, so a test can see whether a client reuses them. ``FakeUpstream.mode`` picks how chat
+calls (and ``health`` how ``/health``) behave; it can be changed while the server runs.
 """
 
 from __future__ import annotations
@@ -12,21 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 MODEL = "fake"
 TOKENS = 8  # tokens in a normal answer
+USAGE = {"prompt_tokens": 5, "completion_tokens": TOKENS}
+Request = tuple[str, str, dict[str, Any]]  # method, path, JSON body
 
 
 def _response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
-    head = (f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")  # fmt: skip
-    return head.encode() + body
+    head = f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}"
+    return head.encode() + b"\r\n\r\n" + body
+
+
+def _chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+    return _chunked(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
 
 def _chunk(text: str | None = None, finish: str | None = None) -> bytes:
@@ -37,20 +45,42 @@ def _chunk(text: str | None = None, finish: str | None = None) -> bytes:
                                               "finish_reason": finish}]})  # fmt: skip
 
 
+async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+    """The next request on a connection; None once the client has closed it between requests."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise
+    lines = head.decode().split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    length = next((int(v) for k, v in (ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+                   if k.lower() == "content-length"), 0)  # fmt: skip
+    return method, path, json.loads(await reader.readexactly(length)) if length else {}
+
+
 @dataclass
 class FakeUpstream:
-    """``mode``: ok | 503 | slow (first byte after ``delay_s``) | die (reset after ``die_after``
-    tokens) | hang (never answers). ``health``: ok | 503 | hang."""
+    """``mode``: ok | slow (first byte after ``delay_s``) | die (reset after ``die_after``
+    tokens) | stall (silent after ``die_after`` tokens) | hang (never answers) | an HTTP
+    status such as ``503`` or ``400`` (with an OpenAI error body) | garbage (200, not JSON) |
+    no_done (a stream without ``[DONE]``) | error_event (a stream carrying an error event).
+    ``health``: ok | 503 | hang. Answers say ``text`` ``TOKENS`` times; ``on_chat`` runs as a
+    chat call arrives."""
 
     mode: str = "ok"
     health: str = "ok"
     delay_s: float = 0.0
     die_after: int = 3
     token_delay_s: float = 0.01
+    text: str = "x"
+    on_chat: Callable[[], None] | None = None
     chats: int = 0
-    finished: int = 0  # chat responses written completely
+    finished: int = 0  # chat responses written completely (counted just before their end)
     aborted_by_client: int = 0
     died: int = 0
+    connections: int = 0
     url: str = ""
     _server: asyncio.Server | None = field(default=None, repr=False)
 
@@ -67,14 +97,12 @@ class FakeUpstream:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode().split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            length = next((int(v) for k, v in (ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
-                           if k.lower() == "content-length"), 0)  # fmt: skip
-            body = json.loads(await reader.readexactly(length)) if length else {}
-            await self._route(method, path, body, reader, writer)
+            while (request := await _read_request(reader)) is not None:
+                if not await self._route(*request, reader, writer):
+                    break
+                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             self.aborted_by_client += 1
         finally:
@@ -87,7 +115,8 @@ class FakeUpstream:
         body: dict[str, Any],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-    ) -> None:
+    ) -> bool:
+        """Answer one request; False when the connection must end."""
         if path == "/health":
             if self.health == "hang":
                 await asyncio.sleep(3600)
@@ -99,46 +128,79 @@ class FakeUpstream:
             writer.write(_response(200, text.encode(), "text/plain"))
         elif method == "POST" and path == "/v1/chat/completions":
             self.chats += 1
-            await self._chat(body, reader, writer)
+            if self.on_chat is not None:
+                self.on_chat()
+            return await self._chat(body, reader, writer)
         else:
             writer.write(_response(404, b"{}"))
-        await writer.drain()
+        return True
 
     async def _chat(self, body: dict[str, Any], reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> None:  # fmt: skip
+                    writer: asyncio.StreamWriter) -> bool:  # fmt: skip
         if self.mode == "hang":
-            await reader.read()  # returns at EOF: the client gave up on us
-            self.aborted_by_client += 1
-            return
-        if self.mode == "503":
-            writer.write(_response(503, b'{"error": {"message": "overloaded"}}'))
-            return
+            return await _until_client_leaves(self, reader)
+        if self.mode.isdigit():
+            error = json.dumps({"error": {"message": f"fake answered {self.mode}"}})
+            writer.write(_response(int(self.mode), error.encode()))
+            return True
         if self.mode == "slow":
             await asyncio.sleep(self.delay_s)
         if body.get("stream"):
-            if not await self._stream(writer):
-                return
+            return await self._stream(reader, writer)
+        self.finished += 1  # before the last bytes: a client holding the answer sees the count
+        if self.mode == "garbage":
+            writer.write(_response(200, b"<html>not json</html>", "text/html"))
         else:
-            answer = {"model": MODEL, "usage": {"prompt_tokens": 5, "completion_tokens": TOKENS},
-                      "choices": [{"index": 0, "finish_reason": "stop",
-                                   "message": {"role": "assistant", "content": "x" * TOKENS}}]}
+            message = {"role": "assistant", "content": self.text * TOKENS}
+            answer = {"model": MODEL, "usage": USAGE,
+                      "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}
             writer.write(_response(200, json.dumps(answer).encode()))  # fmt: skip
-        self.finished += 1
+        return True
 
-    async def _stream(self, writer: asyncio.StreamWriter) -> bool:
-        """Write the stream; False if this worker "died" on the way."""
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Write the stream; False if this worker "died" or stalled on the way."""
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                     b"connection: close\r\n\r\n" + _chunk())  # fmt: skip
+                     b"transfer-encoding: chunked\r\n\r\n" + _chunk())  # fmt: skip
         for i in range(TOKENS):
             if self.mode == "die" and i == self.die_after:
                 writer.transport.abort()  # a reset, as when the worker's process is killed
                 self.died += 1
                 return False
-            writer.write(_chunk("x"))
+            if self.mode == "stall" and i == self.die_after:
+                return await _until_client_leaves(self, reader)
+            writer.write(_chunk(self.text))
             await writer.drain()
             await asyncio.sleep(self.token_delay_s)
+        if self.mode == "error_event":
+            writer.write(_sse({"error": {"message": "engine overloaded", "code": 500}}))
         writer.write(_chunk(finish="stop"))
-        writer.write(_sse({"model": MODEL, "choices": [],
-                           "usage": {"prompt_tokens": 5, "completion_tokens": TOKENS}}))
-        writer.write(b"data: [DONE]\n\n")  # fmt: skip
+        writer.write(_sse({"model": MODEL, "choices": [], "usage": USAGE}))
+        if self.mode != "no_done":
+            writer.write(_chunked(b"data: [DONE]\n\n"))
+        await writer.drain()
+        await asyncio.sleep(self.token_delay_s)  # the body's last chunk comes on its own, late
+        self.finished += 1
+        writer.write(b"0\r\n\r\n")
         return True
+
+
+async def _until_client_leaves(upstream: FakeUpstream, reader: asyncio.StreamReader) -> bool:
+    """Answer nothing more; return (False: close) once the client has closed the connection."""
+    await reader.read()  # returns at EOF: the client gave up on us
+    upstream.aborted_by_client += 1
+    return False
+
+
+def refusing_url() -> str:
+    """A loopback port nobody listens on: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 2.0) -> bool:
+    """Poll ``check``: a fake notices a closed connection a few event-loop ticks later."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not check() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    return check()

@@ -22,6 +22,9 @@ from tests.integration.conftest import free_port, stop, ttc_cmd, wait_http
 from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream
 
 Gateway = tuple[str, dict[str, FakeUpstream]]
+# One upstream call per request: the router would otherwise pick a sampling policy for these
+# easy prompts, whose several non-streamed calls hide what a single call's failure looks like.
+SINGLE = {"policy": "single"}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "flaky": {"model": MODEL, "endpoints": [fakes["bad"].url, fakes["good"].url]},
         },
         "pool": {"health_interval_s": 0.5, "affinity": "none"},
+        # The pool's behaviour under one plain call per request: every band runs single.
+        "router": {"bands": [{"name": "all", "policy": "single"}]},
     }
     folder: Path = tmp_path_factory.mktemp("gateway")
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
@@ -75,7 +80,8 @@ def test_worker_dying_mid_stream_gives_the_text_so_far_an_error_event_and_done(
     gateway: Gateway,
 ) -> None:
     url, _ = gateway
-    body = {"model": "dying", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body = {"model": "dying", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "ttc": SINGLE}
     got = events(url, body)
     text = "".join(
         (c["delta"].get("content") or "") for e in got[:-2] for c in e.get("choices", [])
@@ -88,7 +94,7 @@ def test_worker_dying_mid_stream_gives_the_text_so_far_an_error_event_and_done(
 
 def test_a_503_from_one_worker_is_invisible_to_the_client(gateway: Gateway) -> None:
     url, fakes = gateway
-    body = {"model": "flaky", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "flaky", "messages": [{"role": "user", "content": "hi"}], "ttc": SINGLE}
     sent = 0
     while fakes["bad"].chats < 2 and sent < 40:  # the choice is random: until bad was hit twice
         response = httpx.post(url + "/v1/chat/completions", json=body, trust_env=False)

@@ -204,3 +204,11 @@ def test_declarative_sentences_give_their_answering_side(
         assert found != "water"  # the subject restates the question; it is not the answer
     else:
         assert found == expected
+
+
+def test_a_quantity_votes_as_its_number() -> None:
+    text = "The boiling point of water at sea level is 100 degrees Celsius, as measured."
+    assert extract_answer(text, question="At what temperature does water boil?") == "100"
+    assert extract_answer(text, question="At what temperature does water boil?") == (
+        extract_answer("100", question="At what temperature does water boil?")
+    )
