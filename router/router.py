@@ -84,8 +84,9 @@ class Router:
         """``decide``, refined by a probe when the predictor is unsure."""
         self.controller.tick()
         features, predicted, reasons = self._predict(req)
-        # A dry run first: a bad model, policy or override fails before a probe token is spent.
-        self._plan(req, predicted, [], count=False)
+        if self._wants_probe(req, predicted):
+            # A dry run first: a bad model, policy or override fails before a probe is spent.
+            self._plan(req, predicted, [], count=False)
         probe, usage = await self._maybe_probe(req, backend, predicted, reasons)
         difficulty = predicted
         scores = {self._predictor.name: predicted}
