@@ -226,18 +226,21 @@ def _extract_text(text: str) -> str | None:
     return normalised if 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS else None
 
 
-_AUTO_ORDER: tuple[Callable[[str], str | None], ...] = (
-    _extract_boxed,
-    _extract_answer_is,
-    _extract_clear_choice,
-    _extract_final_number,
+# Auto mode's steps in order; each takes the text and the question (most ignore the latter).
+_AUTO_ORDER: tuple[Callable[[str, str | None], str | None], ...] = (
+    lambda text, _: _extract_boxed(text),
+    lambda text, _: _extract_answer_is(text),
+    lambda text, _: _extract_clear_choice(text),
+    lambda text, _: _extract_final_number(text),
     _extract_declarative,
-    _extract_text,
+    lambda text, _: _extract_text(text),
 )
 
 
-def _extract_auto(text: str) -> str | None:
-    return next((a for a in (step(text) for step in _AUTO_ORDER) if a is not None), None)
+def _extract_auto(text: str, question: str | None = None) -> str | None:
+    return next(
+        (a for a in (step(text, question) for step in _AUTO_ORDER) if a is not None), None
+    )
 
 
 _EXTRACTORS: Mapping[str, Callable[[str], str | None]] = {
@@ -261,10 +264,8 @@ def extract_answer(text: str, mode: str = "auto", *, question: str | None = None
     which side of "X is Y" answers it.
     Raises ValueError for an unknown mode.
     """
-    if mode == "auto" and question:
-        steps = (_extract_boxed, _extract_answer_is, _extract_clear_choice, _extract_final_number)
-        found = next((a for a in (step(text) for step in steps) if a is not None), None)
-        return found or _extract_declarative(text, question) or _extract_text(text)
+    if mode == "auto":
+        return _extract_auto(text, question)
     extractor = _EXTRACTORS.get(mode)
     if extractor is None:
         raise ValueError(f"unknown answer mode {mode!r}; expected one of {sorted(_EXTRACTORS)}")
