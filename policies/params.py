@@ -7,9 +7,10 @@ within the caps of ``PolicyCaps``. Adding a policy means one model here and one 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 
 class _Params(BaseModel):
@@ -99,6 +100,24 @@ PolicyParams = Annotated[
 ]
 
 POLICY_NAMES: tuple[str, ...] = ("single", "adaptive_bon", "convergence", "speculative", "cascade")
+
+_ADAPTER: TypeAdapter[PolicyParams] = TypeAdapter(PolicyParams)
+
+
+def validate_params(data: Mapping[str, Any]) -> PolicyParams:
+    """The params model for ``data``, whose ``name`` picks the policy; ValidationError if bad."""
+    return _ADAPTER.validate_python(data)
+
+
+def with_updates(params: PolicyParams, update: Mapping[str, Any]) -> PolicyParams:
+    """``params`` with ``update`` applied, validated as a whole (ValidationError if bad)."""
+    return validate_params({**params.model_dump(), **update})
+
+
+def error_field(exc: ValidationError) -> tuple[str, str]:
+    """(dotted field inside the params, message) of the first error; the union tag is dropped."""
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"][1:]), err["msg"]
 
 
 class PolicyCaps(_Params):

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
-from policies.params import AdaptiveBonParams, PoliciesConfig, PolicyCaps, PolicyParams
+from policies.params import (
+    AdaptiveBonParams,
+    PoliciesConfig,
+    PolicyCaps,
+    PolicyParams,
+    with_updates,
+)
 from router.config import BandConfig
-
-_ADAPTER: TypeAdapter[PolicyParams] = TypeAdapter(PolicyParams)
 
 # Budget fields of every policy, and the cap (a PolicyCaps field) bounding each when it grows.
 BUDGET_FIELDS: dict[str, str | None] = {
@@ -47,8 +51,8 @@ def build_bands(configs: tuple[BandConfig, ...], policies: PoliciesConfig) -> tu
     bands: list[Band] = []
     lower = -math.inf
     for config in configs:
-        base: BaseModel = getattr(policies, config.policy)
-        params = _ADAPTER.validate_python({**base.model_dump(), **config.params})
+        base: PolicyParams = getattr(policies, config.policy)
+        params = with_updates(base, config.params)
         upper = math.inf if config.upto is None else config.upto
         bands.append(Band(config.name, max(lower, 0.0), upper, config.tier, params))
         lower = upper
@@ -94,4 +98,4 @@ def scale_budget(params: PolicyParams, factor: float, caps: PolicyCaps) -> Polic
         update[name] = int(min(scaled, high))
     if "max_samples" in update and isinstance(params, AdaptiveBonParams):
         update["min_samples"] = min(params.min_samples, update["max_samples"])
-    return _ADAPTER.validate_python({**params.model_dump(), **update})
+    return with_updates(params, update)

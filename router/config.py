@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.params import POLICY_NAMES, PolicyParams
+from policies.params import POLICY_NAMES, error_field, validate_params
 from router.predictor import HeuristicConfig, LearnedConfig, PredictorConfig
-
-_POLICY_ADAPTER: TypeAdapter[PolicyParams] = TypeAdapter(PolicyParams)
 
 
 class _Section(BaseModel):
@@ -34,11 +32,10 @@ class BandConfig(_Section):
         if self.policy not in POLICY_NAMES:
             raise ValueError(f"unknown policy {self.policy!r}; expected one of {POLICY_NAMES}")
         try:
-            _POLICY_ADAPTER.validate_python({**self.params, "name": self.policy})
+            validate_params({**self.params, "name": self.policy})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"][1:])
-            raise ValueError(f"params.{field}: {err['msg']}") from exc
+            field, message = error_field(exc)
+            raise ValueError(f"params.{field}: {message}") from exc
         return self
 
 

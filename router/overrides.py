@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from policies.errors import InvalidRequest
-from policies.params import POLICY_NAMES, PoliciesConfig, PolicyParams
-
-_ADAPTER: TypeAdapter[PolicyParams] = TypeAdapter(PolicyParams)
+from policies.params import POLICY_NAMES, PoliciesConfig, PolicyParams, error_field, with_updates
 
 # Fields a request may not set: they choose tiers, which model=... and the router govern.
 _PROTECTED = frozenset({"draft_tier", "judge_tier", "small_tier", "large_tier", "name"})
@@ -51,14 +49,13 @@ def apply(base: PolicyParams, ttc: Mapping[str, Any], config: PoliciesConfig) ->
     for key in overrides:
         if key in _PROTECTED:
             raise InvalidRequest(f"'{key}' cannot be set per request", param=f"ttc.{key}")
-    merged = {**base.model_dump(), **overrides}
     try:
-        params = _ADAPTER.validate_python(merged)
+        params = with_updates(base, overrides)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"][1:]) or "policy"
+        field, message = error_field(exc)
+        field = field or "policy"
         raise InvalidRequest(
-            f"invalid ttc.{field}: {err['msg']}", param=f"ttc.{field}", code="invalid_ttc_param"
+            f"invalid ttc.{field}: {message}", param=f"ttc.{field}", code="invalid_ttc_param"
         ) from exc
     _check_caps(params, config)
     return params
