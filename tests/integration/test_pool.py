@@ -156,8 +156,11 @@ def test_killing_a_worker_mid_burst_loses_nothing_and_it_comes_back(
     assert error["code"] == "stream_interrupted" and "usage so far" in error["message"]
     assert stream.text  # the client kept what it had received
 
-    assert wait_for(lambda: samples(gateway2, "ttc_worker_healthy", **in_flight) == 0, 10)
-    assert samples(gateway2, "ttc_worker_ejections_total", **in_flight) >= 1
+    # One failed check already reports it unhealthy; the breaker opens after
+    # `failure_threshold` (3) consecutive failures, checks every 2 s: allow several rounds.
+    assert wait_for(lambda: samples(gateway2, "ttc_worker_ejections_total", **in_flight) >= 1, 30)
+    assert samples(gateway2, "ttc_worker_healthy", **in_flight) == 0
+    assert samples(gateway2, "ttc_worker_breaker_state", state="open", **in_flight) == 1
 
     second.launch()  # the same port, a new process: about three minutes
     # Each tier probes its own view of the worker: both must re-admit it (values sum to 2).
