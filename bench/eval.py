@@ -2,8 +2,9 @@
 
 A *setting* is a named way of asking: ``single``, ``bonN`` (fixed best-of-N majority),
 ``adaptive`` / ``adaptiveXX`` (adaptive best-of-N at confidence 0.XX), ``convergence`` and
-``auto`` (the router decides). Every (setting, question) pair is one chat request; its outcome
-is one ``Record``, appended to a ``.partial.jsonl`` file as soon as it is known, so an
+``auto`` (the router decides), each with optional ``:key=value`` overrides of its ``ttc``
+controls (``adaptive:max_samples=16``). Every (setting, question) pair is one chat request; its
+outcome is one ``Record``, appended to a ``.partial.jsonl`` file as soon as it is known, so an
 interrupted run resumes where it stopped: pairs already answered are skipped, failed ones are
 asked again. ``bench.report`` turns the records into the results file, table and plot.
 """
@@ -41,7 +42,36 @@ _ADAPTIVE = re.compile(r"^adaptive(\d{2})?$")
 
 
 def parse_setting(name: str, *, tier: str, auto_model: str = "auto") -> Setting:
-    """The setting called ``name``; fixed policies pin ``tier``, ``auto`` asks ``auto_model``.
+    """The setting called ``name``: a base setting, then optional ``:key=value`` overrides of
+    its ``ttc`` controls, e.g. ``adaptive:max_samples=16:confidence=0.95``. Values are JSON
+    scalars (``null``, ``true``, numbers) or else strings. The whole name labels the results.
+    """
+    base, *overrides = name.split(":")
+    setting = _base_setting(base, tier=tier, auto_model=auto_model)
+    if not overrides:
+        return setting
+    if setting.ttc is None:
+        raise ValueError(f"setting {name!r}: {base!r} takes no ttc overrides")
+    ttc = dict(setting.ttc)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"setting {name!r}: expected key=value, got {item!r}")
+        ttc[key] = _scalar(raw)
+    return replace(setting, name=name, ttc=ttc)
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if value is None or isinstance(value, (bool, int, float, str)) else raw
+
+
+def _base_setting(name: str, *, tier: str, auto_model: str) -> Setting:
+    """The base setting called ``name``; fixed policies pin ``tier``, ``auto`` asks
+    ``auto_model``.
 
     ``greedy`` is ``single`` at temperature 0, the deterministic one-sample baseline.
 
@@ -74,7 +104,7 @@ def parse_setting(name: str, *, tier: str, auto_model: str = "auto") -> Setting:
         return Setting(name, tier, adaptive)
     raise ValueError(
         f"unknown setting {name!r}; expected single, greedy, bonN, adaptive, adaptiveXX,"
-        " convergence or auto"
+        " convergence or auto, each optionally followed by :key=value overrides"
     )
 
 

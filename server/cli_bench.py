@@ -35,7 +35,15 @@ def eval_command(
         "bench/data/facts-dev.jsonl"
     ),
     gateway: Annotated[str, typer.Option(help="gateway base URL")] = "http://127.0.0.1:8000",
-    settings: Annotated[str, typer.Option(help="comma-separated settings")] = DEFAULT_SETTINGS,
+    settings: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "comma-separated settings: single, greedy, bonN, adaptive, adaptiveXX, convergence,"
+                " auto; each may add :key=value ttc overrides (adaptive:max_samples=16)"
+            )
+        ),
+    ] = DEFAULT_SETTINGS,
     concurrency: Annotated[int, typer.Option(min=1, help="requests in flight")] = 4,
     out: Annotated[Path | None, typer.Option(help="results JSON")] = None,
     model: Annotated[str, typer.Option(help="model of the 'auto' setting")] = "auto",

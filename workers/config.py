@@ -79,6 +79,12 @@ class BreakerConfig(_Model):
 class PoolConfig(_Model):
     health_interval_s: float = Field(2.0, gt=0)
     health_timeout_s: float = Field(2.0, gt=0)
+    busy_grace_s: float = Field(
+        20.0,
+        ge=0,
+        description="a timed-out check of a worker that answered a call this recently is busy,"
+        " not failed (0: every timeout is a failure)",
+    )
     max_attempts: int = Field(3, ge=1, le=10, description="tries on different workers")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503")
     max_connections: int = Field(512, ge=1)

@@ -57,7 +57,7 @@ from workers.config import PoolConfig, TierConfig
 from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_addresses
 from workers.signals import SignalBoard, scrape
 from workers.streams import StreamInterrupted, StreamProgress, after_output
-from workers.worker import Worker, attempt, blame, probe, unless_hung
+from workers.worker import Check, Worker, attempt, blame, busy, probe, unless_hung
 
 __all__ = ["PoolCounters", "StreamInterrupted", "Worker", "WorkerPool"]
 
@@ -134,9 +134,15 @@ class WorkerPool:
 
     async def _check(self, worker: Worker) -> None:
         model = self._tiers[worker.tier].model
-        ok = await probe(self._http, worker.url, model, self._config.health_timeout_s)
+        verdict = await probe(self._http, worker.url, model, self._config.health_timeout_s)
+        now = self._clock()
+        worker.last_check = now
+        if verdict is Check.TIMED_OUT and busy(worker, now, self._config.busy_grace_s):
+            log.info("worker %s of tier %s is slow to answer checks but serving", worker.url,
+                     worker.tier)  # fmt: skip
+            return
+        ok = verdict is Check.OK
         worker.check_ok = ok
-        worker.last_check = self._clock()
         if ok and worker.breaker.state is not BreakerState.CLOSED:
             worker.breaker.success(from_request=False)
             worker.hung.clear()
@@ -148,9 +154,7 @@ class WorkerPool:
 
     async def scrape_signals(self) -> None:
         """Read vLLM's ``/metrics`` of every worker not ejected."""
-        urls = sorted(
-            {w.url for ws in self.workers.values() for w in ws if w.breaker.admits()}
-        )
+        urls = sorted({w.url for ws in self.workers.values() for w in ws if w.breaker.admits()})
         timeout = self._config.scrape_interval_s
         found = await asyncio.gather(*(scrape(self._http, u, timeout, self._clock) for u in urls))
         for url, signal in zip(urls, found, strict=True):
@@ -262,6 +266,7 @@ class WorkerPool:
             try:
                 with self._attempt(worker):
                     async for delta in deltas:
+                        worker.last_progress = self._clock()
                         yield delta
                 return
             except (WorkerFailed, UpstreamError) as exc:

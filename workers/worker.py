@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import enum
 import logging
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class Worker:
     requests: int = 0  # calls sent, retries included
     check_ok: bool | None = None  # verdict of the last active health check
     last_check: float = 0.0
+    last_progress: float | None = None  # when a call last received bytes from it (clock)
     # Set when active checks eject the worker: calls still waiting on it give up and retry.
     hung: asyncio.Event = field(default_factory=asyncio.Event)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -89,9 +91,7 @@ def blame(worker: Worker) -> None:
 
 
 @contextlib.contextmanager
-def attempt(
-    worker: Worker, failures: dict[str, int], clock: Callable[[], float]
-) -> Iterator[None]:
+def attempt(worker: Worker, failures: dict[str, int], clock: Callable[[], float]) -> Iterator[None]:
     """Account one call: in-flight count, breaker verdict, latency; ``failures`` counts failed
     calls per worker URL."""
     worker.in_flight += 1
@@ -110,7 +110,8 @@ def attempt(
         raise
     else:
         worker.breaker.success()
-        worker.latency.observe(clock() - started)
+        worker.last_progress = clock()
+        worker.latency.observe(worker.last_progress - started)
     finally:
         worker.in_flight -= 1
 
@@ -123,7 +124,15 @@ def serves(models: Any, model: str) -> bool:
     )
 
 
-async def probe(http: httpx.AsyncClient, url: str, model: str, timeout_s: float) -> bool:
+class Check(enum.Enum):
+    """Verdict of one active check."""
+
+    OK = "ok"
+    FAILED = "failed"  # refused, reset, an error status, the wrong model: not serving
+    TIMED_OUT = "timed_out"  # accepted but too slow: hung, or only saturated
+
+
+async def probe(http: httpx.AsyncClient, url: str, model: str, timeout_s: float) -> Check:
     """Active check: ``/health`` answers 200 and ``/v1/models`` lists the tier's model.
 
     The model check catches a worker that is alive but serves something else (a wrong pod
@@ -133,11 +142,27 @@ async def probe(http: httpx.AsyncClient, url: str, model: str, timeout_s: float)
         async with asyncio.timeout(timeout_s):  # both requests together, so a hung worker
             health = await http.get(url + "/health")  # holds a round of checks up no longer
             if health.status_code != 200:
-                return False
+                return Check.FAILED
             listed = await http.get(url + "/v1/models")
-            return listed.status_code == 200 and serves(listed.json(), model)
-    except (httpx.HTTPError, ValueError, TimeoutError):
-        return False
+            ok = listed.status_code == 200 and serves(listed.json(), model)
+            return Check.OK if ok else Check.FAILED
+    except (TimeoutError, httpx.TimeoutException):
+        return Check.TIMED_OUT
+    except (httpx.HTTPError, ValueError):
+        return Check.FAILED
+
+
+def busy(worker: Worker, now: float, grace_s: float) -> bool:
+    """A timed-out check says little about a worker that is serving our calls right now.
+
+    vLLM answers ``/health`` from the same event loop that streams tokens; a saturated worker
+    (or a starved CPU) misses the check's deadline while it still makes progress. Such a
+    worker is busy, not failed, as long as it has calls in flight and one of them received
+    bytes within ``grace_s``. A hung worker makes no progress and is ejected as before, at
+    most ``grace_s`` later.
+    """
+    last = worker.last_progress
+    return worker.in_flight > 0 and last is not None and now - last <= grace_s
 
 
 async def unless_hung(worker: Worker, call: Coroutine[Any, Any, T]) -> T:
@@ -154,4 +179,3 @@ async def unless_hung(worker: Worker, call: Coroutine[Any, Any, T]) -> T:
     if task.cancelled():
         raise WorkerFailed("worker stopped answering health checks; call moved elsewhere")
     return task.result()
-

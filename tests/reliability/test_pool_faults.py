@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from policies.errors import DeadlineExceeded, UpstreamUnavailable
-from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream
+from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream, eventually
 from workers.balance import rendezvous_order
 from workers.config import BreakerConfig, PoolConfig, TierConfig
 from workers.pool import StreamInterrupted, WorkerPool
@@ -148,4 +148,45 @@ async def test_call_on_a_hung_worker_moves_once_health_checks_eject_it(
     assert done.choices[0].text == "x" * TOKENS and b.finished == 1
     assert time.monotonic() - started < 3 * (0.2 + 0.2) + 0.5  # three failed checks
     assert pool.ready() == {"t": True} and pool.workers["t"][0].healthy is False
+    await pool.close()
+
+
+async def test_a_saturated_worker_that_keeps_streaming_is_busy_not_ejected(
+    fakes: tuple[FakeUpstream, FakeUpstream],
+) -> None:
+    """Fake upstream: ``a`` streams slowly while its ``/health`` never answers in time, as a
+    saturated vLLM does; once its call ends, the same timeouts do eject it."""
+    a, b = fakes
+    a.token_delay_s = 0.2  # 8 tokens: a 1.6 s stream
+    pool = pool_of(a, b, health_interval_s=0.1, health_timeout_s=0.2, busy_grace_s=0.5,
+                   breaker=BreakerConfig(failure_threshold=3))  # fmt: skip
+    await pool.start()
+    worker = pool.workers["t"][0]
+    assert worker.healthy is True
+    a.health = "hang"
+    text = [d.text async for d in pool.stream_chat("t", MSG, affinity=key_for(a, a, b))]
+    assert "".join(text) == "x" * TOKENS and b.chats == 0  # never moved, never cut
+    assert worker.breaker.ejections == 0  # ~5 timed-out checks during the stream: all excused
+    assert await eventually(lambda: worker.breaker.ejections == 1, 3.0)
+    await pool.close()
+
+
+async def test_recent_progress_excuses_timed_out_checks_only_for_the_grace(
+    fakes: tuple[FakeUpstream, FakeUpstream],
+) -> None:
+    """Fake upstream: ``a`` answers one call, then hangs (calls and ``/health``): its earlier
+    progress excuses the timeouts for ``busy_grace_s``, no longer; then the call moves to b."""
+    a, b = fakes
+    # Threshold 3: a single slow check of the idle b on a busy machine must not eject it.
+    pool = pool_of(a, b, health_interval_s=0.1, health_timeout_s=0.2, busy_grace_s=0.4,
+                   breaker=BreakerConfig(failure_threshold=3))  # fmt: skip
+    await pool.start()
+    on_a = key_for(a, a, b)
+    assert (await pool.chat("t", MSG, affinity=on_a)).choices[0].text == "x" * TOKENS
+    a.mode, a.health = "hang", "hang"
+    started = time.monotonic()
+    done = await asyncio.wait_for(pool.chat("t", MSG, affinity=on_a), 5.0)
+    assert done.choices[0].text == "x" * TOKENS and b.finished == 1
+    assert pool.workers["t"][0].breaker.ejections == 1
+    assert time.monotonic() - started >= 0.4 - 0.15  # not before the grace (minus one check)
     await pool.close()

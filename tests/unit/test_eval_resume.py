@@ -72,6 +72,23 @@ def test_parse_setting_builds_the_documented_requests() -> None:
             parse_setting(bad, tier="small")
 
 
+def test_setting_overrides_extend_the_base_controls_and_name_the_results() -> None:
+    tuned = parse_setting("adaptive:max_samples=16:confidence=0.95:stopping=window", tier="s")
+    assert tuned.name == "adaptive:max_samples=16:confidence=0.95:stopping=window"
+    assert tuned.ttc == {
+        "policy": "adaptive_bon",
+        "max_samples": 16,
+        "confidence": 0.95,
+        "stopping": "window",
+    }
+    gate_off = parse_setting("adaptive:single_sample_confidence=null", tier="s")
+    assert gate_off.ttc == {"policy": "adaptive_bon", "single_sample_confidence": None}
+    assert parse_setting("bon4:weighted=true", tier="s").ttc["weighted"] is True
+    for bad in ("auto:max_samples=4", "adaptive:max_samples", "adaptive:=3", "nope:a=1"):
+        with pytest.raises(ValueError):
+            parse_setting(bad, tier="s")
+
+
 def test_spread_takes_evenly_spaced_questions() -> None:
     many = [Question(f"q{i}", "?", "a") for i in range(60)]
     assert [q.id for q in spread(many, 4)] == ["q0", "q15", "q30", "q45"]
