@@ -238,9 +238,7 @@ _AUTO_ORDER: tuple[Callable[[str, str | None], str | None], ...] = (
 
 
 def _extract_auto(text: str, question: str | None = None) -> str | None:
-    return next(
-        (a for a in (step(text, question) for step in _AUTO_ORDER) if a is not None), None
-    )
+    return next((a for a in (step(text, question) for step in _AUTO_ORDER) if a is not None), None)
 
 
 _EXTRACTORS: Mapping[str, Callable[[str], str | None]] = {

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
+from policies.backend import TokenUsage
 from policies.base import Decision, PolicyResult
 from policies.errors import Forbidden, Unauthorized, UpstreamUnavailable
 from server.metrics import Metrics
@@ -104,10 +107,27 @@ class Guard:
 
     def finished_later(self, caller: Caller, plan: Decision, result: PolicyResult) -> None:
         """``finished`` from a synchronous callback (the end of a stream)."""
+        self._later(self.finished(caller, plan, result))
+
+    def unfinished(self, caller: Caller, spent: TokenUsage, outcome: str) -> None:
+        """Bill what a request spent upstream before it failed or its client left.
+
+        Synchronous, as it runs where the request is being torn down (a cancelled handler, a
+        closed stream); the charge itself runs in the background.
+        """
+        tokens = spent.total_tokens
+        if tokens <= 0:
+            return
+        self._metrics.unfinished_tokens.labels(outcome).inc(tokens)
+        if caller.quota.limited:
+            self._later(self._shared.limiter.charge(caller.identity, caller.quota, tokens))
+
+    def _later(self, charge: Coroutine[Any, Any, None]) -> None:
         if len(self._background) >= _MAX_BACKGROUND:
+            charge.close()
             log.warning("dropping a token charge: %d charges already pending", _MAX_BACKGROUND)
             return
-        task = asyncio.ensure_future(self.finished(caller, plan, result))
+        task = asyncio.ensure_future(charge)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -65,7 +65,8 @@ def eval_command(
     """Run a question set through a running gateway for each setting; table, JSON and plot.
 
     Settings: single, greedy (single at temperature 0), bonN (fixed best-of-N majority),
-    adaptive / adaptiveXX (adaptive_bon at confidence 0.XX), convergence, auto. Records are
+    adaptive / adaptiveXX (adaptive_bon at confidence 0.XX), convergence, auto; any of them
+    with ``:key=value`` ttc overrides (adaptive:max_samples=16:confidence=0.95). Records are
     appended to OUT's .partial.jsonl as they arrive; rerunning the same command resumes,
     asking only what is missing or failed.
     """

@@ -124,6 +124,12 @@ class Metrics:
         self.cache_requests = Counter(
             "ttc_cache_requests", "Response cache lookups, by result.", ["result"], registry=r
         )
+        self.unfinished_tokens = Counter(
+            "ttc_unfinished_tokens",
+            "Tokens spent by requests that failed or whose client left (billed all the same).",
+            ["outcome"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "ttc_rate_limited", "Requests refused with a 429, by limit.", ["reason"], registry=r
         )

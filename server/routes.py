@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from policies.base import Decision, GenRequest, PolicyResult
 from policies.errors import InvalidRequest, PayloadTooLarge, TtcError
+from policies.metering import MeteredBackend
 from server.auth import Caller
 from server.errors import from_validation_error
 from server.openai_schema import ChatCompletionRequest
@@ -102,6 +103,7 @@ def ttc_headers(plan: Decision) -> dict[str, str]:
 async def chat_completions(request: Request) -> Response:
     app = state_of(request)
     app.metrics.in_flight.inc()
+    meter: MeteredBackend | None = None
     try:
         caller = await app.guard.authenticate(request)
         raw = await read_body(request, app.settings.server.max_body_bytes)
@@ -109,16 +111,25 @@ async def chat_completions(request: Request) -> Response:
         ttc, cache_flag = split_cache_flag(chat.ttc)
         req = replace(gen_request(chat, app.settings.server.request_timeout_s), ttc=ttc)
         await app.guard.admit(caller)  # before planning: a refused request never probes a model
-        plan, policy = await app.service.plan(req)
-        app.guard.authorize(caller, plan)
+        meter = app.service.meter()
+        plan, policy = await app.service.plan(req, meter)
+        app.guard.authorize(caller, plan)  # a refused plan is still billed its probe
     except TtcError as exc:
         app.metrics.in_flight.dec()
         app.service.failed(None, exc)
+        if meter is not None:
+            app.guard.unfinished(caller, meter.spent, "error")
         raise
     if chat.stream:
-        return await _stream(request, app.service, req, plan, policy, chat, caller)
+        return await _stream(request, app.service, req, plan, policy, chat, caller, meter)
     try:
-        result = await _complete(request, app, req, plan, policy, caller, cache_flag)
+        result = await _complete(request, app, req, plan, policy, caller, cache_flag, meter)
+    except TtcError:
+        app.guard.unfinished(caller, meter.spent, "error")
+        raise
+    except asyncio.CancelledError:  # the client went away: what was spent is still billed
+        app.guard.unfinished(caller, meter.spent, "disconnect")
+        raise
     finally:
         app.metrics.in_flight.dec()
     body = completion_body(req.request_id, plan.tier, plan, result)
@@ -133,6 +144,7 @@ async def _complete(
     policy: Any,
     caller: Caller,
     cache_flag: bool | None,
+    meter: MeteredBackend,
 ) -> PolicyResult:
     """Run the policy, through the response cache when the request is eligible; then charge."""
     cache = app.shared.cache
@@ -143,7 +155,7 @@ async def _complete(
         app.metrics.cache_requests.labels(outcome).inc()
         if hit is not None:
             return hit  # no worker call, nothing spent, nothing to charge
-    result = await until_disconnect(request, app.service.complete(req, plan, policy))
+    result = await until_disconnect(request, app.service.complete(req, plan, policy, meter))
     await app.guard.finished(caller, plan, result)
     if key is None:
         return result
@@ -159,10 +171,12 @@ async def _stream(
     policy: Any,
     chat: ChatCompletionRequest,
     caller: Caller,
+    meter: MeteredBackend,
 ) -> Response:
     app = state_of(request)
     started = time.monotonic()
-    events = service.stream(req, plan, policy)
+    events = service.stream(req, plan, policy, meter)
+    settled = False  # charged: the result's usage, or what an error left spent
     first: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
     # An error before the first event (no healthy worker, upstream 400) keeps its HTTP status.
     await asyncio.wait({first}, timeout=app.settings.server.stream_keepalive_s)
@@ -171,17 +185,25 @@ async def _stream(
         exc = first.exception()
         assert isinstance(exc, TtcError)
         service.failed(plan, exc)
+        app.guard.unfinished(caller, meter.spent, "error")
         raise exc
 
     def on_first_token() -> None:
         app.metrics.ttft.labels(plan.tier, plan.policy.name).observe(time.monotonic() - started)
 
     def on_done(result: PolicyResult | None, error: TtcError | None) -> None:
+        nonlocal settled
+        settled = True
         if result is not None:
             service.finished(plan, result, started, stream=True)
             app.guard.finished_later(caller, plan, result)
         elif error is not None:
             service.failed(plan, error)
+            app.guard.unfinished(caller, meter.spent, "error")
+
+    def on_close() -> None:
+        if not settled:  # the client left before the end
+            app.guard.unfinished(caller, meter.spent, "disconnect")
 
     body = sse_body(
         first,
@@ -195,15 +217,17 @@ async def _stream(
         on_done=on_done,
     )
     return StreamingResponse(
-        _counted(body, app),
+        _counted(body, app, on_close),
         media_type="text/event-stream",
         headers={**ttc_headers(plan), "cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-async def _counted(body: Any, app: AppState) -> Any:
+async def _counted(body: Any, app: AppState, on_close: Callable[[], None]) -> Any:
     try:
         async for part in body:
             yield part
     finally:
         app.metrics.in_flight.dec()
+        await body.aclose()  # ends the policy's stream: its spend is final from here
+        on_close()

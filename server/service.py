@@ -11,6 +11,7 @@ from policies import registry
 from policies.backend import Backend
 from policies.base import Decision, GenRequest, Policy, PolicyResult
 from policies.errors import DeadlineExceeded, TtcError
+from policies.metering import MeteredBackend
 from policies.params import SingleParams
 from router.router import Router
 from server.metrics import Metrics
@@ -23,21 +24,28 @@ class ChatService:
         self.backend = backend
         self.metrics = metrics
 
-    async def plan(self, req: GenRequest) -> tuple[Decision, Policy]:
+    def meter(self) -> MeteredBackend:
+        """A backend for one request that counts what it spends upstream (``plan``, ``complete``
+        and ``stream`` take it), so a request that never finishes is still billed."""
+        return MeteredBackend(self.backend)
+
+    async def plan(self, req: GenRequest, backend: Backend) -> tuple[Decision, Policy]:
         """The router's decision (maybe after a probe) and its policy, wrapped so the probe's
         tokens, the trace and the shared statistics are recorded when the policy finishes."""
-        routing = await self.router.route(req, self.backend)
+        routing = await self.router.route(req, backend)
         plan = routing.decision
         if req.needs_single and plan.policy.name != "single":
             reason = f"tools/response_format need one plain sample; {plan.policy.name} skipped"
             plan = replace(plan, policy=SingleParams(), reasons=(*plan.reasons, reason))
         return plan, self.router.wrap(registry.build(plan.policy), routing)
 
-    async def complete(self, req: GenRequest, plan: Decision, policy: Policy) -> PolicyResult:
+    async def complete(
+        self, req: GenRequest, plan: Decision, policy: Policy, backend: Backend
+    ) -> PolicyResult:
         started = time.monotonic()
         try:
             async with asyncio.timeout_at(_loop_deadline(req)):
-                result = await policy.run(req, plan, self.backend)
+                result = await policy.run(req, plan, backend)
         except TimeoutError as exc:
             self.failed(plan, DeadlineExceeded("the request exceeded its deadline"))
             raise DeadlineExceeded("the request exceeded its deadline") from exc
@@ -47,10 +55,12 @@ class ChatService:
         self.finished(plan, result, started, stream=False)
         return result
 
-    async def stream(self, req: GenRequest, plan: Decision, policy: Policy) -> AsyncIterator[Event]:
+    async def stream(
+        self, req: GenRequest, plan: Decision, policy: Policy, backend: Backend
+    ) -> AsyncIterator[Event]:
         try:
             async with asyncio.timeout_at(_loop_deadline(req)):
-                async for event in policy.stream(req, plan, self.backend):
+                async for event in policy.stream(req, plan, backend):
                     yield event
         except TimeoutError as exc:
             raise DeadlineExceeded("the request exceeded its deadline") from exc

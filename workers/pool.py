@@ -50,13 +50,14 @@ from policies.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from policies.metering import StreamProgress
 from workers.balance import Load, affinity_key, choose, scores
 from workers.breaker import BreakerState, CircuitBreaker
 from workers.client import WorkerClient, WorkerClients, WorkerFailed, attempt_timeout
 from workers.config import PoolConfig, TierConfig
 from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_addresses
 from workers.signals import SignalBoard, scrape
-from workers.streams import StreamInterrupted, StreamProgress, after_output
+from workers.streams import StreamInterrupted, after_output
 from workers.worker import Check, Worker, attempt, blame, busy, probe, unless_hung
 
 __all__ = ["PoolCounters", "StreamInterrupted", "Worker", "WorkerPool"]

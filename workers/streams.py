@@ -10,30 +10,10 @@ a failure is ``StreamInterrupted``.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
 
 from policies.backend import Delta, TokenUsage
 from policies.errors import TtcError, UpstreamError
-
-
-@dataclass
-class StreamProgress:
-    started: bool = False
-    text_deltas: int = 0  # vLLM streams about one token per delta
-    usage: TokenUsage | None = None  # the upstream's latest cumulative usage, if it sent one
-
-    def note(self, delta: Delta) -> None:
-        if delta.text:
-            self.text_deltas += 1
-        if delta.usage is not None:
-            self.usage = delta.usage
-
-    def usage_so_far(self) -> TokenUsage:
-        """Upstream usage when known (completion at least the deltas seen), else the estimate."""
-        if self.usage is None:
-            return TokenUsage(0, self.text_deltas)
-        return TokenUsage(self.usage.prompt_tokens, max(self.usage.completion_tokens,
-                                                        self.text_deltas))  # fmt: skip
+from policies.metering import StreamProgress
 
 
 class StreamInterrupted(UpstreamError):

@@ -53,3 +53,29 @@ def test_non_stream_disconnect_aborts_upstream(gateway: str, worker_url: str) ->
     except httpx.ReadTimeout:
         pass
     assert wait_until_idle(worker_url)
+
+
+def unfinished(gateway: str) -> float:
+    text = httpx.get(gateway + "/metrics", trust_env=False).text
+    found = re.findall(r'ttc_unfinished_tokens_total\{outcome="disconnect"\} (\S+)', text)
+    return sum(float(v) for v in found)
+
+
+def test_a_client_that_leaves_is_still_billed_the_chain_generated_so_far(
+    gateway: str, worker_url: str
+) -> None:
+    """``convergence`` streams its chain upstream even for a non-stream client, so the tokens
+    generated before the client left are known; they show in the unfinished-token counter
+    (and are charged to the caller's limits, see test_redis_state)."""
+    before = unfinished(gateway)
+    ttc = {"policy": "convergence", "probe_every": 4096}  # no probe ends the story early
+    body = {**LONG, "model": "small", "ttc": ttc}
+    try:
+        httpx.post(gateway + "/v1/chat/completions", json=body, trust_env=False, timeout=3.0)
+    except httpx.ReadTimeout:
+        pass
+    assert wait_until_idle(worker_url)
+    deadline = time.monotonic() + 5.0
+    while unfinished(gateway) <= before:
+        assert time.monotonic() < deadline, "the abandoned chain was never counted"
+        time.sleep(0.1)

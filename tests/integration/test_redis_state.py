@@ -6,6 +6,7 @@ pauses, kills and restarts that Redis, so it runs last in this module.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +25,7 @@ from tests.integration.conftest import GatewayFactory, RedisServer, free_port, g
 
 PREFIX = "ttc-test:"
 KEYS = {name: f"sk-test-{name}-7f3a9c" for name in
-        ("limited", "budget", "streamer", "small_only", "cacher", "outage")}  # fmt: skip
+        ("limited", "budget", "streamer", "small_only", "cacher", "outage", "leaver")}  # fmt: skip
 MSG: Any = [{"role": "user", "content": "What is the capital of France? One word."}]
 
 
@@ -40,6 +41,7 @@ def shared_config(worker: str, redis_url: str) -> dict[str, Any]:
         {"name": "small_only", "key_hash": hash_key(KEYS["small_only"]), "tiers": ["small"]},
         {"name": "cacher", "key_hash": hash_key(KEYS["cacher"])},
         {"name": "outage", "key_hash": hash_key(KEYS["outage"]), "rpm": 1000, "tpm": 10**6},
+        {"name": "leaver", "key_hash": hash_key(KEYS["leaver"]), "tpm": 10**6},
     ]
     return gateway_config(
         worker,
@@ -158,6 +160,30 @@ def test_a_stream_is_charged_when_it_ends(pair: list[str], redis_server: RedisSe
     while counted(redis_server, "streamer", "tpm") != usage[0].total_tokens:
         assert time.monotonic() < deadline, "the stream's tokens were never charged"
         time.sleep(0.1)
+
+
+def test_a_client_that_leaves_mid_stream_is_billed_what_was_generated(
+    pair: list[str], redis_server: RedisServer
+) -> None:
+    body = {"model": "small", "stream": True, "max_tokens": 400, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Write a very long story."}],
+            "ttc": {"policy": "single"}}  # fmt: skip
+    headers = {"authorization": f"Bearer {KEYS['leaver']}"}
+    received = 0
+    with httpx.stream("POST", pair[0] + "/v1/chat/completions", json=body, headers=headers,
+                      trust_env=False, timeout=120) as response:  # fmt: skip
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                received += bool(choices[0].get("delta", {}).get("content"))
+            if received == 8:
+                break  # closing the response hangs up: the gateway cancels the generation
+    assert received == 8
+    deadline = time.monotonic() + 10.0
+    while counted(redis_server, "leaver", "tpm") < received:
+        assert time.monotonic() < deadline, "the abandoned stream's tokens were never charged"
+        time.sleep(0.1)
+    assert metric(pair[0], "ttc_unfinished_tokens_total", outcome="disconnect") >= received
 
 
 def worker_requests(worker_url: str) -> float:

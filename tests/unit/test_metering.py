@@ -1,0 +1,69 @@
+"""``MeteredBackend``: what one request spent upstream, however its calls ended."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from policies.backend import Choice, Completion, Delta, TokenUsage
+from policies.errors import UpstreamError
+from policies.metering import MeteredBackend
+
+
+class Scripted:
+    """A backend whose stream sends ``deltas`` then, if set, raises ``fail``."""
+
+    def __init__(self, deltas: list[Delta], fail: Exception | None = None) -> None:
+        self.deltas, self.fail, self.closed = deltas, fail, False
+
+    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+                   ) -> Completion:  # fmt: skip
+        return Completion((Choice(0, "Paris", "stop"),), TokenUsage(12, 3), "m")
+
+    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+                          ) -> AsyncIterator[Delta]:  # fmt: skip
+        try:
+            for delta in self.deltas:
+                yield delta
+            if self.fail is not None:
+                raise self.fail
+        finally:
+            self.closed = True
+
+
+WORDS = [Delta(text=w) for w in ("Once", " upon", " a", " time")]
+
+
+async def test_finished_calls_add_the_usage_the_worker_reported() -> None:
+    meter = MeteredBackend(Scripted([*WORDS, Delta(usage=TokenUsage(9, 4), finish_reason="stop")]))
+    await meter.chat("t", {})
+    await meter.chat("t", {})
+    assert [d.text async for d in meter.stream_chat("t", {})][:4] == [
+        "Once",
+        " upon",
+        " a",
+        " time",
+    ]
+    assert meter.spent == TokenUsage(12 + 12 + 9, 3 + 3 + 4)
+
+
+async def test_a_stream_closed_by_its_consumer_is_counted_and_closed_upstream_at_once() -> None:
+    inner = Scripted(WORDS)
+    meter = MeteredBackend(inner)
+    stream = meter.stream_chat("t", {})
+    assert [await anext(stream), await anext(stream)] == WORDS[:2]
+    await stream.aclose()  # the client left: no usage chunk ever came
+    assert inner.closed
+    assert meter.spent == TokenUsage(0, 2)  # one token per text delta, prompt unknown
+
+
+async def test_a_failed_stream_keeps_the_latest_usage_it_sent() -> None:
+    running = [Delta(text="a", usage=TokenUsage(30, 1)), Delta(text="b", usage=TokenUsage(30, 2))]
+    meter = MeteredBackend(Scripted(running, fail=UpstreamError("worker died")))
+    got: list[str] = []
+    with pytest.raises(UpstreamError):
+        async for delta in meter.stream_chat("t", {}):
+            got.append(delta.text)
+    assert got == ["a", "b"] and meter.spent == TokenUsage(30, 2)
