@@ -154,6 +154,7 @@ async def _complete(
         outcome, hit = await cache.get(key)
         app.metrics.cache_requests.labels(outcome).inc()
         if hit is not None:
+            app.service.served_from_cache(plan)
             return hit  # no worker call, nothing spent, nothing to charge
     result = await until_disconnect(request, app.service.complete(req, plan, policy, meter))
     await app.guard.finished(caller, plan, result)

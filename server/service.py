@@ -75,6 +75,10 @@ class ChatService:
         )
         m.record(plan, result.usage, result.report)
 
+    def served_from_cache(self, plan: Decision) -> None:
+        """A request answered from the response cache: counted, but it spent no tokens."""
+        self.metrics.requests.labels(plan.tier, plan.policy.name, "ok").inc()
+
     def failed(self, plan: Decision | None, exc: TtcError) -> None:
         tier = plan.tier if plan else "none"
         policy = plan.policy.name if plan else "none"

@@ -204,6 +204,8 @@ def test_cache_miss_then_hit_on_the_other_gateway(pair: list[str], worker_url: s
     first = ask(pair[0], "cacher", **body)
     assert (first.model_extra or {})["ttc"]["cache"] == "miss"
     tokens_before = metric(pair[1], "ttc_tokens_total")
+    served_before = metric(pair[1], "ttc_requests_total", status="ok")
+    hits_before = metric(pair[1], "ttc_cache_requests_total", result="hit")
     # The worker is shared with other test sessions (~15 requests/s): a hit that called it
     # would show in every attempt, their traffic only in some.
     quiet = False
@@ -219,7 +221,10 @@ def test_cache_miss_then_hit_on_the_other_gateway(pair: list[str], worker_url: s
             break
     assert quiet, "the worker received a request during every cache hit"
     assert metric(pair[1], "ttc_tokens_total") == tokens_before
-    assert metric(pair[1], "ttc_cache_requests_total", result="hit") >= 1
+    hits = metric(pair[1], "ttc_cache_requests_total", result="hit") - hits_before
+    assert hits >= 1
+    # A hit is a request served: counted like any other, with no tokens.
+    assert metric(pair[1], "ttc_requests_total", status="ok") - served_before == hits
     uncached = ask(pair[1], "cacher", temperature=0, max_tokens=4)  # no opt-in: no cache
     assert "cache" not in (uncached.model_extra or {})["ttc"]
 

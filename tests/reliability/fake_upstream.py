@@ -152,8 +152,11 @@ class FakeUpstream:
             writer.write(_response(200, b"<html>not json</html>", "text/html"))
         else:
             message = {"role": "assistant", "content": self.text * TOKENS}
-            answer = {"model": MODEL, "usage": USAGE,
-                      "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}
+            answer = {
+                "model": MODEL,
+                "usage": USAGE,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+            }
             writer.write(_response(200, json.dumps(answer).encode()))  # fmt: skip
         return True
 

@@ -80,8 +80,12 @@ def test_worker_dying_mid_stream_gives_the_text_so_far_an_error_event_and_done(
     gateway: Gateway,
 ) -> None:
     url, _ = gateway
-    body = {"model": "dying", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-            "ttc": SINGLE}
+    body = {
+        "model": "dying",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "ttc": SINGLE,
+    }
     got = events(url, body)
     text = "".join(
         (c["delta"].get("content") or "") for e in got[:-2] for c in e.get("choices", [])
