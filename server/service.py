@@ -32,7 +32,11 @@ class ChatService:
     async def plan(self, req: GenRequest, backend: Backend) -> tuple[Decision, Policy]:
         """The router's decision (maybe after a probe) and its policy, wrapped so the probe's
         tokens, the trace and the shared statistics are recorded when the policy finishes."""
-        routing = await self.router.route(req, backend)
+        try:
+            async with asyncio.timeout_at(_loop_deadline(req)):  # a probe counts against it
+                routing = await self.router.route(req, backend)
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the request exceeded its deadline while routing") from exc
         plan = routing.decision
         if req.needs_single and plan.policy.name != "single":
             reason = f"tools/response_format need one plain sample; {plan.policy.name} skipped"
