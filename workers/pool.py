@@ -146,12 +146,11 @@ class WorkerPool:
         worker.check_ok = ok
         if ok and worker.breaker.state is not BreakerState.CLOSED:
             worker.breaker.success(from_request=False)
-            worker.hung.clear()
             log.warning("worker %s of tier %s re-admitted", worker.url, worker.tier)
         elif not ok:
             blame(worker)
             if worker.breaker.state is BreakerState.OPEN:
-                worker.hung.set()
+                worker.abandon_calls()
 
     async def scrape_signals(self) -> None:
         """Read vLLM's ``/metrics`` of every worker not ejected."""
@@ -210,7 +209,6 @@ class WorkerPool:
         worker = group[i]
         if worker.breaker.state is not BreakerState.CLOSED:
             worker.breaker.acquire()  # the one trial of a half-open breaker
-            worker.hung.clear()
         return worker
 
     def _begin(

@@ -61,8 +61,10 @@ class Worker:
     check_ok: bool | None = None  # verdict of the last active health check
     last_check: float = 0.0
     last_progress: float | None = None  # when a call last received bytes from it (clock)
-    # Set when active checks eject the worker: calls still waiting on it give up and retry.
-    hung: asyncio.Event = field(default_factory=asyncio.Event)
+    # Tasks awaiting a call to this worker (``unless_hung``); active checks that eject it
+    # cancel them so they retry elsewhere.
+    waiting: set[asyncio.Task[Any]] = field(default_factory=set)
+    abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     @property
@@ -70,6 +72,12 @@ class Worker:
         if self.breaker.state is not BreakerState.CLOSED:
             return False
         return self.check_ok
+
+    def abandon_calls(self) -> None:
+        """Active checks ejected this worker: every call still waiting on it gives up."""
+        for task in self.waiting - self.abandoned:
+            self.abandoned.add(task)
+            task.cancel()
 
     @property
     def failures(self) -> int:
@@ -166,16 +174,23 @@ def busy(worker: Worker, now: float, grace_s: float) -> bool:
 
 
 async def unless_hung(worker: Worker, call: Coroutine[Any, Any, T]) -> T:
-    """Await ``call``, unless active checks eject ``worker`` first: then ``WorkerFailed``."""
-    task = asyncio.ensure_future(call)
-    hung = asyncio.ensure_future(worker.hung.wait())
+    """Await ``call``, unless active checks eject ``worker`` first: then ``WorkerFailed``.
+
+    ``call`` runs in the caller's own task (no task per call on the hot path); an ejection
+    cancels that task, and the cancellation is taken back here and turned into
+    ``WorkerFailed``, unless someone else (a client that left) cancelled it too.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    worker.waiting.add(task)
     try:
-        await asyncio.wait({task, hung}, return_when=asyncio.FIRST_COMPLETED)
+        return await call
+    except asyncio.CancelledError:
+        if task in worker.abandoned and task.uncancel() == 0:
+            raise WorkerFailed(
+                "worker stopped answering health checks; call moved elsewhere"
+            ) from None
+        raise
     finally:
-        hung.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-    if task.cancelled():
-        raise WorkerFailed("worker stopped answering health checks; call moved elsewhere")
-    return task.result()
+        worker.waiting.discard(task)
+        worker.abandoned.discard(task)

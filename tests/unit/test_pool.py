@@ -224,6 +224,23 @@ async def test_call_waiting_on_a_worker_that_health_checks_eject_moves_on(fleet:
     await pool.close()
 
 
+async def test_a_client_leaving_as_checks_eject_the_worker_stays_a_cancellation(
+    fleet: Fleet,
+) -> None:
+    """Both cancel the same task: the client's wins, nothing is retried for nobody."""
+    a, b = fleet
+    a.mode = "hang"
+    pool = make_pool(a.url, b.url)
+    task = asyncio.create_task(pool.chat("small", MSG, affinity=key_for(a.url, (a.url, b.url))))
+    assert await eventually(lambda: a.chats == 1)
+    pool.workers["small"][0].abandon_calls()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert b.chats == 0 and pool.workers["small"][0].waiting == set()
+    await pool.close()
+
+
 async def test_retry_never_starts_after_the_tier_deadline(fleet: Fleet) -> None:
     class Clock:
         now = 0.0
