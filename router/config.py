@@ -42,9 +42,9 @@ class BandConfig(_Section):
 # Every band runs adaptive_bon: its greedy, confidence-gated first sample costs what `single`
 # does when the model is sure, and only unsure answers pay for votes; harder bands may vote more.
 DEFAULT_BANDS: tuple[BandConfig, ...] = (
-    BandConfig(name="easy", upto=0.35, policy="adaptive_bon", params={"max_samples": 3}),
-    BandConfig(name="medium", upto=0.65, policy="adaptive_bon", params={"max_samples": 6}),
-    BandConfig(name="hard", policy="adaptive_bon", params={"max_samples": 12}),
+    BandConfig(name="easy", upto=0.35, policy="adaptive_bon", params={"max_samples": 6}),
+    BandConfig(name="medium", upto=0.65, policy="adaptive_bon", params={"max_samples": 12}),
+    BandConfig(name="hard", policy="adaptive_bon", params={"max_samples": 16}),
 )
 
 

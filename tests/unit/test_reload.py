@@ -35,13 +35,13 @@ def setup(tmp_path: Path) -> tuple[Path, ConfigReloader]:
 async def test_reload_applies_new_policy_parameters(setup: tuple[Path, ConfigReloader]) -> None:
     path, reloader = setup
     before = reloader.state.service.router
-    assert before.decide(REQ).policy.confidence == 0.8  # type: ignore[union-attr]
-    write(path, {**CONFIG, "policies": {"adaptive_bon": {"confidence": 0.9}}})
+    assert before.decide(REQ).policy.confidence == 0.9  # type: ignore[union-attr]
+    write(path, {**CONFIG, "policies": {"adaptive_bon": {"confidence": 0.97}}})
     assert await reloader.reload()
     after = reloader.state.service.router
     assert after is not before
-    assert after.decide(REQ).policy.confidence == 0.9  # type: ignore[union-attr]
-    assert reloader.state.settings.policies.adaptive_bon.confidence == 0.9
+    assert after.decide(REQ).policy.confidence == 0.97  # type: ignore[union-attr]
+    assert reloader.state.settings.policies.adaptive_bon.confidence == 0.97
     await reloader.close()  # closes the old router at once instead of after the grace period
 
 

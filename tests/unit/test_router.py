@@ -90,9 +90,9 @@ def test_bad_overrides_name_the_field(ttc: dict[str, Any], param: str) -> None:
 @pytest.mark.parametrize(
     ("difficulty", "band", "policy", "max_samples"),
     [
-        (0.1, "easy", "adaptive_bon", 3),
-        (0.5, "medium", "adaptive_bon", 6),
-        (0.9, "hard", "adaptive_bon", 12),
+        (0.1, "easy", "adaptive_bon", 6),
+        (0.5, "medium", "adaptive_bon", 12),
+        (0.9, "hard", "adaptive_bon", 16),
     ],
 )
 def test_default_bands_spend_more_on_harder_requests(
