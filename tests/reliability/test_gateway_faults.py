@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -86,6 +87,7 @@ def test_worker_dying_mid_stream_gives_the_text_so_far_an_error_event_and_done(
         "stream": True,
         "ttc": SINGLE,
     }
+    unbilled = unfinished_tokens(url)
     got = events(url, body)
     text = "".join(
         (c["delta"].get("content") or "") for e in got[:-2] for c in e.get("choices", [])
@@ -94,6 +96,14 @@ def test_worker_dying_mid_stream_gives_the_text_so_far_an_error_event_and_done(
     error = got[-2]["error"]
     assert error["code"] == "stream_interrupted" and "usage so far" in error["message"]
     assert got[-1] == "[DONE]"
+    # The three tokens were generated: the failed request is billed them all the same.
+    assert unfinished_tokens(url) - unbilled == 3
+
+
+def unfinished_tokens(url: str) -> float:
+    text = httpx.get(url + "/metrics", trust_env=False).text
+    found = re.findall(r'ttc_unfinished_tokens_total\{outcome="error"\} (\S+)', text)
+    return sum(float(v) for v in found)
 
 
 def test_a_503_from_one_worker_is_invisible_to_the_client(gateway: Gateway) -> None:
