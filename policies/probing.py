@@ -77,7 +77,7 @@ def probe_messages(req: GenRequest, partial: str, suffix: str) -> list[dict[str,
 def probe_body(req: GenRequest, partial: str, params: ConvergenceParams) -> dict[str, Any]:
     """The upstream chat body of one probe at the chain position ``partial``."""
     dropped: dict[str, Any] = dict.fromkeys(_NOT_FOR_PROBES)
-    return req.body(
+    body = req.body(
         **dropped,
         messages=probe_messages(req, partial, params.probe_suffix),
         continue_final_message=True,
@@ -85,6 +85,12 @@ def probe_body(req: GenRequest, partial: str, params: ConvergenceParams) -> dict
         max_tokens=params.probe_max_tokens,
         temperature=0.0,
     )
+    client_stop = body.get("stop") or []
+    stops = [client_stop] if isinstance(client_stop, str) else list(client_stop)
+    stops += [s for s in params.probe_stop if s not in stops]
+    if stops:
+        body["stop"] = stops
+    return body
 
 
 def converged(in_order: Sequence[ProbeResult], agree: int) -> ProbeResult | None:

@@ -20,7 +20,7 @@ from policies.base import Decision, GenRequest, PolicyResult
 from policies.convergence import ConvergencePolicy, final_line
 from policies.errors import UpstreamError
 from policies.params import ConvergenceParams
-from policies.probing import probe_answer
+from policies.probing import probe_answer, probe_body
 
 CHAIN = [f"s{i} " for i in range(100)]
 PROMPT_TOKENS = 37
@@ -229,7 +229,16 @@ async def test_probe_continues_the_partial_chain_on_the_same_worker() -> None:
     assert probe["continue_final_message"] is True and probe["add_generation_prompt"] is False
     assert probe["max_tokens"] == 12 and probe["temperature"] == 0
     assert "logprobs" not in probe and "n" not in probe
+    assert probe["stop"] == ["\n"]  # only the answer line is read: the probe ends there
     assert set(backend.affinities) == {"req-1"}
+
+
+def test_probe_keeps_the_client_stop_strings_and_adds_its_own() -> None:
+    for client_stop, expected in (("END", ["END", "\n"]), (["a", "\n"], ["a", "\n"])):
+        req = GenRequest(messages=(QUESTION,), sampling={"stop": client_stop})
+        assert probe_body(req, "so", ConvergenceParams())["stop"] == expected
+    no_stop = ConvergenceParams(probe_stop=[])
+    assert "stop" not in probe_body(GenRequest(messages=(QUESTION,)), "so", no_stop)
 
 
 async def test_probe_extends_a_final_assistant_message_the_client_continues() -> None:
