@@ -16,7 +16,7 @@ nothing of what it had generated.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ class MeteredBackend:
 
     async def stream_chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         seen = StreamProgress()
         deltas = self._inner.stream_chat(tier, body, affinity=affinity)
         try:

@@ -83,7 +83,7 @@ def test_setting_overrides_extend_the_base_controls_and_name_the_results() -> No
     }
     gate_off = parse_setting("adaptive:single_sample_confidence=null", tier="s")
     assert gate_off.ttc == {"policy": "adaptive_bon", "single_sample_confidence": None}
-    assert parse_setting("bon4:weighted=true", tier="s").ttc["weighted"] is True
+    assert (parse_setting("bon4:weighted=true", tier="s").ttc or {})["weighted"] is True
     for bad in ("auto:max_samples=4", "adaptive:max_samples", "adaptive:=3", "nope:a=1"):
         with pytest.raises(ValueError):
             parse_setting(bad, tier="s")
