@@ -70,6 +70,14 @@ class Delta:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
+async def close_now(iterator: AsyncIterator[Any]) -> None:
+    """Close an async iterator now, not when it is garbage collected: closing a stream from a
+    worker closes its connection, which makes vLLM abort the request."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 class Backend(Protocol):
     """Generation, as policies see it. Implemented by ``workers.pool.WorkerPool``."""
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from policies.answers import extract_answer
-from policies.backend import Backend, Delta, TokenUsage
+from policies.backend import Backend, Delta, TokenUsage, close_now
 from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
 from policies.params import ConvergenceParams
 from policies.probing import ProbeResult, ProbeRunner, converged, first_line
@@ -147,7 +147,7 @@ class ConvergencePolicy:
                     break
         finally:
             try:
-                await _aclose(upstream)
+                await close_now(upstream)
             finally:
                 await probes.cancel_all()
         result = self._result(req, plan, chain, probes, winner)
@@ -219,10 +219,3 @@ class ConvergencePolicy:
             "tokens_saved": max(0, self.budget(req) - chain_tokens) if winner else 0,
             "usage_estimated": estimated,
         }
-
-
-async def _aclose(iterator: AsyncIterator[Delta]) -> None:
-    """Close the upstream stream now (not at garbage collection): this cancels the call."""
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()

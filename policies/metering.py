@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from policies.backend import Backend, Completion, Delta, TokenUsage
+from policies.backend import Backend, Completion, Delta, TokenUsage, close_now
 
 
 @dataclass
@@ -68,6 +68,4 @@ class MeteredBackend:
                 yield delta
         finally:
             self.spent += seen.usage_so_far()
-            aclose = getattr(deltas, "aclose", None)
-            if aclose is not None:  # close upstream now, not when the generator is collected
-                await aclose()
+            await close_now(deltas)

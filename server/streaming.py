@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from policies.backend import Delta
+from policies.backend import Delta, close_now
 from policies.base import Decision, PolicyResult
 from policies.errors import TtcError, UpstreamError
 from server.errors import error_body
@@ -96,7 +96,7 @@ async def sse_body(
         on_done(None, err)
         yield sse(error_body(err))
     finally:
-        await _aclose(events)
+        await close_now(events)
     yield DONE
 
 
@@ -114,9 +114,3 @@ def _closing(
     if include_usage:
         out += sse(chunks.chunk([], usage=usage_body(result.usage), ttc=report))
     return out
-
-
-async def _aclose(events: AsyncIterator[Event]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from policies.backend import Delta, TokenUsage
+from policies.backend import Delta, TokenUsage, close_now
 from policies.errors import TtcError, UpstreamError
 from policies.metering import StreamProgress
 
@@ -69,6 +69,4 @@ async def after_output(
         for early in held:  # a stream that ended with no output at all
             yield early
     finally:
-        aclose = getattr(upstream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_now(upstream)
