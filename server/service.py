@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from policies import registry
-from policies.backend import Backend
+from policies.backend import Backend, close_now
 from policies.base import Decision, GenRequest, Policy, PolicyResult
 from policies.errors import DeadlineExceeded, TtcError
 from policies.metering import MeteredBackend
@@ -32,11 +33,8 @@ class ChatService:
     async def plan(self, req: GenRequest, backend: Backend) -> tuple[Decision, Policy]:
         """The router's decision (maybe after a probe) and its policy, wrapped so the probe's
         tokens, the trace and the shared statistics are recorded when the policy finishes."""
-        try:
-            async with asyncio.timeout_at(_loop_deadline(req)):  # a probe counts against it
-                routing = await self.router.route(req, backend)
-        except TimeoutError as exc:
-            raise DeadlineExceeded("the request exceeded its deadline while routing") from exc
+        async with _within_deadline(req, " while routing"):  # a probe counts against it
+            routing = await self.router.route(req, backend)
         plan = routing.decision
         if req.needs_single and plan.policy.name != "single":
             reason = f"tools/response_format need one plain sample; {plan.policy.name} skipped"
@@ -48,11 +46,8 @@ class ChatService:
     ) -> PolicyResult:
         started = time.monotonic()
         try:
-            async with asyncio.timeout_at(_loop_deadline(req)):
+            async with _within_deadline(req):
                 result = await policy.run(req, plan, backend)
-        except TimeoutError as exc:
-            self.failed(plan, DeadlineExceeded("the request exceeded its deadline"))
-            raise DeadlineExceeded("the request exceeded its deadline") from exc
         except TtcError as exc:
             self.failed(plan, exc)
             raise
@@ -62,12 +57,23 @@ class ChatService:
     async def stream(
         self, req: GenRequest, plan: Decision, policy: Policy, backend: Backend
     ) -> AsyncIterator[Event]:
+        # The deadline is entered anew around each event: the server awaits every event in a
+        # task of its own (``with_keepalive``), and a timeout only cancels the task that
+        # entered it, so one timeout around the whole stream would guard the first event only.
+        events = policy.stream(req, plan, backend)
+        deadline = _loop_deadline(req)
         try:
-            async with asyncio.timeout_at(_loop_deadline(req)):
-                async for event in policy.stream(req, plan, backend):
-                    yield event
-        except TimeoutError as exc:
-            raise DeadlineExceeded("the request exceeded its deadline") from exc
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise DeadlineExceeded("the request exceeded its deadline") from exc
+                yield event
+        finally:
+            await close_now(events)
 
     def finished(
         self, plan: Decision, result: PolicyResult, started: float, *, stream: bool
@@ -88,6 +94,16 @@ class ChatService:
         policy = plan.policy.name if plan else "none"
         self.metrics.requests.labels(tier, policy, str(exc.status)).inc()
         self.metrics.errors.labels(str(exc.status), exc.code or exc.error_type).inc()
+
+
+@contextlib.asynccontextmanager
+async def _within_deadline(req: GenRequest, where: str = "") -> AsyncIterator[None]:
+    """Run the body under the request's deadline; running past it is ``DeadlineExceeded``."""
+    try:
+        async with asyncio.timeout_at(_loop_deadline(req)):
+            yield
+    except TimeoutError as exc:
+        raise DeadlineExceeded(f"the request exceeded its deadline{where}") from exc
 
 
 def _loop_deadline(req: GenRequest) -> float | None:
