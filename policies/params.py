@@ -63,7 +63,7 @@ class ConvergenceParams(_Params):
     probe_max_tokens: int = Field(20, ge=1, le=256)
     probe_suffix: str = "\n\n... I now know the final answer. Final answer:"
     # Only a probe's first line is read: stopping it there keeps probes a few tokens long
-    # (on hard-dev a 20-token probe spent 14 tokens on average, its answer line about 5).
+    # (12 hard-dev chain positions: 13.6 completion tokens per probe without it, 8.8 with it).
     probe_stop: list[str] = Field(default_factory=lambda: ["\n"], max_length=4)
     max_probes: int = Field(32, ge=1, le=512)
     answer_mode: Literal["auto", "boxed", "answer_is", "number", "choice", "text"] = "auto"
