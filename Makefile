@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy server router policies workers state tests bench deploy
+	$(BIN)/mypy core server router policies workers state tests bench deploy
 
 # Offline validation of the Dockerfiles, compose profiles, Kustomize overlays and dashboard.
 lint-deploy: install

@@ -170,11 +170,11 @@ def loads(
 
 
 async def run_loads(
-    proxies: Sequence[Proxy], plan: Sequence[Load], model: str, max_tokens: int, on_result: Any
+    proxies: Sequence[Proxy], decision: Sequence[Load], model: str, max_tokens: int, on_result: Any
 ) -> list[dict[str, Any]]:
     """Every load against every proxy, in that order; ``on_result`` sees each result."""
     by_load: list[dict[str, Any]] = []
-    for load in plan:
+    for load in decision:
         results = []
         for proxy in proxies:
             result = await measure(proxy, load, model, max_tokens)

@@ -50,7 +50,7 @@ def run(options: Options, console: Console) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="ttc-overhead-"))
     try:
         proxies = _start(options, workdir, started, console)
-        plan = loads(
+        decision = loads(
             options.concurrency,
             options.rate,
             options.requests,
@@ -70,7 +70,7 @@ def run(options: Options, console: Console) -> dict[str, Any]:
 
         idle = _run_async(idle_cpu(proxies, options.idle_s)) if options.idle_s > 0 else {}
         console.print(f"idle CPU (ms per s) over {options.idle_s:g} s: {idle}")
-        by_load = _run_async(run_loads(proxies, plan, options.model, options.max_tokens, show))
+        by_load = _run_async(run_loads(proxies, decision, options.model, options.max_tokens, show))
     finally:
         for process in reversed(started):
             processes.stop(process)

@@ -1,6 +1,6 @@
 """``adaptive_bon``: adaptive best-of-N, i.e. self-consistency with sequential stopping.
 
-Samples are drawn in rounds on ``plan.tier``, each round one ``backend.chat`` call whose ``n``
+Samples are drawn in rounds on ``decision.tier``, each round one ``backend.chat`` call whose ``n``
 is the round's size: ``min_samples`` first, then ``step`` more, never past ``max_samples``.
 Every round asks for ``logprobs`` (ties, weighting and the gate need them) and carries
 ``affinity=request_id``, so all rounds land on the worker whose prefix cache holds the prompt.
@@ -38,17 +38,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from core.backend import Backend, Choice, Delta
+from core.errors import UpstreamError
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import UsageLedger
 from policies.answers import answer_span_confidence, cluster_key, extract_answer
-from policies.backend import Backend, Choice, Delta
-from policies.base import (
-    Decision,
-    GenRequest,
-    PolicyResult,
-    ResultChoice,
-    UsageLedger,
-    stream_whole,
-)
-from policies.errors import UpstreamError
+from policies.base import stream_whole
 from policies.params import AdaptiveBonParams
 from policies.voting import (
     Tally,
@@ -102,17 +98,17 @@ class AdaptiveBonPolicy:
             params.single_sample_confidence is not None and self._min_samples < params.max_samples
         )
 
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+    async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
         p = self.params
-        required = adjust_confidence(p.confidence, plan.difficulty, p.difficulty_prior)
+        required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
         draw = _Draw(question=req.question)
         reason: str | None = None
         while reason is None:
             size = self._round_size(draw)
             body = self._body(req, size, draw.requested)
-            completion = await backend.chat(plan.tier, body, affinity=req.request_id)
-            ledger.add("sample", plan.tier, completion.usage)
+            completion = await backend.chat(decision.tier, body, affinity=req.request_id)
+            ledger.add("sample", decision.tier, completion.usage)
             draw.add(completion.choices[:size], size, p.answer_mode)
             reason = self._stop_reason(draw, required)
         if not draw.samples:
@@ -120,9 +116,9 @@ class AdaptiveBonPolicy:
         return self._result(req, draw, ledger, reason, required)
 
     def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]:
-        return stream_whole(self, req, plan, backend)
+        return stream_whole(self, req, decision, backend)
 
     def _round_size(self, draw: _Draw) -> int:
         p = self.params

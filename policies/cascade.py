@@ -12,9 +12,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from core.backend import Backend, Delta
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import UsageLedger
 from policies import registry
-from policies.backend import Backend, Delta
-from policies.base import Decision, GenRequest, Policy, PolicyResult, UsageLedger, stream_whole
+from policies.base import Policy, stream_whole
 from policies.params import AdaptiveBonParams, CascadeParams, PolicyParams, SingleParams
 
 # Report fields of each stage worth repeating in the cascade's own report.
@@ -65,9 +68,9 @@ class CascadePolicy:
         self.params = params
         self._build = build
 
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+    async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
         small_spec = small_params(self.params)
-        small = await self._stage(req, plan, backend, self.params.small_tier, small_spec)
+        small = await self._stage(req, decision, backend, self.params.small_tier, small_spec)
         small_summary = stage_report(small.report, self.params.small_tier, small_spec.name)
         if not should_escalate(small.report, self.params.escalate_below):
             return PolicyResult(
@@ -76,7 +79,7 @@ class CascadePolicy:
                 report=self._report(small_summary, None, small.report),
             )
         large_spec = large_params(self.params)
-        large = await self._stage(req, plan, backend, self.params.large_tier, large_spec)
+        large = await self._stage(req, decision, backend, self.params.large_tier, large_spec)
         large_summary = stage_report(large.report, self.params.large_tier, large_spec.name)
         return PolicyResult(
             choices=large.choices,
@@ -85,15 +88,15 @@ class CascadePolicy:
         )
 
     def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]:
-        return stream_whole(self, req, plan, backend)
+        return stream_whole(self, req, decision, backend)
 
     async def _stage(
-        self, req: GenRequest, plan: Decision, backend: Backend, tier: str, spec: PolicyParams
+        self, req: GenRequest, decision: Decision, backend: Backend, tier: str, spec: PolicyParams
     ) -> PolicyResult:
         """Run one stage's policy on ``tier``, as though the router had planned it so."""
-        stage_plan = replace(plan, tier=tier, policy=spec)
+        stage_plan = replace(decision, tier=tier, params=spec)
         return await self._build(spec).run(req, stage_plan, backend)
 
     def _report(

@@ -1,6 +1,6 @@
 """``convergence``: one chain of thought, stopped as soon as its answer has converged.
 
-The chain streams from ``plan.tier``. Every ``probe_every`` chain tokens, and at each step
+The chain streams from ``decision.tier``. Every ``probe_every`` chain tokens, and at each step
 boundary (a blank line), a probe (``policies.probing``) asks the model for its answer at that
 point, concurrently: the chain is never paused. When the last ``agree`` probes, in chain order,
 state the same non-empty answer and none of their texts hedges, the chain is cancelled upstream
@@ -31,9 +31,11 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from core.backend import Backend, Delta, close_now
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import TokenUsage, UsageLedger
 from policies.answers import extract_answer
-from policies.backend import Backend, Delta, TokenUsage, close_now
-from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
 from policies.params import ConvergenceParams
 from policies.probing import ProbeResult, ProbeRunner, converged, first_line
 
@@ -108,32 +110,32 @@ class ConvergencePolicy:
     def __init__(self, params: ConvergenceParams) -> None:
         self.params = params
 
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
-        async with contextlib.aclosing(self._events(req, plan, backend)) as events:
+    async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
+        async with contextlib.aclosing(self._events(req, decision, backend)) as events:
             async for event in events:
                 if isinstance(event, PolicyResult):
                     return event
         raise RuntimeError("the convergence stream ended without a result")
 
     def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncGenerator[Event, None]:
         """The chain's text deltas as they come; if it converges, the final answer line as the
         last delta (finish_reason "stop"); then the ``PolicyResult``."""
-        return self._events(req, plan, backend)
+        return self._events(req, decision, backend)
 
     def budget(self, req: GenRequest) -> int:
         """What tokens_saved is measured against: the request's max_tokens, else a default."""
         return req.max_tokens or self.params.default_budget
 
     async def _events(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncGenerator[Event, None]:
         chain = Chain()
-        probes = ProbeRunner(self.params, req, plan.tier, backend)
+        probes = ProbeRunner(self.params, req, decision.tier, backend)
         running_usage = {"include_usage": True, "continuous_usage_stats": True}
         body = req.body(n=None, stream_options=running_usage)
-        upstream = backend.stream_chat(plan.tier, body, affinity=req.request_id)
+        upstream = backend.stream_chat(decision.tier, body, affinity=req.request_id)
         winner: ProbeResult | None = None
         try:
             async for delta in upstream:
@@ -150,7 +152,7 @@ class ConvergencePolicy:
                 await close_now(upstream)
             finally:
                 await probes.cancel_all()
-        result = self._result(req, plan, chain, probes, winner)
+        result = self._result(req, decision, chain, probes, winner)
         last = result.choices[0]
         closing = last.text[len(chain.text) :]
         yield Delta(index=0, text=closing, finish_reason=last.finish_reason)
@@ -168,7 +170,7 @@ class ConvergencePolicy:
     def _result(
         self,
         req: GenRequest,
-        plan: Decision,
+        decision: Decision,
         chain: Chain,
         probes: ProbeRunner,
         winner: ProbeResult | None,
@@ -177,9 +179,9 @@ class ConvergencePolicy:
         estimated = chain.usage is None
         used = chain_usage(chain) or TokenUsage(estimate_prompt_tokens(req), chain.deltas)
         ledger = UsageLedger()
-        ledger.add("sample", plan.tier, used)
+        ledger.add("sample", decision.tier, used)
         for probe in probes.results.values():
-            ledger.add("probe", plan.tier, probe.usage)
+            ledger.add("probe", decision.tier, probe.usage)
         if winner is not None:
             choice = ResultChoice(0, text + final_line(text, winner.text), "stop")
         else:

@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.backend import Backend
+from core.errors import TtcError
+from core.request import GenRequest
+from core.usage import TokenUsage
 from policies.answers import extract_answer, hedges, normalise_answer
-from policies.backend import Backend, TokenUsage
-from policies.base import GenRequest
-from policies.errors import TtcError
 from policies.params import ConvergenceParams
 
 # Sampling fields of the client's request that make no sense for a probe: it is one greedy,

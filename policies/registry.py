@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from core.request import PolicySpec
 from policies.base import Policy
-from policies.params import PolicyParams
 
 _FACTORIES: dict[str, str] = {
     "single": "policies.single:SinglePolicy",
@@ -25,7 +25,7 @@ def available() -> tuple[str, ...]:
     return tuple(_FACTORIES)
 
 
-def build(spec: PolicyParams) -> Policy:
+def build(spec: PolicySpec) -> Policy:
     module_name, _, attr = _FACTORIES[spec.name].partition(":")
     factory: Any = getattr(importlib.import_module(module_name), attr)
     policy: Policy = factory(spec)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from policies.backend import Backend, Choice, Delta
-from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
+from core.backend import Backend, Choice, Delta
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import UsageLedger
 from policies.params import SingleParams
 
 
@@ -27,10 +29,10 @@ class SinglePolicy:
     def __init__(self, params: SingleParams) -> None:
         self.params = params
 
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
-        completion = await backend.chat(plan.tier, req.body(), affinity=req.request_id)
+    async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
+        completion = await backend.chat(decision.tier, req.body(), affinity=req.request_id)
         ledger = UsageLedger()
-        ledger.add("sample", plan.tier, completion.usage)
+        ledger.add("sample", decision.tier, completion.usage)
         return PolicyResult(
             choices=tuple(result_choice(c) for c in completion.choices),
             usage=ledger,
@@ -38,14 +40,14 @@ class SinglePolicy:
         )
 
     async def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]:
         ledger = UsageLedger()
         texts: dict[int, list[str]] = {}
         finish: dict[int, str] = {}
-        async for delta in backend.stream_chat(plan.tier, req.body(), affinity=req.request_id):
+        async for delta in backend.stream_chat(decision.tier, req.body(), affinity=req.request_id):
             if delta.usage is not None:
-                ledger.add("sample", plan.tier, delta.usage)
+                ledger.add("sample", decision.tier, delta.usage)
                 continue
             texts.setdefault(delta.index, []).append(delta.text)
             if delta.finish_reason:

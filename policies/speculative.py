@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from core.backend import Backend, Choice, Delta
+from core.errors import UpstreamError
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import UsageLedger
 from policies.answers import cluster_key, extract_answer
-from policies.backend import Backend, Choice, Delta
-from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
-from policies.errors import UpstreamError
 from policies.judge import choice_score, judge_body
 from policies.params import SpeculativeParams
 
@@ -150,14 +152,14 @@ class SpeculativePolicy:
     def __init__(self, params: SpeculativeParams) -> None:
         self.params = params
 
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
+    async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
         trace = Trace(req, self.params)
         async for _added in self._settled_steps(trace, backend):
             pass
         return trace.result()
 
     async def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]:
         trace = Trace(req, self.params)
         async for added in self._settled_steps(trace, backend):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.base import GenRequest
+from core.request import GenRequest
 
 # Saturation points of the log-scaled counts: a prompt of ~2,000 characters or a conversation
 # of 16 messages is "long"; beyond that more length says little more about difficulty.

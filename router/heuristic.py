@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from policies.base import GenRequest
+from core.request import GenRequest
 from router.features import Features
 from router.predictor import HeuristicConfig
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policies.base import GenRequest
+from core.request import GenRequest
 from router.features import Features, prompt_text
 from router.heuristic import sigmoid
 from router.predictor import LearnedConfig

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from policies.errors import InvalidRequest
+from core.errors import InvalidRequest
 from policies.params import POLICY_NAMES, PoliciesConfig, PolicyParams, error_field, with_updates
 
 # Fields a request may not set: they choose tiers, which model=... and the router govern.

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.base import GenRequest
+from core.request import GenRequest
 from router.features import Features
 
 

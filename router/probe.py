@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from policies.backend import Backend, Completion, TokenUsage
-from policies.base import GenRequest
+from core.backend import Backend, Completion
+from core.request import GenRequest
+from core.usage import TokenUsage
 from router.config import ProbeConfig
 
 

@@ -1,25 +1,26 @@
-"""What happens around a routed request: probe billing, trace, shared statistics, shadow.
+"""What the router keeps of a routed request: ``Routing`` and the ``Recorder``.
 
-``Router.route`` returns a ``Routing`` (the decision plus what led to it); ``Router.wrap``
-wraps the chosen policy in a ``RoutedPolicy`` which, when the policy's result is ready and
-before the client sees it, adds the probe's tokens to the result's usage ledger (kind
-"probe"), then hands the result to the ``Recorder``: a trace record to the JSONL sink, one
-count to the shared ``StatsSource`` (no I/O: the store flushes in the background, so a slow
-store never delays a response), and possibly a shadow run.
+``Router.route`` returns a ``Routing`` (the decision plus what led to it). When the policy's
+result is ready and before the client sees it, the server's settlement calls
+``Routing.bill_probe`` (the probe's tokens join the result's usage ledger, kind "probe") and
+``Router.record``, which hands the result to the ``Recorder``: a trace record to the JSONL
+sink, one count to the shared ``StatsSource`` (no I/O: the store flushes in the background, so
+a slow store never delays a response), and possibly a shadow run. This is the one place a
+finished request is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from policies.backend import Backend, Delta, TokenUsage
-from policies.base import Decision, GenRequest, Policy, PolicyResult
+from core.backend import Backend
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import TokenUsage
 from router.config import RouterConfig
 from router.counters import RouterCounters
 from router.features import Features
@@ -37,6 +38,11 @@ class Routing:
     probe_tier: str
     decided_at: float
 
+    def bill_probe(self, result: PolicyResult) -> None:
+        """Add the probe's tokens to ``result``'s ledger (kind "probe")."""
+        if self.probe_usage is not None:
+            result.usage.add("probe", self.probe_tier, self.probe_usage)
+
 
 class Recorder:
     def __init__(
@@ -45,14 +51,16 @@ class Recorder:
         stats: StatsSource,
         counters: RouterCounters,
         shadow_decider: Decider | None,
+        shadow_backend: Backend | None = None,
     ) -> None:
         self._traces = config.traces
+        self._shadow_backend = shadow_backend
         self._stats = stats
         path = config.traces.path
         self.sink = TraceSink(Path(path), config.traces.buffer) if path else None
         self.shadow = (
             ShadowRunner(shadow_decider, config.shadow, counters, self._emit)
-            if shadow_decider is not None
+            if shadow_decider is not None and shadow_backend is not None
             else None
         )
 
@@ -60,25 +68,16 @@ class Recorder:
         if self.sink is not None:
             self.sink.emit(record)
 
-    def bill_probe(self, routing: Routing, result: PolicyResult) -> None:
-        if routing.probe_usage is not None:
-            result.usage.add("probe", routing.probe_tier, routing.probe_usage)
-
     def observe(
-        self,
-        req: GenRequest,
-        plan: Decision,
-        routing: Routing,
-        result: PolicyResult,
-        latency_s: float,
-        backend: Backend,
+        self, req: GenRequest, routing: Routing, result: PolicyResult, latency_s: float
     ) -> None:
         """Trace, statistics and shadow for one finished request; never blocks."""
+        decision = routing.decision
         if self.sink is not None:
             self.sink.emit(
                 request_record(
                     req=req,
-                    plan=plan,
+                    decision=decision,
                     result=result,
                     features=routing.features.as_dict(),
                     scores=routing.scores,
@@ -86,55 +85,12 @@ class Recorder:
                     config=self._traces,
                 )
             )
-        self._stats.record(plan, result)
-        if self.shadow is not None:
-            self.shadow.maybe_start(req, plan, result, backend)
+        self._stats.record(decision, result)
+        if self.shadow is not None and self._shadow_backend is not None:
+            self.shadow.maybe_start(req, decision, result, self._shadow_backend)
 
     async def aclose(self) -> None:
         if self.shadow is not None:
             await self.shadow.aclose()
         if self.sink is not None:
             await asyncio.to_thread(self.sink.close)
-
-
-class RoutedPolicy:
-    """A policy plus the router's bookkeeping; behaves exactly like the policy it wraps."""
-
-    name: ClassVar[str] = "routed"
-
-    def __init__(self, inner: Policy, routing: Routing, recorder: Recorder) -> None:
-        self.inner = inner
-        self.routing = routing
-        self._recorder = recorder
-
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
-        started = time.monotonic()
-        result = await self.inner.run(req, plan, backend)
-        self._finish(req, plan, result, started, backend)
-        return result
-
-    async def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
-    ) -> AsyncIterator[Delta | PolicyResult]:
-        started = time.monotonic()
-        events = self.inner.stream(req, plan, backend)
-        try:
-            async for event in events:
-                if isinstance(event, PolicyResult):
-                    self._finish(req, plan, event, started, backend)
-                yield event
-        finally:
-            with contextlib.suppress(AttributeError):
-                await events.aclose()  # type: ignore[attr-defined]
-
-    def _finish(
-        self,
-        req: GenRequest,
-        plan: Decision,
-        result: PolicyResult,
-        started: float,
-        backend: Backend,
-    ) -> None:
-        self._recorder.bill_probe(self.routing, result)
-        latency = time.monotonic() - started
-        self._recorder.observe(req, plan, self.routing, result, latency, backend)

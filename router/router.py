@@ -19,9 +19,11 @@ import random
 import time
 from collections.abc import Callable
 
-from policies.backend import Backend, TokenUsage
-from policies.base import Decision, GenRequest, Policy
-from policies.errors import ModelNotFound, TtcError
+from core.backend import Backend
+from core.errors import ModelNotFound, TtcError
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import TokenUsage
 from policies.params import PoliciesConfig, PolicyParams
 from router import overrides
 from router.bands import Band, build_bands, scale_budget, select
@@ -32,7 +34,7 @@ from router.features import Features, extract
 from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
 from router.predictor import DifficultyPredictor, build
 from router.probe import FirstTokenProbe, ProbeFailed, Prober, ProbeResult
-from router.routed import Recorder, RoutedPolicy, Routing
+from router.routed import Recorder, Routing
 from router.stats import LocalStats, StatsSource
 
 AUTO_MODEL = "auto"
@@ -47,6 +49,7 @@ class Router:
         *,
         stats: StatsSource | None = None,
         load: LoadSignal | None = None,
+        shadow_backend: Backend | None = None,
         prober: Prober | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -65,7 +68,9 @@ class Router:
         self.counters = RouterCounters()
         stats = stats or LocalStats(clock)
         self.controller = BudgetController(config.budget, stats, clock)
-        self.recorder = Recorder(config, stats, self.counters, self._shadow_decider())
+        self.recorder = Recorder(
+            config, stats, self.counters, self._shadow_decider(), shadow_backend
+        )
 
     @property
     def default_tier(self) -> str:
@@ -97,9 +102,12 @@ class Router:
         decision = self._plan(req, difficulty, reasons)
         return Routing(decision, features, scores, usage, self._probe_tier, time.monotonic())
 
-    def wrap(self, policy: Policy, routing: Routing) -> Policy:
-        """``policy`` that also bills the probe, records the trace and feeds the controller."""
-        return RoutedPolicy(policy, routing, self.recorder)
+    def record(
+        self, routing: Routing, req: GenRequest, result: PolicyResult, latency_s: float
+    ) -> None:
+        """One finished request: its trace, the windowed statistics the controller reads, and
+        maybe a shadow run; never blocks."""
+        self.recorder.observe(req, routing, result, latency_s)
 
     async def aclose(self) -> None:
         await self.controller.aclose()
@@ -204,6 +212,11 @@ class Router:
             if pinned is None and band.upper <= self._config.load.easy_upto:
                 params = without_speculation(params, reasons)
         params = scale_budget(params, scale, self._policies.caps)
+        if req.needs_single and params.name != "single":
+            reason = f"tools/response_format need one plain sample; {params.name} skipped"
+            params = self._policies.single
+            reasons.append(reason)
+            return params
         if pinned is None and params.name == "adaptive_bon" and _greedy(req):
             params = self._policies.single
             reasons.append("temperature 0: identical samples cannot vote; single")

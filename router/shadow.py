@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from core.backend import Backend
+from core.errors import TtcError
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
 from policies import registry
 from policies.answers import cluster_key, extract_answer
-from policies.backend import Backend
-from policies.base import Decision, GenRequest, PolicyResult
-from policies.errors import TtcError
 from router.config import ShadowConfig
 from router.counters import RouterCounters
 
@@ -41,7 +42,7 @@ def answer_key(text: str) -> str:
 
 
 def same_plan(a: Decision, b: Decision) -> bool:
-    return a.tier == b.tier and a.policy == b.policy
+    return a.tier == b.tier and a.params == b.params
 
 
 class ShadowRunner:
@@ -65,7 +66,7 @@ class ShadowRunner:
         return len(self._tasks)
 
     def maybe_start(
-        self, req: GenRequest, plan: Decision, result: PolicyResult, backend: Backend
+        self, req: GenRequest, decision: Decision, result: PolicyResult, backend: Backend
     ) -> asyncio.Task[None] | None:
         """Start a shadow for this finished request if the dice and the limits allow."""
         if self._config.fraction <= 0 or self._rng.random() >= self._config.fraction:
@@ -75,13 +76,13 @@ class ShadowRunner:
         except TtcError:
             self._counters.shadow["failed"] += 1
             return None
-        if same_plan(plan, alternative):
+        if same_plan(decision, alternative):
             self._counters.shadow["same_decision"] += 1
             return None
         if len(self._tasks) >= self._config.max_concurrent:
             self._counters.shadow["dropped"] += 1
             return None
-        task = asyncio.create_task(self._run(req, plan, result, alternative, backend))
+        task = asyncio.create_task(self._run(req, decision, result, alternative, backend))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -89,7 +90,7 @@ class ShadowRunner:
     async def _run(
         self,
         req: GenRequest,
-        plan: Decision,
+        decision: Decision,
         result: PolicyResult,
         alternative: Decision,
         backend: Backend,
@@ -98,7 +99,7 @@ class ShadowRunner:
         shadow_req = replace(req, deadline=None)
         try:
             async with asyncio.timeout(self._config.timeout_s):
-                policy = registry.build(alternative.policy)
+                policy = registry.build(alternative.params)
                 shadow = await policy.run(shadow_req, alternative, backend)
         except (TtcError, TimeoutError) as exc:
             self._counters.shadow["failed"] += 1
@@ -115,7 +116,7 @@ class ShadowRunner:
                 "kind": "shadow",
                 "ts": round(time.time(), 3),
                 "request_id": req.request_id,
-                "primary": {**plan.report(), "completion_tokens": primary_tokens},
+                "primary": {**decision.report(), "completion_tokens": primary_tokens},
                 "shadow": {**alternative.report(), "completion_tokens": shadow_tokens},
                 "agree": agree,
                 "latency_s": round(time.monotonic() - started, 4),

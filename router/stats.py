@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from policies.base import Decision, PolicyResult
+from core.request import Decision
+from core.result import PolicyResult
 
 Metric = Literal["samples", "tokens"]
 
@@ -34,7 +35,7 @@ class WindowTotals:
 
 
 class StatsSource(Protocol):
-    def record(self, plan: Decision, result: PolicyResult) -> None:
+    def record(self, decision: Decision, result: PolicyResult) -> None:
         """Count one finished request; no I/O (a shared store flushes in the background)."""
         ...
 
@@ -59,7 +60,7 @@ class LocalStats:
         self._clock = clock
         self._seen: deque[tuple[float, int, int]] = deque(maxlen=_MAX_OBSERVATIONS)
 
-    def record(self, plan: Decision, result: PolicyResult) -> None:
+    def record(self, decision: Decision, result: PolicyResult) -> None:
         self.add(samples_of(result), result.usage.total.total_tokens)
 
     def add(self, samples: int, tokens: int) -> None:

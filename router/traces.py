@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from policies.backend import TokenUsage
-from policies.base import Decision, GenRequest, PolicyResult
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import TokenUsage
 from router.config import TracesConfig
 from router.features import prompt_text
 from router.learned import DEFAULT_BUCKETS, hashed_ngrams
@@ -108,7 +109,7 @@ class TraceSink:
 def request_record(
     *,
     req: GenRequest,
-    plan: Decision,
+    decision: Decision,
     result: PolicyResult,
     features: Mapping[str, float],
     scores: Mapping[str, float],
@@ -127,10 +128,10 @@ def request_record(
         "reasoning_effort": req.reasoning_effort,
         "features": {k: round(v, 4) for k, v in features.items()},
         "scores": {k: round(v, 4) for k, v in scores.items()},
-        "difficulty": None if plan.difficulty is None else round(plan.difficulty, 4),
-        "band": plan.band,
-        "tier": plan.tier,
-        "policy": plan.policy.name,
+        "difficulty": None if decision.difficulty is None else round(decision.difficulty, 4),
+        "band": decision.band,
+        "tier": decision.tier,
+        "policy": decision.params.name,
         "samples": report.get("samples"),
         "agreement": agreement(report),
         "confidence": report.get("confidence"),

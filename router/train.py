@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from policies.base import GenRequest
+from core.request import GenRequest
 from router.features import Features, extract
 from router.learned import DEFAULT_BUCKETS, LearnedModel, hashed_ngrams
 from router.predictor import DEFAULT_WEIGHTS

@@ -12,15 +12,16 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.backend import Backend
 from router.router import AUTO_MODEL, Router
 from server import errors, routes
 from server.auth import Guard
 from server.config import Settings
+from server.context import AppContext
+from server.lifecycle import RequestLifecycle
 from server.metrics import Metrics
 from server.reload import ConfigReloader
 from server.router_seams import PoolSaturation, SharedRouterStats
-from server.service import ChatService
-from server.state import AppState
 from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
@@ -38,12 +39,14 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
             tuple(settings.tiers),
             stats=SharedRouterStats(shared.stats),
             load=PoolSaturation(pool),
+            shadow_backend=pool,
         )
 
     return build
 
 
-def build_state(settings: Settings) -> AppState:
+def build_context(settings: Settings, backend: Backend | None = None) -> AppContext:
+    """Everything the app needs; ``backend`` replaces the pool for generation (unit tests)."""
     metrics = Metrics()
     pool = WorkerPool(dict(settings.tiers), settings.pool)
     metrics.watch_pool(pool)
@@ -51,12 +54,14 @@ def build_state(settings: Settings) -> AppState:
         settings.redis, settings.auth, settings.limits, settings.cache, observer=metrics
     )
     metrics.watch_redis(shared.redis)
-    service = ChatService(router_factory(pool, shared)(settings), pool, metrics)
-    metrics.watch_router(lambda: service.router)
-    supervisors = [WorkerSupervisor(t.launch) for t in settings.tiers.values() if t.launch]
     guard = Guard(shared, metrics)
-    return AppState(
-        settings, metrics, pool, service, _unique(supervisors), shared=shared, guard=guard
+    router = router_factory(pool, shared)(settings)
+    generate = backend or pool
+    lifecycle = RequestLifecycle(router, generate, guard, shared.cache, metrics, settings.server)
+    metrics.watch_router(lambda: lifecycle.router)
+    supervisors = [WorkerSupervisor(t.launch) for t in settings.tiers.values() if t.launch]
+    return AppContext(
+        settings, metrics, pool, lifecycle, _unique(supervisors), shared=shared, guard=guard
     )
 
 
@@ -66,10 +71,12 @@ def _unique(supervisors: list[WorkerSupervisor]) -> list[WorkerSupervisor]:
     return list(by_url.values())
 
 
-def create_app(settings: Settings, config_path: Path | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, config_path: Path | None = None, *, backend: Backend | None = None
+) -> FastAPI:
     """The app; with ``config_path`` it reloads the router and policies when the file changes
-    or on SIGHUP (see ``server.reload``)."""
-    state = build_state(settings)
+    or on SIGHUP (see ``server.reload``). ``backend`` stands in for the worker pool in tests."""
+    state = build_context(settings, backend)
     reloader = (
         ConfigReloader(config_path, state, router_factory(state.pool, state.shared))
         if config_path is not None
@@ -89,7 +96,7 @@ def create_app(settings: Settings, config_path: Path | None = None) -> FastAPI:
         finally:
             if reloader is not None:
                 await reloader.close()
-            await state.service.router.aclose()  # shadows, trace file, controller
+            await state.lifecycle.router.aclose()  # shadows, trace file, controller
             await state.guard.close()
             await state.shared.close()
             await state.pool.close()
@@ -99,12 +106,12 @@ def create_app(settings: Settings, config_path: Path | None = None) -> FastAPI:
     app = FastAPI(title="ttc-gateway", version="0.1.0", lifespan=lifespan)
     app.state.ttc = state
     errors.install(app)
-    app.include_router(routes.router)
+    app.include_router(routes.api)
     _add_operational_routes(app, state)
     return app
 
 
-def _add_operational_routes(app: FastAPI, state: AppState) -> None:
+def _add_operational_routes(app: FastAPI, state: AppContext) -> None:
     started = int(time.time())
 
     @app.get("/health")

@@ -4,9 +4,9 @@ The route calls, in order: ``authenticate`` (401 ``invalid_api_key`` for a missi
 ``Authorization: Bearer`` key, only when ``auth.enabled``), ``admit`` (429 with
 ``Retry-After`` over rpm, tpm or the daily budget; before planning, because planning may
 already call a model for a difficulty probe), then plans, then ``authorize`` (403 when the key
-may not use the decided tier), and after the request ``finished``, which charges every token
-the policy spent and records router statistics. With auth off and no limits configured none
-of these touches the network.
+may not use the decided tier); ``charge`` bills a settled request's tokens
+(``server.settlement``). With auth off and no limits configured none of these touches the
+network.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from policies.backend import TokenUsage
-from policies.base import Decision, PolicyResult
-from policies.errors import Forbidden, Unauthorized, UpstreamUnavailable
+from core.errors import Forbidden, LimitExceeded, Unauthorized, UpstreamUnavailable
+from core.request import Decision
 from server.metrics import Metrics
 from state.keys import ApiKey, KeysUnavailable, Quota
-from state.limits import LimitExceeded
 from state.shared import SharedState
-from state.stats import observation
 
 log = logging.getLogger("ttc.server")
 ANONYMOUS = "anonymous"
@@ -85,9 +82,9 @@ class Guard:
             raise Unauthorized("Incorrect API key provided.")  # never echo any part of it
         return Caller(key, key.key_id, key.quota)
 
-    def authorize(self, caller: Caller, plan: Decision) -> None:
-        if caller.key is not None and not caller.key.may_use(plan.tier):
-            raise Forbidden(f"This API key may not use the tier '{plan.tier}'.", param="model")
+    def authorize(self, caller: Caller, decision: Decision) -> None:
+        if caller.key is not None and not caller.key.may_use(decision.tier):
+            raise Forbidden(f"This API key may not use the tier '{decision.tier}'.", param="model")
 
     async def admit(self, caller: Caller) -> None:
         if not caller.quota.limited:
@@ -98,28 +95,10 @@ class Guard:
             self._metrics.rate_limited.labels(exc.reason).inc()
             raise
 
-    async def finished(self, caller: Caller, plan: Decision, result: PolicyResult) -> None:
-        """Charge the tokens ``result`` spent and record it for the router."""
-        self._shared.stats.record(observation(plan, result))
-        tokens = result.usage.total.total_tokens
+    def charge(self, caller: Caller, tokens: int) -> None:
+        """Charge ``tokens`` to the caller's limits, in the background: this runs where a
+        request is being settled (maybe a cancelled handler or a closed stream)."""
         if caller.quota.limited and tokens > 0:
-            await self._shared.limiter.charge(caller.identity, caller.quota, tokens)
-
-    def finished_later(self, caller: Caller, plan: Decision, result: PolicyResult) -> None:
-        """``finished`` from a synchronous callback (the end of a stream)."""
-        self._later(self.finished(caller, plan, result))
-
-    def unfinished(self, caller: Caller, spent: TokenUsage, outcome: str) -> None:
-        """Bill what a request spent upstream before it failed or its client left.
-
-        Synchronous, as it runs where the request is being torn down (a cancelled handler, a
-        closed stream); the charge itself runs in the background.
-        """
-        tokens = spent.total_tokens
-        if tokens <= 0:
-            return
-        self._metrics.unfinished_tokens.labels(outcome).inc(tokens)
-        if caller.quota.limited:
             self._later(self._shared.limiter.charge(caller.identity, caller.quota, tokens))
 
     def _later(self, charge: Coroutine[Any, Any, None]) -> None:

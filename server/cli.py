@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from policies.errors import TtcError
+from core.errors import TtcError
 from server.cli_bench import register as register_bench
 from server.cli_router import router_app
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from policies.errors import InvalidRequest, TtcError
+from core.errors import InvalidRequest, TtcError
 
 log = logging.getLogger("ttc.server")
 

@@ -19,7 +19,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from policies.base import Decision, UsageLedger
+from core.request import Decision
+from core.usage import UsageLedger
 from router.router import Router
 from server.router_metrics import RouterCollector
 from state.redis import SharedRedis
@@ -149,8 +150,8 @@ class Metrics:
     def watch_pool(self, pool: WorkerPool) -> None:
         self.registry.register(PoolCollector(pool))
 
-    def record(self, plan: Decision, usage: UsageLedger, report: Mapping[str, Any]) -> None:
-        policy = plan.policy.name
+    def record(self, decision: Decision, usage: UsageLedger, report: Mapping[str, Any]) -> None:
+        policy = decision.params.name
         for kind, tier, used in usage.items():
             self.tokens.labels(tier, kind, "prompt").inc(used.prompt_tokens)
             self.tokens.labels(tier, kind, "completion").inc(used.completion_tokens)
@@ -165,9 +166,9 @@ class Metrics:
             steps = report.get(f"steps_{outcome}")
             if isinstance(steps, int) and steps > 0:
                 self.spec_steps.labels(outcome).inc(steps)
-        self.decisions.labels(plan.band or "none", plan.tier, policy).inc()
-        if plan.difficulty is not None:
-            self.difficulty.observe(plan.difficulty)
+        self.decisions.labels(decision.band or "none", decision.tier, policy).inc()
+        if decision.difficulty is not None:
+            self.difficulty.observe(decision.difficulty)
 
 
 class PoolCollector(Collector):

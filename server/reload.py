@@ -21,7 +21,7 @@ from typing import Any
 
 from router.router import Router
 from server.config import ConfigError, Settings, load_settings
-from server.state import AppState
+from server.context import AppContext
 
 log = logging.getLogger("ttc.reload")
 
@@ -35,7 +35,7 @@ RouterFactory = Callable[[Settings], Router]
 
 
 class ConfigReloader:
-    def __init__(self, path: Path, state: AppState, build_router: RouterFactory) -> None:
+    def __init__(self, path: Path, state: AppContext, build_router: RouterFactory) -> None:
         self.path = path
         self.state = state
         self.build_router = build_router
@@ -93,8 +93,8 @@ class ConfigReloader:
         changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(old, s)]
         if changed:
             log.warning("config sections %s changed; they apply on restart", ", ".join(changed))
-        previous = self.state.service.router
-        self.state.service.router = router
+        previous = self.state.lifecycle.router
+        self.state.lifecycle.router = router
         self.state.settings = old.model_copy(
             update={"router": new.router, "policies": new.policies}
         )

@@ -6,8 +6,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from policies.backend import Delta
-from policies.base import Decision, PolicyResult, ResultChoice, UsageLedger
+from core.backend import Delta
+from core.request import Decision
+from core.result import PolicyResult, ResultChoice
+from core.usage import UsageLedger
 
 
 def usage_body(ledger: UsageLedger) -> dict[str, Any]:
@@ -20,8 +22,8 @@ def usage_body(ledger: UsageLedger) -> dict[str, Any]:
     }
 
 
-def ttc_body(plan: Decision, report: Mapping[str, Any]) -> dict[str, Any]:
-    return {**plan.report(), **report}
+def ttc_body(decision: Decision, report: Mapping[str, Any]) -> dict[str, Any]:
+    return {**decision.report(), **report}
 
 
 def _choice_body(choice: ResultChoice) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def _choice_body(choice: ResultChoice) -> dict[str, Any]:
 
 
 def completion_body(
-    request_id: str, model: str, plan: Decision, result: PolicyResult
+    request_id: str, model: str, decision: Decision, result: PolicyResult
 ) -> dict[str, Any]:
     return {
         "id": request_id,
@@ -46,7 +48,7 @@ def completion_body(
         "model": model,
         "choices": [_choice_body(c) for c in result.choices],
         "usage": usage_body(result.usage),
-        "ttc": ttc_body(plan, result.report),
+        "ttc": ttc_body(decision, result.report),
     }
 
 

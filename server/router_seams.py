@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import math
 
-from policies.base import Decision, PolicyResult
+from core.request import Decision
+from core.result import PolicyResult
 from router.stats import WindowTotals
-from state.stats import RouterStats
+from state.stats import RouterStats, observation
 from workers.pool import WorkerPool
 
 
 class SharedRouterStats:
-    """``StatsSource`` over ``state.stats.RouterStats`` (windows shared by every replica).
-
-    ``record`` does nothing: ``server.auth.Guard.finished`` already records every finished
-    request into the same ``RouterStats`` (it charges budgets from it), and counting it twice
-    would double the controller's view of the traffic.
-    """
+    """``StatsSource`` over ``state.stats.RouterStats`` (windows shared by every replica)."""
 
     def __init__(self, stats: RouterStats) -> None:
         self._stats = stats
 
-    def record(self, plan: Decision, result: PolicyResult) -> None:
-        return None
+    def record(self, decision: Decision, result: PolicyResult) -> None:
+        self._stats.record(observation(decision, result))
 
     async def totals(self, seconds: float) -> WindowTotals:
         windows = max(1, math.ceil(seconds / self._stats.window_s))

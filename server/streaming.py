@@ -1,7 +1,9 @@
 """Server-sent events for a policy's stream: chunks, keep-alives, the final ``ttc`` and usage.
 
-The chunk that carries the last ``finish_reason`` is held back until the policy's result
-arrives so the ``ttc`` report rides on it; with ``stream_options.include_usage`` a final chunk
+``with_keepalive`` turns a policy's events into events or ``None`` (nothing for a while: send a
+keep-alive); ``chat_sse`` renders them as chat chunks. The chunk that carries the last
+``finish_reason`` is held back until the policy's result arrives so the ``ttc`` report rides
+on it; with ``stream_options.include_usage`` a final chunk
 with empty ``choices`` carries ``usage`` (as OpenAI sends it). A policy busy for longer than
 the keep-alive interval makes the stream send SSE comments, so proxies and clients do not time
 out. An error mid-stream ends it with an error event, then ``[DONE]``.
@@ -11,19 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from policies.backend import Delta, close_now
-from policies.base import Decision, PolicyResult
-from policies.errors import TtcError, UpstreamError
+from core.backend import Delta
+from core.errors import TtcError
+from core.request import Decision
+from core.result import PolicyResult
+from server.endpoint import Event
 from server.errors import error_body
 from server.responses import ChunkFactory, ttc_body, usage_body
 
-log = logging.getLogger("ttc.server")
-
-Event = Delta | PolicyResult
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
 
@@ -55,59 +55,43 @@ async def with_keepalive(
             await asyncio.wait({pending})
 
 
-async def sse_body(
-    first: asyncio.Future[Event],
-    events: AsyncIterator[Event],
-    *,
+async def chat_sse(
+    events: AsyncIterator[Event | None],
     chunks: ChunkFactory,
-    plan: Decision,
+    decision: Decision,
+    *,
     n: int,
     include_usage: bool,
-    keepalive_s: float,
-    on_first_token: Callable[[], None],
-    on_done: Callable[[PolicyResult | None, TtcError | None], None],
 ) -> AsyncIterator[bytes]:
+    """The chat chunks of ``events``; the finish chunk is held back so ``ttc`` rides on it."""
     held: dict[str, Any] | None = None
-    first_token = True
     try:
         yield sse(chunks.role(n))
-        async for event in with_keepalive(first, events, keepalive_s):
+        async for event in events:
             if event is None:
                 yield KEEPALIVE
             elif isinstance(event, Delta):
-                if first_token and event.text:
-                    first_token = False
-                    on_first_token()
                 if held is not None:
                     yield sse(held)
                 held = chunks.delta(event)
             else:
-                yield _closing(held, chunks, plan, event, include_usage)
+                yield _closing(held, chunks, decision, event, include_usage)
                 held = None
-                on_done(event, None)
         if held is not None:
             yield sse(held)
     except TtcError as exc:
-        on_done(None, exc)
         yield (sse(held) if held is not None else b"") + sse(error_body(exc))
-    except Exception:
-        log.exception("stream failed")
-        err = UpstreamError("the stream failed inside the gateway", code="stream_error")
-        on_done(None, err)
-        yield sse(error_body(err))
-    finally:
-        await close_now(events)
     yield DONE
 
 
 def _closing(
     held: dict[str, Any] | None,
     chunks: ChunkFactory,
-    plan: Decision,
+    decision: Decision,
     result: PolicyResult,
     include_usage: bool,
 ) -> bytes:
-    report = ttc_body(plan, result.report)
+    report = ttc_body(decision, result.report)
     last = dict(held) if held is not None else chunks.chunk([])
     last["ttc"] = report
     out = sse(last)

@@ -3,7 +3,7 @@
 A request is deterministic when it sets ``temperature: 0`` or a ``seed``. Its key is the
 SHA-256 of the normalised request (messages, sampling and pass-through fields as canonical
 JSON, with defaults such as ``n: 1`` dropped) plus the router's decision (tier, policy
-parameters, difficulty), so a different plan never reuses an answer; unless
+parameters, difficulty), so a different decision never reuses an answer; unless
 ``cache.shared_across_keys``, the caller's key id is part of it too. The cache is opt-in twice:
 ``cache.enabled`` in config, and ``ttc: {"cache": true}`` per request unless ``cache.opt_in``
 is false.
@@ -23,8 +23,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
-from policies.errors import InvalidRequest
+from core.errors import InvalidRequest
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import UsageLedger
 from state.config import CacheConfig
 from state.redis import SharedRedis, StateUnavailable
 
@@ -58,7 +60,7 @@ def _normal_sampling(sampling: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cache_key(req: GenRequest, plan: Decision, scope: str) -> str:
+def cache_key(req: GenRequest, decision: Decision, scope: str) -> str:
     """Hex SHA-256 of the normalised request and the decision (and ``scope``, the key id)."""
     doc = {
         "v": _FORMAT,
@@ -66,9 +68,9 @@ def cache_key(req: GenRequest, plan: Decision, scope: str) -> str:
         "messages": list(req.messages),
         "sampling": _normal_sampling(req.sampling),
         "passthrough": {k: v for k, v in req.passthrough.items() if k not in _IRRELEVANT},
-        "tier": plan.tier,
-        "policy": plan.policy.model_dump(mode="json"),
-        "difficulty": plan.difficulty,
+        "tier": decision.tier,
+        "policy": decision.params.model_dump(mode="json"),
+        "difficulty": decision.difficulty,
     }
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -125,9 +127,9 @@ class ResponseCache:
             return False
         return flag is True or not self.config.opt_in
 
-    def key(self, req: GenRequest, plan: Decision, scope: str) -> str:
+    def key(self, req: GenRequest, decision: Decision, scope: str) -> str:
         shared = self.config.shared_across_keys
-        return self._redis.key("cache", cache_key(req, plan, "*" if shared else scope))
+        return self._redis.key("cache", cache_key(req, decision, "*" if shared else scope))
 
     async def get(self, key: str) -> tuple[CacheResult, PolicyResult | None]:
         if not self._redis.configured:

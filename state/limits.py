@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio.client import Redis
 from redis.commands.core import AsyncScript
 
-from policies.errors import RateLimited
+from core.errors import LimitExceeded
 from state.config import LimitsConfig
 from state.keys import Quota
 from state.redis import SharedRedis, StateUnavailable
@@ -73,27 +73,23 @@ return out
 _LOCAL_MAX_KEYS = 10_000
 
 
-class LimitExceeded(RateLimited):
-    """429 for one exhausted window; ``reason`` is rpm, tpm or tokens_per_day."""
-
-    def __init__(self, window: Window, retry_after_s: float) -> None:
-        what = {
-            "rpm": f"{window.limit} requests per minute",
-            "tpm": f"{window.limit} tokens per minute",
-            "tokens_per_day": f"a budget of {window.limit} tokens per day",
-        }[window.reason]
-        code = "insufficient_quota" if window.reason == "tokens_per_day" else None
-        super().__init__(
-            f"Rate limit reached: {what}. Retry after {math.ceil(retry_after_s)} s.",
-            code=code,
-            retry_after=retry_after_s,
-        )
-        self.reason = window.reason
+def limit_exceeded(window: Window, retry_after_s: float) -> LimitExceeded:
+    """429 for one exhausted window."""
+    what = {
+        "rpm": f"{window.limit} requests per minute",
+        "tpm": f"{window.limit} tokens per minute",
+        "tokens_per_day": f"a budget of {window.limit} tokens per day",
+    }[window.reason]
+    return LimitExceeded(
+        f"Rate limit reached: {what}. Retry after {math.ceil(retry_after_s)} s.",
+        reason=window.reason,
+        retry_after=retry_after_s,
+    )
 
 
 def _exceeded(window: Window, prev: int, cur: int, now_ms: int) -> LimitExceeded:
     # At least 1 s: Retry-After is whole seconds, and 0 would invite a busy loop.
-    return LimitExceeded(window, max(retry_after_ms(prev, cur, now_ms, window), 1000) / 1000)
+    return limit_exceeded(window, max(retry_after_ms(prev, cur, now_ms, window), 1000) / 1000)
 
 
 def _now_ms() -> int:
@@ -156,7 +152,7 @@ class RateLimiter:
             prev, cur = int(reply[2 + 2 * i]), int(reply[3 + 2 * i])
             if not allows(prev, cur, now_ms, window):
                 raise _exceeded(window, prev, cur, now_ms)
-        raise LimitExceeded(windows[0], 1.0)  # Lua's and Python's rounding disagreed at the edge
+        raise limit_exceeded(windows[0], 1.0)  # Lua's and Python's rounding disagreed at the edge
 
     def _admit_locally(self, keys: list[str], windows: list[Window]) -> None:
         self.fallbacks += 1

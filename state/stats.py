@@ -21,7 +21,8 @@ from typing import Any
 
 from redis.asyncio.client import Redis
 
-from policies.base import Decision, PolicyResult
+from core.request import Decision
+from core.result import PolicyResult
 from state.redis import SharedRedis, StateUnavailable
 
 Group = tuple[str, str, str, str]  # tier, policy, band, difficulty decile ("-" when unknown)
@@ -44,7 +45,7 @@ class Observation:
         return (self.tier, self.policy, self.band or "-", decile)
 
 
-def observation(plan: Decision, result: PolicyResult) -> Observation:
+def observation(decision: Decision, result: PolicyResult) -> Observation:
     report = result.report
     votes = report.get("votes")
     agreement = None
@@ -52,10 +53,10 @@ def observation(plan: Decision, result: PolicyResult) -> Observation:
         counts = [float(v) for v in votes.values()]
         agreement = max(counts) / max(sum(counts), 1e-9)
     return Observation(
-        tier=plan.tier,
-        policy=plan.policy.name,
-        band=plan.band,
-        difficulty=plan.difficulty,
+        tier=decision.tier,
+        policy=decision.params.name,
+        band=decision.band,
+        difficulty=decision.difficulty,
         samples=int(report.get("samples", len(result.choices))),
         tokens=result.usage.total.total_tokens,
         agreement=agreement,

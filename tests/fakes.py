@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.backend import Choice, Completion, Delta, TokenUsage
+from core.backend import Choice, Completion, Delta
+from core.usage import TokenUsage
 
 Responder = Callable[[str, dict[str, Any]], list[str]]
 

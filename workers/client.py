@@ -23,8 +23,9 @@ from typing import Any
 
 import aiohttp
 
-from policies.backend import Choice, Completion, Delta, TokenUsage
-from policies.errors import InvalidRequest, TtcError, UpstreamError
+from core.backend import Choice, Completion, Delta
+from core.errors import InvalidRequest, UpstreamError, WorkerFailed
+from core.usage import TokenUsage
 
 # Below uvicorn's (so vLLM's) default 5 s keep-alive: we drop an idle connection before the
 # server does, so a request is never sent on a connection the server is just closing.
@@ -32,14 +33,6 @@ KEEPALIVE_S = 4.0
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 _MALFORMED = (ValueError, KeyError, TypeError, AttributeError)
-
-
-class WorkerFailed(TtcError):
-    """The worker could not take the request; safe to retry elsewhere (nothing was streamed)."""
-
-    status = 503
-    error_type = "service_unavailable"
-    code = "worker_failed"
 
 
 def parse_usage(raw: Mapping[str, Any] | None) -> TokenUsage:

@@ -16,14 +16,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from policies.errors import TtcError
+from core.errors import ModelPrepareError
 
 _MARKER = "ttc-model.json"
 _FORMAT_VERSION = 1
-
-
-class ModelPrepareError(TtcError):
-    """The model cannot be prepared (missing package, unknown name, conversion failure)."""
 
 
 @dataclass(frozen=True)

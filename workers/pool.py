@@ -43,21 +43,23 @@ from typing import Any
 import aiohttp
 import httpx
 
-from policies.backend import Completion, Delta
-from policies.errors import (
+from core.backend import Completion, Delta
+from core.errors import (
     DeadlineExceeded,
     ModelNotFound,
+    StreamInterrupted,
     UpstreamError,
     UpstreamUnavailable,
+    WorkerFailed,
 )
-from policies.metering import StreamProgress
+from core.metering import StreamProgress
 from workers.balance import Load, affinity_key, choose, scores
 from workers.breaker import BreakerState, CircuitBreaker
-from workers.client import WorkerClient, WorkerClients, WorkerFailed, attempt_timeout
+from workers.client import WorkerClient, WorkerClients, attempt_timeout
 from workers.config import PoolConfig, TierConfig
 from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_addresses
 from workers.signals import SignalBoard, scrape
-from workers.streams import StreamInterrupted, after_output
+from workers.streams import after_output, interrupted
 from workers.worker import Check, Worker, attempt, blame, busy, probe, unless_hung
 
 __all__ = ["PoolCounters", "StreamInterrupted", "Worker", "WorkerPool"]
@@ -270,7 +272,7 @@ class WorkerPool:
                 return
             except (WorkerFailed, UpstreamError) as exc:
                 if seen.started:
-                    raise StreamInterrupted.after(seen, exc) from exc
+                    raise interrupted(seen, exc) from exc
             finally:
                 await deltas.aclose()  # closes the connection: vLLM aborts the request
         raise self._exhausted(tier)

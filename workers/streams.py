@@ -11,30 +11,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from policies.backend import Delta, TokenUsage, close_now
-from policies.errors import TtcError, UpstreamError
-from policies.metering import StreamProgress
+from core.backend import Delta, close_now
+from core.errors import StreamInterrupted, TtcError
+from core.metering import StreamProgress
 
 
-class StreamInterrupted(UpstreamError):
-    """A worker failed after part of the answer was streamed; ``usage`` is what it cost so far."""
-
-    code = "stream_interrupted"
-
-    def __init__(self, message: str, *, usage: TokenUsage) -> None:
-        super().__init__(message)
-        self.usage = usage
-
-    @classmethod
-    def after(cls, seen: StreamProgress, cause: TtcError) -> StreamInterrupted:
-        usage = seen.usage_so_far()
-        estimated = "" if seen.usage is not None else "about "
-        return cls(
-            f"the worker failed mid-stream ({cause.message}); usage so far: "
-            f"{usage.prompt_tokens} prompt and {estimated}{usage.completion_tokens} "
-            "completion tokens",
-            usage=usage,
-        )
+def interrupted(seen: StreamProgress, cause: TtcError) -> StreamInterrupted:
+    """The error for a stream that failed after output started, billed what it cost so far."""
+    usage = seen.usage_so_far()
+    estimated = "" if seen.usage is not None else "about "
+    return StreamInterrupted(
+        f"the worker failed mid-stream ({cause.message}); usage so far: "
+        f"{usage.prompt_tokens} prompt and {estimated}{usage.completion_tokens} "
+        "completion tokens",
+        usage=usage,
+    )
 
 
 def is_output(delta: Delta) -> bool:

@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from policies.errors import InvalidRequest, UpstreamError
+from core.errors import InvalidRequest, UpstreamError, WorkerFailed
 from workers.breaker import BreakerState, CircuitBreaker
-from workers.client import WorkerFailed
 
 T = TypeVar("T")
 

@@ -16,9 +16,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.errors import LimitExceeded
 from state.config import LimitsConfig, RedisConfig
 from state.keys import Quota, hash_key, key_record
-from state.limits import LimitExceeded, RateLimiter
+from state.limits import RateLimiter
 from state.redis import SharedRedis
 from state.stats import Observation, RouterStats
 from tests.integration.conftest import GatewayFactory, RedisServer, free_port, gateway_config

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from policies.errors import DeadlineExceeded, UpstreamUnavailable
+from core.errors import DeadlineExceeded, UpstreamUnavailable
 from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream, eventually
 from workers.balance import rendezvous_order
 from workers.config import BreakerConfig, PoolConfig, TierConfig

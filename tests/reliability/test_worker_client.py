@@ -12,10 +12,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
-from policies.backend import Completion, Delta
-from policies.errors import InvalidRequest, TtcError, UpstreamError
+from core.backend import Completion, Delta
+from core.errors import InvalidRequest, TtcError, UpstreamError, WorkerFailed
 from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream, eventually, refusing_url
-from workers.client import WorkerClients, WorkerFailed, attempt_timeout
+from workers.client import WorkerClients, attempt_timeout
 from workers.config import PoolConfig, TierConfig
 from workers.pool import WorkerPool
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from core.backend import Completion, Delta
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
 from policies import registry
 from policies.adaptive_bon import AdaptiveBonPolicy
-from policies.backend import Completion, Delta
-from policies.base import Decision, GenRequest, PolicyResult
 from policies.params import AdaptiveBonParams
 from tests.fakes import Responder, ScriptedBackend, choice
 
@@ -63,8 +64,8 @@ async def run(
     **params: Any,
 ) -> PolicyResult:
     spec = AdaptiveBonParams(**{**CLASSIC, **params})
-    plan = Decision(tier=TIER, policy=spec, difficulty=difficulty)
-    return await AdaptiveBonPolicy(spec).run(req or request(), plan, backend)
+    decision = Decision(tier=TIER, params=spec, difficulty=difficulty)
+    return await AdaptiveBonPolicy(spec).run(req or request(), decision, backend)
 
 
 def round_sizes(backend: ScriptedBackend) -> list[int]:
@@ -275,8 +276,8 @@ async def test_stream_emits_the_answer_then_the_result() -> None:
 async def test_default_first_sample_is_greedy_and_confident_answers_alone() -> None:
     backend = ScriptedBackend(in_order("Paris"))
     spec = AdaptiveBonParams()
-    plan = Decision(tier=TIER, policy=spec)
-    result = await AdaptiveBonPolicy(spec).run(request(), plan, backend)
+    decision = Decision(tier=TIER, params=spec)
+    result = await AdaptiveBonPolicy(spec).run(request(), decision, backend)
     assert round_sizes(backend) == [1]
     assert backend.calls[0][1]["temperature"] == 0.0
     assert result.report["stop_reason"] == "confident_first_sample"
@@ -285,8 +286,8 @@ async def test_default_first_sample_is_greedy_and_confident_answers_alone() -> N
 async def test_default_unsure_first_sample_is_followed_by_voting_at_temperature() -> None:
     backend = ScriptedBackend(in_order("Paris", "Rome", "Paris", "Paris", "Rome", "Paris"))
     spec = AdaptiveBonParams(single_sample_confidence=0.999)  # exp(-0.1) = 0.905 < gate
-    plan = Decision(tier=TIER, policy=spec)
-    result = await AdaptiveBonPolicy(spec).run(request(), plan, backend)
+    decision = Decision(tier=TIER, params=spec)
+    result = await AdaptiveBonPolicy(spec).run(request(), decision, backend)
     temperatures = [body["temperature"] for _, body in backend.calls]
     assert temperatures[0] == 0.0 and set(temperatures[1:]) == {0.7}
     assert result.report["samples"] <= spec.max_samples == 16
@@ -296,7 +297,7 @@ async def test_default_unsure_first_sample_is_followed_by_voting_at_temperature(
 async def test_client_temperature_wins_over_greedy_first() -> None:
     backend = ScriptedBackend(in_order("Paris"))
     spec = AdaptiveBonParams()
-    plan = Decision(tier=TIER, policy=spec)
+    decision = Decision(tier=TIER, params=spec)
     req = request(temperature=1.1)
-    await AdaptiveBonPolicy(spec).run(req, plan, backend)
+    await AdaptiveBonPolicy(spec).run(req, decision, backend)
     assert backend.calls[0][1]["temperature"] == 1.1

@@ -6,16 +6,17 @@ from typing import Any
 
 import pytest
 
-from policies.backend import TokenUsage
-from policies.base import Decision, GenRequest, PolicyResult, ResultChoice, UsageLedger
-from policies.errors import InvalidRequest
+from core.errors import InvalidRequest
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import TokenUsage, UsageLedger
 from policies.params import AdaptiveBonParams, SingleParams
 from state.cache import ResponseCache, cache_key, decode, deterministic, encode, split_cache_flag
 from state.config import CacheConfig, RedisConfig
 from state.redis import SharedRedis
 
 MSG = ({"role": "user", "content": "What is the capital of France?"},)
-PLAN = Decision(tier="small", policy=SingleParams())
+PLAN = Decision(tier="small", params=SingleParams())
 
 
 def req(**sampling: Any) -> GenRequest:
@@ -24,8 +25,8 @@ def req(**sampling: Any) -> GenRequest:
     return GenRequest(messages=messages, sampling=sampling, passthrough=passthrough)
 
 
-def key(request: GenRequest, plan: Decision = PLAN, scope: str = "alice") -> str:
-    return cache_key(request, plan, scope)
+def key(request: GenRequest, decision: Decision = PLAN, scope: str = "alice") -> str:
+    return cache_key(request, decision, scope)
 
 
 def test_equivalent_spellings_share_a_key() -> None:
@@ -53,8 +54,8 @@ def test_anything_that_changes_the_answer_changes_the_key(other: GenRequest) -> 
 
 def test_the_decision_and_the_scope_are_part_of_the_key() -> None:
     request = req(temperature=0)
-    assert key(request, Decision(tier="large", policy=SingleParams())) != key(request)
-    bon = Decision(tier="small", policy=AdaptiveBonParams(max_samples=4))
+    assert key(request, Decision(tier="large", params=SingleParams())) != key(request)
+    bon = Decision(tier="small", params=AdaptiveBonParams(max_samples=4))
     assert key(request, bon) != key(request)
     assert key(request, bon) != key(request, Decision("small", AdaptiveBonParams(max_samples=8)))
     assert key(request, scope="bob") != key(request)

@@ -9,8 +9,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from policies.backend import Backend, Delta, TokenUsage
-from policies.base import Decision, GenRequest, Policy, PolicyResult, ResultChoice, UsageLedger
+from core.backend import Backend, Delta
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from core.usage import TokenUsage, UsageLedger
+from policies.base import Policy
 from policies.cascade import CascadePolicy
 from policies.params import AdaptiveBonParams, CascadeParams, PolicyParams, SingleParams
 from tests.fakes import ScriptedBackend
@@ -22,7 +25,7 @@ UNUSED = ScriptedBackend(lambda tier, body: pytest.fail(f"unexpected call on {ti
 
 @dataclass
 class StagePolicy:
-    """A stage that answers ``text`` with ``report``, recording the plan it was given."""
+    """A stage that answers ``text`` with ``report``, recording the decision it was given."""
 
     text: str
     report: Mapping[str, Any]
@@ -30,15 +33,15 @@ class StagePolicy:
     plans: list[Decision] = field(default_factory=list)
     name: ClassVar[str] = "stage"
 
-    async def run(self, req: GenRequest, plan: Decision, backend: Backend) -> PolicyResult:
-        self.plans.append(plan)
+    async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
+        self.plans.append(decision)
         ledger = UsageLedger()
-        ledger.add("sample", plan.tier, TokenUsage(5, self.tokens))
+        ledger.add("sample", decision.tier, TokenUsage(5, self.tokens))
         choice = ResultChoice(index=0, text=self.text, finish_reason="stop")
         return PolicyResult(choices=(choice,), usage=ledger, report=self.report)
 
     def stream(
-        self, req: GenRequest, plan: Decision, backend: Backend
+        self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]:
         raise AssertionError("cascade runs its stages whole")
 
@@ -80,7 +83,7 @@ async def test_confident_small_tier_answers_alone() -> None:
     assert result.message == "Lyon"
     assert factory.built == [AdaptiveBonParams(min_samples=2, max_samples=3)]
     assert factory.small.plans[0].tier == "small"
-    assert factory.small.plans[0].policy == factory.built[0]
+    assert factory.small.plans[0].params == factory.built[0]
     assert tokens_by(result) == {("sample", "small"): 8}
     report = result.report
     assert report["escalated"] is False and report["final_tier"] == "small"

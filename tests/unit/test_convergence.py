@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from core.backend import Choice, Completion, Delta
+from core.errors import UpstreamError
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import TokenUsage
 from policies import registry
-from policies.backend import Choice, Completion, Delta, TokenUsage
-from policies.base import Decision, GenRequest, PolicyResult
 from policies.convergence import ConvergencePolicy, final_line
-from policies.errors import UpstreamError
 from policies.params import ConvergenceParams
 from policies.probing import probe_answer, probe_body
 
@@ -105,13 +107,13 @@ def request(**passthrough: Any) -> GenRequest:
     )  # fmt: skip
 
 
-def plan(**params: Any) -> tuple[ConvergencePolicy, Decision]:
+def policy_and_decision(**params: Any) -> tuple[ConvergencePolicy, Decision]:
     spec = ConvergenceParams(**{"probe_every": 8, **params})
-    return ConvergencePolicy(spec), Decision(tier="small", policy=spec)
+    return ConvergencePolicy(spec), Decision(tier="small", params=spec)
 
 
 async def run(backend: ChainBackend, **params: Any) -> PolicyResult:
-    policy, decision = plan(**params)
+    policy, decision = policy_and_decision(**params)
     return await policy.run(request(), decision, backend)
 
 
@@ -209,7 +211,7 @@ async def test_a_stopped_chain_is_charged_what_it_streamed(running_usage: bool) 
 
 async def test_without_max_tokens_savings_count_against_the_default_budget() -> None:
     backend = ChainBackend(CHAIN, always(" Paris."))
-    policy, decision = plan(default_budget=500)
+    policy, decision = policy_and_decision(default_budget=500)
     result = await policy.run(GenRequest(messages=(QUESTION,)), decision, backend)
 
     assert "max_tokens" not in backend.chain_bodies[0]  # the model's context stays the limit
@@ -243,7 +245,7 @@ def test_probe_keeps_the_client_stop_strings_and_adds_its_own() -> None:
 
 async def test_probe_extends_a_final_assistant_message_the_client_continues() -> None:
     backend = ChainBackend(CHAIN, always(" Paris."))
-    policy, decision = plan()
+    policy, decision = policy_and_decision()
     req = GenRequest(
         messages=(QUESTION, {"role": "assistant", "content": "Let me think."}),
         passthrough={"continue_final_message": True, "add_generation_prompt": False},
@@ -325,7 +327,7 @@ async def test_cancelling_the_request_cancels_the_chain_and_probes() -> None:
 
 async def test_closing_the_stream_early_cancels_the_chain_and_probes() -> None:
     backend = ChainBackend(CHAIN, always(" Paris."), probe_blocks=True)
-    policy, decision = plan()
+    policy, decision = policy_and_decision()
     events = policy.stream(request(), decision, backend)
     for _ in range(20):
         await anext(events)
@@ -338,7 +340,7 @@ async def test_closing_the_stream_early_cancels_the_chain_and_probes() -> None:
 
 async def test_stream_sends_the_chain_then_the_final_answer_line() -> None:
     backend = ChainBackend(CHAIN, always(" Paris."))
-    policy, decision = plan()
+    policy, decision = policy_and_decision()
     events = [e async for e in policy.stream(request(), decision, backend)]
 
     result = events[-1]
@@ -353,7 +355,7 @@ async def test_stream_sends_the_chain_then_the_final_answer_line() -> None:
 
 async def test_stream_of_a_completed_chain_ends_with_the_upstream_finish_reason() -> None:
     backend = ChainBackend(CHAIN, lambda call, _body: f" {call}", finish="length")
-    policy, decision = plan()
+    policy, decision = policy_and_decision()
     events = [e async for e in policy.stream(request(), decision, backend)]
 
     last_delta = events[-2]

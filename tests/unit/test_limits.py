@@ -6,9 +6,10 @@ import itertools
 
 import pytest
 
+from core.errors import LimitExceeded
 from state.config import LimitsConfig, RedisConfig
 from state.keys import Quota
-from state.limits import LimitExceeded, RateLimiter
+from state.limits import RateLimiter
 from state.redis import SharedRedis
 from state.windows import (
     DAY_MS,

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from policies.backend import Choice, Completion, Delta, TokenUsage
-from policies.errors import UpstreamError
-from policies.metering import MeteredBackend
+from core.backend import Choice, Completion, Delta
+from core.errors import UpstreamError
+from core.metering import MeteredBackend
+from core.usage import TokenUsage
 
 
 class Scripted:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ModelPrepareError
 from workers import models
-from workers.models import BundledModel, ModelPrepareError
+from workers.models import BundledModel
 
 
 def test_missing_package_names_it(monkeypatch: pytest.MonkeyPatch) -> None:

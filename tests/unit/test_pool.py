@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from policies.errors import DeadlineExceeded, InvalidRequest, UpstreamUnavailable
+from core.errors import DeadlineExceeded, InvalidRequest, UpstreamUnavailable
 from server.metrics import Metrics
 from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream, eventually, refusing_url
 from workers.balance import rendezvous_order

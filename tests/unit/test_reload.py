@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policies.base import GenRequest
-from server.app import build_state, router_factory
+from core.request import GenRequest
+from server.app import build_context, router_factory
 from server.config import load_settings
 from server.reload import ConfigReloader
 
@@ -28,29 +28,29 @@ def write(path: Path, config: dict[str, Any]) -> None:
 def setup(tmp_path: Path) -> tuple[Path, ConfigReloader]:
     path = tmp_path / "config.yaml"
     write(path, CONFIG)
-    state = build_state(load_settings(path))
+    state = build_context(load_settings(path))
     return path, ConfigReloader(path, state, router_factory(state.pool, state.shared))
 
 
 async def test_reload_applies_new_policy_parameters(setup: tuple[Path, ConfigReloader]) -> None:
     path, reloader = setup
-    before = reloader.state.service.router
-    assert before.decide(REQ).policy.confidence == 0.9  # type: ignore[union-attr]
+    before = reloader.state.lifecycle.router
+    assert before.decide(REQ).params.confidence == 0.9  # type: ignore[attr-defined]
     write(path, {**CONFIG, "policies": {"adaptive_bon": {"confidence": 0.97}}})
     assert await reloader.reload()
-    after = reloader.state.service.router
+    after = reloader.state.lifecycle.router
     assert after is not before
-    assert after.decide(REQ).policy.confidence == 0.97  # type: ignore[union-attr]
+    assert after.decide(REQ).params.confidence == 0.97  # type: ignore[attr-defined]
     assert reloader.state.settings.policies.adaptive_bon.confidence == 0.97
     await reloader.close()  # closes the old router at once instead of after the grace period
 
 
 async def test_invalid_file_keeps_the_running_config(setup: tuple[Path, ConfigReloader]) -> None:
     path, reloader = setup
-    before = reloader.state.service.router
+    before = reloader.state.lifecycle.router
     write(path, {**CONFIG, "policies": {"adaptive_bon": {"max_samples": -1}}})
     assert not await reloader.reload()
-    assert reloader.state.service.router is before
+    assert reloader.state.lifecycle.router is before
     assert reloader.reloads == {"ok": 0, "error": 1}
 
 

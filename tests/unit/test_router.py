@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from policies.base import GenRequest
-from policies.errors import InvalidRequest, ModelNotFound
+from core.errors import InvalidRequest, ModelNotFound
+from core.request import GenRequest
 from policies.params import AdaptiveBonParams, PoliciesConfig, PolicyCaps, SingleParams
 from router.config import DEFAULT_BANDS, BandConfig, LoadConfig, RouterConfig
 from router.predictor import HeuristicConfig
@@ -65,9 +65,9 @@ def test_auto_goes_to_the_default_tier_and_model_pins_a_tier() -> None:
 
 
 def test_policy_pin_with_overrides() -> None:
-    plan = ROUTER.decide(req(policy="adaptive_bon", max_samples=8, confidence=0.9))
-    assert isinstance(plan.policy, AdaptiveBonParams)
-    assert (plan.policy.max_samples, plan.policy.confidence) == (8, 0.9)
+    decision = ROUTER.decide(req(policy="adaptive_bon", max_samples=8, confidence=0.9))
+    assert isinstance(decision.params, AdaptiveBonParams)
+    assert (decision.params.max_samples, decision.params.confidence) == (8, 0.9)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +98,11 @@ def test_bad_overrides_name_the_field(ttc: dict[str, Any], param: str) -> None:
 def test_default_bands_spend_more_on_harder_requests(
     difficulty: float, band: str, policy: str, max_samples: int | None
 ) -> None:
-    plan = router_at(difficulty, bands=DEFAULT_BANDS).decide(req())
-    assert (plan.band, plan.policy.name) == (band, policy)
-    assert getattr(plan.policy, "max_samples", None) == max_samples
-    assert plan.difficulty == pytest.approx(difficulty)
-    assert any(f"band {band}" in reason for reason in plan.reasons)
+    decision = router_at(difficulty, bands=DEFAULT_BANDS).decide(req())
+    assert (decision.band, decision.params.name) == (band, policy)
+    assert getattr(decision.params, "max_samples", None) == max_samples
+    assert decision.difficulty == pytest.approx(difficulty)
+    assert any(f"band {band}" in reason for reason in decision.reasons)
 
 
 def test_with_one_tier_every_band_maps_to_it() -> None:
@@ -121,43 +121,43 @@ def test_a_band_can_name_a_tier_and_model_still_pins_it() -> None:
 def test_reasoning_effort_shifts_bands_and_scales_budgets() -> None:
     high = router_at(0.3).decide(GenRequest(messages=(), reasoning_effort="high"))
     assert high.band == "medium"  # 0.3 + 0.15 crosses 0.35
-    assert isinstance(high.policy, AdaptiveBonParams) and high.policy.max_samples == 8
+    assert isinstance(high.params, AdaptiveBonParams) and high.params.max_samples == 8
     low = router_at(0.7).decide(GenRequest(messages=(), reasoning_effort="low"))
     assert low.band == "medium"  # 0.7 - 0.15 falls below 0.65
-    assert isinstance(low.policy, AdaptiveBonParams)
-    assert (low.policy.min_samples, low.policy.max_samples) == (2, 2)
+    assert isinstance(low.params, AdaptiveBonParams)
+    assert (low.params.min_samples, low.params.max_samples) == (2, 2)
     assert any("reasoning_effort low" in r for r in low.reasons)
 
 
 def test_effort_never_grows_a_budget_past_the_cap() -> None:
     policies = PoliciesConfig(caps=PolicyCaps(max_samples=10))
-    plan = router_at(0.9, policies=policies).decide(
+    decision = router_at(0.9, policies=policies).decide(
         GenRequest(messages=(), reasoning_effort="high")
     )
-    assert isinstance(plan.policy, AdaptiveBonParams) and plan.policy.max_samples == 10
+    assert isinstance(decision.params, AdaptiveBonParams) and decision.params.max_samples == 10
 
 
 def test_policy_pin_keeps_the_band_and_its_params_when_they_match() -> None:
     single = router_at(0.9).decide(req(policy="single"))
-    assert (single.band, single.policy) == ("hard", SingleParams())
+    assert (single.band, single.params) == ("hard", SingleParams())
     same = router_at(0.9).decide(req(policy="adaptive_bon", confidence=0.9))
-    assert isinstance(same.policy, AdaptiveBonParams)
-    assert (same.policy.max_samples, same.policy.confidence) == (8, 0.9)
+    assert isinstance(same.params, AdaptiveBonParams)
+    assert (same.params.max_samples, same.params.confidence) == (8, 0.9)
 
 
 def test_greedy_requests_do_not_vote_unless_asked() -> None:
     greedy = GenRequest(messages=(), sampling={"temperature": 0})
-    assert router_at(0.9).decide(greedy).policy.name == "single"
+    assert router_at(0.9).decide(greedy).params.name == "single"
     pinned = GenRequest(messages=(), sampling={"temperature": 0}, ttc={"policy": "adaptive_bon"})
-    assert router_at(0.9).decide(pinned).policy.name == "adaptive_bon"
+    assert router_at(0.9).decide(pinned).params.name == "adaptive_bon"
 
 
 def test_controller_offset_moves_the_thresholds() -> None:
     router = router_at(0.5)
     router.controller.offset = 0.2
-    plan = router.decide(req())
-    assert plan.band == "easy" and plan.difficulty == pytest.approx(0.5)
-    assert any("budget controller" in r for r in plan.reasons)
+    decision = router.decide(req())
+    assert decision.band == "easy" and decision.difficulty == pytest.approx(0.5)
+    assert any("budget controller" in r for r in decision.reasons)
 
 
 def test_saturated_tier_gets_smaller_budgets_and_no_speculation_when_easy() -> None:
@@ -168,15 +168,15 @@ def test_saturated_tier_gets_smaller_budgets_and_no_speculation_when_easy() -> N
     config = RouterConfig(predictor=constant(0.9), bands=bands, load=LoadConfig(saturated_at=0.8))
     busy = Router(config, PoliciesConfig(), ("small", "large"), load=FixedLoad(small=0.9))
     hard = busy.decide(req())
-    assert isinstance(hard.policy, AdaptiveBonParams) and hard.policy.max_samples == 4
+    assert isinstance(hard.params, AdaptiveBonParams) and hard.params.max_samples == 4
     assert any(r.startswith("load: tier small saturation 0.90") for r in hard.reasons)
     easy_config = config.model_copy(update={"predictor": constant(0.1)})
     easy = Router(easy_config, PoliciesConfig(), ("small", "large"), load=FixedLoad(small=0.9))
-    assert easy.decide(req()).policy.name == "single"
+    assert easy.decide(req()).params.name == "single"
     idle = Router(easy_config, PoliciesConfig(), ("small", "large"), load=FixedLoad(small=0.2))
-    assert idle.decide(req()).policy.name == "speculative"
+    assert idle.decide(req()).params.name == "speculative"
     unknown = Router(easy_config, PoliciesConfig(), ("small", "large"), load=FixedLoad())
-    assert unknown.decide(req()).policy.name == "speculative"
+    assert unknown.decide(req()).params.name == "speculative"
     assert busy.counters.load_shed == 1 and unknown.counters.load_shed == 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.base import GenRequest
+from core.request import GenRequest
 from router.features import Features, extract, prompt_text
 
 

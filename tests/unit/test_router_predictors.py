@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.base import GenRequest
+from core.request import GenRequest
 from router import predictor
 from router.features import extract
 from router.learned import (

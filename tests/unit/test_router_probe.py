@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from core.backend import Choice, Completion
+from core.errors import InvalidRequest, ModelNotFound, UpstreamUnavailable
+from core.request import GenRequest
+from core.usage import TokenUsage
 from policies import registry
-from policies.backend import Choice, Completion, TokenUsage
-from policies.base import GenRequest, PolicyResult
-from policies.errors import InvalidRequest, ModelNotFound, UpstreamUnavailable
 from policies.params import PoliciesConfig, SingleParams
 from router.config import LoadConfig, ProbeConfig, RouterConfig
 from router.probe import first_token_entropy
@@ -73,10 +74,10 @@ async def test_an_unsure_prediction_is_refined_by_one_probe_token() -> None:
     assert tier == "small"
     assert (body["max_tokens"], body["logprobs"], body["top_logprobs"]) == (1, True, 5)
     assert "n" not in body and body["messages"][0]["content"] == "What is 6 x 7?"
-    plan = routing.decision
-    assert plan.band == "easy"  # 0.5 * 0.5 + 0.5 * (low entropy) < 0.35
+    decision = routing.decision
+    assert decision.band == "easy"  # 0.5 * 0.5 + 0.5 * (low entropy) < 0.35
     assert routing.scores["probe"] < 0.2 and routing.probe_usage == TokenUsage(12, 1)
-    assert any(r.startswith("probe: first-token entropy") for r in plan.reasons)
+    assert any(r.startswith("probe: first-token entropy") for r in decision.reasons)
     hard = await router(0.5).route(request(), backend(UNSURE))
     assert hard.decision.band == "hard"
 
@@ -134,16 +135,13 @@ async def test_probe_tokens_are_billed_to_the_request_usage() -> None:
     r = router(0.5)
     req = request()
     routing = await r.route(req, fake)
-    policy = r.wrap(registry.build(SingleParams()), routing)
-    result = await policy.run(req, routing.decision, fake)
+    result = await registry.build(SingleParams()).run(req, routing.decision, fake)
+    routing.bill_probe(result)
     kinds = {(kind, tier): u for kind, tier, u in result.usage.items()}
     assert kinds[("probe", "small")] == TokenUsage(12, 1)
     assert kinds[("sample", "small")].completion_tokens == 1
     assert result.usage.total.completion_tokens == 2
     assert (r.counters.probe_prompt_tokens, r.counters.probe_completion_tokens) == (12, 1)
-    wrapped = r.wrap(registry.build(SingleParams()), routing)
-    final = [e async for e in wrapped.stream(req, routing.decision, fake)][-1]
-    assert isinstance(final, PolicyResult) and final.usage.total.completion_tokens == 2
 
 
 async def test_a_bad_request_fails_before_any_probe_token_is_spent() -> None:

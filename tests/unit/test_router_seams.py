@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from policies.backend import TokenUsage
-from policies.base import Decision, PolicyResult, ResultChoice, UsageLedger
+from core.request import Decision
+from core.result import PolicyResult, ResultChoice
+from core.usage import TokenUsage, UsageLedger
 from policies.params import SingleParams
 from server.router_seams import PoolSaturation, SharedRouterStats
 from state.config import RedisConfig
@@ -48,7 +49,7 @@ async def test_shared_stats_totals_sum_every_group_of_the_window() -> None:
     for samples, tokens in ((1, 10), (3, 30)):
         stats.record(observation(*finished(samples, tokens)))
     shared = SharedRouterStats(stats)
-    shared.record(*finished(9, 90))  # the Guard records requests; this must not count twice
+    shared.record(*finished(9, 90))  # the router's recorder: the one path that records
     totals = await shared.totals(300)
-    assert (totals.requests, totals.samples, totals.tokens) == (2, 4, 40)
-    assert totals.mean("samples") == 2
+    assert (totals.requests, totals.samples, totals.tokens) == (3, 13, 130)
+    assert totals.mean("samples") == 13 / 3

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.backend import Completion
+from core.request import GenRequest
+from core.result import PolicyResult
 from policies import registry
-from policies.backend import Completion
-from policies.base import GenRequest, PolicyResult
 from policies.params import AdaptiveBonParams, PoliciesConfig
 from router.config import BandConfig, BudgetConfig, RouterConfig, ShadowConfig, TracesConfig
 from router.router import Router
@@ -36,11 +37,13 @@ def backend(*answers: str) -> ScriptedBackend:
 
 
 async def serve(router: Router, fake: ScriptedBackend) -> PolicyResult:
-    """What the server does: route, build the policy, run it wrapped."""
+    """What the server's settlement does: route, run the policy, bill the probe, record."""
     req = request()
     routing = await router.route(req, fake)
-    policy = router.wrap(registry.build(routing.decision.policy), routing)
-    return await policy.run(req, routing.decision, fake)
+    result = await registry.build(routing.decision.params).run(req, routing.decision, fake)
+    routing.bill_probe(result)
+    router.record(routing, req, result, latency_s=0.01)
+    return result
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -101,21 +104,23 @@ async def test_finished_requests_feed_the_shared_statistics() -> None:
     await router.aclose()
 
 
-def shadowed(tmp_path: Path, bands: tuple[BandConfig, ...] | None, **shadow: Any) -> Router:
+def shadowed(
+    tmp_path: Path, bands: tuple[BandConfig, ...] | None, fake: ScriptedBackend, **shadow: Any
+) -> Router:
     config = RouterConfig(
         predictor=constant(0.9),
         traces=TracesConfig(path=str(tmp_path / "t.jsonl")),
         shadow=ShadowConfig(fraction=1.0, bands=bands, **shadow),
     )
-    return Router(config, VOTING, ("small",), rng=random.Random(0))
+    return Router(config, VOTING, ("small",), rng=random.Random(0), shadow_backend=fake)
 
 
 ALL_SINGLE = (BandConfig(name="all", policy="single"),)
 
 
 async def test_shadow_runs_the_alternative_and_compares_answers(tmp_path: Path) -> None:
-    router = shadowed(tmp_path, ALL_SINGLE)
     fake = backend("The answer is 26.")
+    router = shadowed(tmp_path, ALL_SINGLE, fake)
     await serve(router, fake)
     shadow = router.recorder.shadow
     assert shadow is not None
@@ -132,12 +137,13 @@ async def test_shadow_runs_the_alternative_and_compares_answers(tmp_path: Path) 
 
 
 async def test_shadow_skips_identical_decisions_and_respects_its_limit(tmp_path: Path) -> None:
-    same = shadowed(tmp_path, None)
-    await serve(same, backend("26"))
+    fake = backend("26")
+    same = shadowed(tmp_path, None, fake)
+    await serve(same, fake)
     assert same.counters.shadow["same_decision"] == 1
     await same.aclose()
-    busy = shadowed(tmp_path, ALL_SINGLE, max_concurrent=1)
     gate = GatedBackend(lambda tier, body: ["26"] * body.get("n", 1))
+    busy = shadowed(tmp_path, ALL_SINGLE, gate, max_concurrent=1)
     await serve(busy, gate)
     await serve(busy, gate)  # the first shadow still waits on the gate
     assert (busy.counters.shadow["dropped"], busy.recorder.shadow.running) == (1, 1)  # type: ignore[union-attr]

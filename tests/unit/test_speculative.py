@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from policies.backend import Choice, Completion, Delta, TokenUsage
-from policies.base import Decision, GenRequest, PolicyResult
+from core.backend import Choice, Completion, Delta
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import TokenUsage
 from policies.judge import (
     SCORE_PREFIX,
     STEP_MARK,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from policies.backend import TokenUsage
-from policies.base import Decision, PolicyResult, ResultChoice, UsageLedger
+from core.request import Decision
+from core.result import PolicyResult, ResultChoice
+from core.usage import TokenUsage, UsageLedger
 from policies.params import AdaptiveBonParams
 from state.config import RedisConfig
 from state.redis import Breaker, SharedRedis, StateUnavailable

@@ -5,14 +5,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from policies.backend import Delta, TokenUsage
-from policies.base import Decision, PolicyResult, ResultChoice, UsageLedger
-from policies.errors import TtcError, UpstreamError
+from core.backend import Delta
+from core.errors import TtcError, UpstreamError
+from core.request import Decision
+from core.result import PolicyResult, ResultChoice
+from core.usage import TokenUsage, UsageLedger
 from policies.params import SingleParams
+from server.endpoint import Event
 from server.responses import ChunkFactory
-from server.streaming import Event, sse_body
+from server.streaming import chat_sse, with_keepalive
 
-PLAN = Decision(tier="t", policy=SingleParams())
+PLAN = Decision(tier="t", params=SingleParams())
 
 
 def result() -> PolicyResult:
@@ -23,13 +26,25 @@ def result() -> PolicyResult:
 
 async def collect(events: AsyncIterator[Event], include_usage: bool, keepalive: float = 5.0
                   ) -> tuple[list[Any], list[TtcError | None]]:  # fmt: skip
+    """The chat SSE of ``events``, and how each ended (``None``: it ended with a result)."""
     errors: list[TtcError | None] = []
-    first = asyncio.ensure_future(anext(events))
+
+    async def watched() -> AsyncIterator[Event]:
+        try:
+            async for event in events:
+                if isinstance(event, PolicyResult):
+                    errors.append(None)
+                yield event
+        except TtcError as exc:
+            errors.append(exc)
+            raise
+
+    source = watched()
+    first = asyncio.ensure_future(anext(source))
+    ticking = with_keepalive(first, source, keepalive)
     parts = [
-        part async for part in sse_body(
-            first, events, chunks=ChunkFactory("id", "t"), plan=PLAN, n=1,
-            include_usage=include_usage, keepalive_s=keepalive, on_first_token=lambda: None,
-            on_done=lambda _r, e: errors.append(e),
+        part async for part in chat_sse(
+            ticking, ChunkFactory("id", "t"), PLAN, n=1, include_usage=include_usage
         )
     ]  # fmt: skip
     out: list[Any] = []

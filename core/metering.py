@@ -20,7 +20,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from policies.backend import Backend, Completion, Delta, TokenUsage, close_now
+from core.backend import Backend, Completion, Delta, close_now
+from core.usage import TokenUsage
 
 
 @dataclass

@@ -7,16 +7,24 @@
      +-- ModelNotFound             404    invalid_request_error   model_not_found
      +-- PayloadTooLarge           413    invalid_request_error   payload_too_large
      +-- RateLimited               429    rate_limit_error        rate_limit_exceeded
+     |    +-- LimitExceeded        429    rate_limit_error        (or insufficient_quota)
      +-- UpstreamError             502    upstream_error          upstream_error
+     |    +-- StreamInterrupted    502    upstream_error          stream_interrupted
      +-- UpstreamUnavailable       503    service_unavailable     no_healthy_worker
+     +-- WorkerFailed              503    service_unavailable     worker_failed
      +-- DeadlineExceeded          504    timeout_error           deadline_exceeded
+     +-- ModelPrepareError         500    internal_error          (none: a CLI error)
 
 Library errors (httpx, redis, pydantic) are translated into these at the package boundary
 with ``raise ... from exc``; ``server.errors`` renders every one as the OpenAI error envelope.
-This module lives in ``policies`` because it is the lowest package every other one imports.
+``WorkerFailed`` never reaches a client: the pool retries it on another worker and turns the
+last one into ``UpstreamUnavailable``. Errors internal to one package that never cross its
+boundary (``state.redis.StateUnavailable``, ``router.probe.ProbeFailed``) are not part of it.
 """
 
 from __future__ import annotations
+
+from core.usage import TokenUsage
 
 
 class TtcError(Exception):
@@ -97,3 +105,34 @@ class DeadlineExceeded(TtcError):
     status = 504
     error_type = "timeout_error"
     code = "deadline_exceeded"
+
+
+class LimitExceeded(RateLimited):
+    """429 for one exhausted window; ``reason`` is rpm, tpm or tokens_per_day."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: float) -> None:
+        code = "insufficient_quota" if reason == "tokens_per_day" else None
+        super().__init__(message, code=code, retry_after=retry_after)
+        self.reason = reason
+
+
+class StreamInterrupted(UpstreamError):
+    """A worker failed after part of the answer was streamed; ``usage`` is what it cost so far."""
+
+    code = "stream_interrupted"
+
+    def __init__(self, message: str, *, usage: TokenUsage) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class WorkerFailed(TtcError):
+    """The worker could not take the request; safe to retry elsewhere (nothing was streamed)."""
+
+    status = 503
+    error_type = "service_unavailable"
+    code = "worker_failed"
+
+
+class ModelPrepareError(TtcError):
+    """The model cannot be prepared (missing package, unknown name, conversion failure)."""

@@ -1,4 +1,4 @@
-"""What the lifespan creates and the routes use, held on ``app.state.ttc``."""
+"""What the app's lifespan creates and the routes use, held on ``app.state.ttc``."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ from dataclasses import dataclass, field
 
 from server.auth import Guard
 from server.config import Settings
+from server.lifecycle import RequestLifecycle
 from server.metrics import Metrics
-from server.service import ChatService
 from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
 
 
 @dataclass
-class AppState:
+class AppContext:
     settings: Settings
     metrics: Metrics
     pool: WorkerPool
-    service: ChatService
+    lifecycle: RequestLifecycle
     supervisors: list[WorkerSupervisor] = field(default_factory=list)
     shared: SharedState = field(kw_only=True)  # Redis-backed keys, limits, cache, stats
     guard: Guard = field(kw_only=True)

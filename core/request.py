@@ -1,0 +1,101 @@
+"""What a request is once validated (``GenRequest``) and what the router made of it (``Decision``).
+
+Every endpoint (chat, and the ones to come) turns its wire body into one ``GenRequest``; the
+router turns that into one ``Decision``; policies consume both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class PolicySpec(Protocol):
+    """A policy's validated parameters (``policies.params``); ``name`` keys the registry."""
+
+    @property
+    def name(self) -> str: ...
+
+    def model_dump(self, *, mode: str = "python") -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """A validated chat request, as the policies see it.
+
+    ``sampling`` holds the OpenAI sampling fields the client set (temperature, top_p, max_tokens,
+    stop, seed, n, logprobs, ...) and ``passthrough`` the extra fields vLLM understands (tools,
+    response_format, ...); both go upstream unchanged unless a policy must override one.
+    """
+
+    messages: tuple[Mapping[str, Any], ...]
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    passthrough: Mapping[str, Any] = field(default_factory=dict)
+    model: str = "auto"
+    reasoning_effort: str | None = None
+    ttc: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+    deadline: float | None = None  # time.monotonic() after which the request must end
+
+    @property
+    def n(self) -> int:
+        return int(self.sampling.get("n") or 1)
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.sampling.get("max_tokens")
+        return int(value) if value is not None else None
+
+    @property
+    def question(self) -> str | None:
+        """The text of the last user message (the question an answer must address)."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                content = message.get("content")
+                if isinstance(content, str):
+                    return content
+                if isinstance(content, list):
+                    return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return None
+
+    @property
+    def needs_single(self) -> bool:
+        """Tools and structured output are answered by one plain sample."""
+        return bool(self.passthrough.get("tools") or self.passthrough.get("response_format"))
+
+    def body(self, **overrides: Any) -> dict[str, Any]:
+        """The upstream chat body: messages, the client's sampling fields, then overrides.
+
+        An override of ``None`` removes the field.
+        """
+        body: dict[str, Any] = {"messages": [dict(m) for m in self.messages]}
+        body.update(self.passthrough)
+        body.update(self.sampling)
+        for key, value in overrides.items():
+            if value is None:
+                body.pop(key, None)
+            else:
+                body[key] = value
+        return body
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The router's decision for one request."""
+
+    tier: str
+    params: PolicySpec
+    difficulty: float | None = None
+    band: str | None = None
+    reasons: tuple[str, ...] = ()
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tier": self.tier, "policy": self.params.name}
+        if self.difficulty is not None:
+            out["difficulty"] = round(self.difficulty, 4)
+        if self.band is not None:
+            out["band"] = self.band
+        if self.reasons:
+            out["reasons"] = list(self.reasons)
+        return out

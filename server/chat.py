@@ -1,0 +1,67 @@
+"""``POST /v1/chat/completions`` as an ``Endpoint``: the OpenAI chat body in, chat shapes out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from core.errors import InvalidRequest
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from server.endpoint import Call, Event
+from server.errors import from_validation_error
+from server.openai_schema import ChatCompletionRequest
+from server.responses import ChunkFactory, completion_body
+from server.streaming import chat_sse
+from state.cache import split_cache_flag
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def parse_chat(raw: bytes) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate(parse_json_object(raw))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+
+
+class ChatEndpoint:
+    name: ClassVar[str] = "chat"
+    id_prefix: ClassVar[str] = "chatcmpl-"
+
+    def parse(self, raw: bytes, request_id: str, deadline: float) -> Call:
+        chat = parse_chat(raw)
+        ttc, cache = split_cache_flag(chat.ttc)
+        req = GenRequest(
+            messages=chat.wire_messages(),
+            sampling=chat.sampling(),
+            passthrough=chat.passthrough(),
+            model=chat.model,
+            reasoning_effort=chat.reasoning_effort,
+            ttc=ttc,
+            request_id=request_id,
+            deadline=deadline,
+        )
+        return Call(req, stream=bool(chat.stream), include_usage=chat.include_usage, cache=cache)
+
+    def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
+        return completion_body(call.req.request_id, decision.tier, decision, result)
+
+    def render_stream(
+        self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
+    ) -> AsyncIterator[bytes]:
+        chunks = ChunkFactory(call.req.request_id, decision.tier)
+        return chat_sse(events, chunks, decision, n=call.req.n, include_usage=call.include_usage)

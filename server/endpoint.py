@@ -1,0 +1,49 @@
+"""What an API endpoint contributes to a request's life: parse its body, render the outcome.
+
+An endpoint never authenticates, limits, routes, caches, meters or records: the lifecycle
+(``server.lifecycle``) does that, the same way for every endpoint. A new endpoint is one class
+implementing ``Endpoint`` and one route that hands it to ``RequestLifecycle.handle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from core.backend import Delta
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+
+# What a policy's stream yields; ``None`` from the lifecycle means "still working" (keep-alive).
+Event = Delta | PolicyResult
+
+
+@dataclass(frozen=True)
+class Call:
+    """One parsed request: what the policies see, plus how the client wants the answer."""
+
+    req: GenRequest
+    stream: bool = False
+    include_usage: bool = False  # a final usage chunk in a stream
+    cache: bool | None = None  # the client's ``ttc.cache`` (None: the config decides)
+
+
+class Endpoint(Protocol):
+    name: ClassVar[str]  # label of ``ttc_requests_total{endpoint}`` and of log lines
+    id_prefix: ClassVar[str]  # e.g. "chatcmpl-"
+
+    def parse(self, raw: bytes, request_id: str, deadline: float) -> Call:
+        """The body as a ``Call``; a bad body raises ``InvalidRequest`` naming the field."""
+        ...
+
+    def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
+        """The JSON body of a finished, non-streamed request."""
+        ...
+
+    def render_stream(
+        self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
+    ) -> AsyncIterator[bytes]:
+        """SSE bytes for ``events`` (``None``: send a keep-alive). ``events`` raises
+        ``TtcError`` when the request fails mid-stream: render it as an error event, then end."""
+        ...

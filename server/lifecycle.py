@@ -1,0 +1,245 @@
+"""One request's life, owned in one place: ``RequestLifecycle.handle``.
+
+    authenticate -> read + parse (the endpoint) -> admit (limits) -> route (maybe a probe)
+      -> authorize (tier) -> [cache] -> run the policy, or stream it -> settle -> render
+
+Every endpoint goes through ``handle`` with an ``Endpoint`` that parses its body and renders
+its answer; nothing else differs between endpoints. The ``Settlement`` (``server.settlement``)
+is opened on arrival and settled exactly once, whichever way the request ends: answered,
+refused, failed, past its deadline, its client gone, its stream cut. The whole request runs
+under its deadline (``server.request_timeout_s``, the probe included), and a client that
+disconnects cancels it, which closes every upstream call it has in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from dataclasses import replace
+from typing import TypeVar
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from core.backend import Backend, Delta, close_now
+from core.errors import DeadlineExceeded, TtcError, UpstreamError
+from core.metering import MeteredBackend
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from policies import registry
+from policies.base import Policy
+from router.router import Router
+from server.auth import Guard
+from server.body import read_body
+from server.config import ServerConfig
+from server.endpoint import Call, Endpoint, Event
+from server.metrics import Metrics
+from server.settlement import Settlement
+from server.streaming import with_keepalive
+from state.cache import ResponseCache
+
+log = logging.getLogger("ttc.server")
+T = TypeVar("T")
+
+
+class RequestLifecycle:
+    def __init__(
+        self,
+        router: Router,
+        backend: Backend,
+        guard: Guard,
+        cache: ResponseCache,
+        metrics: Metrics,
+        config: ServerConfig,
+    ) -> None:
+        self.router = router  # replaced on a config reload; a running request keeps its own
+        self._backend = backend
+        self._guard = guard
+        self._cache = cache
+        self._metrics = metrics
+        self._config = config
+
+    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+        life = Settlement(self._metrics, self._guard)
+        try:
+            call = await self._admit(request, endpoint, life)
+            decision = await self._route(call.req, life)
+            if life.caller is not None:
+                self._guard.authorize(life.caller, decision)  # a refused plan still pays its probe
+            if call.stream:
+                return await self._stream(endpoint, call, decision, life)
+            result = await self._complete(request, call, decision, life)
+            return JSONResponse(endpoint.render(call, decision, result), headers=_headers(decision))
+        except TtcError as exc:
+            life.failed(exc)
+            raise
+        except asyncio.CancelledError:
+            life.abandoned()
+            raise
+
+    async def _admit(self, request: Request, endpoint: Endpoint, life: Settlement) -> Call:
+        life.caller = await self._guard.authenticate(request)
+        raw = await read_body(request, self._config.max_body_bytes)
+        request_id = f"{endpoint.id_prefix}{uuid.uuid4().hex}"
+        call = endpoint.parse(raw, request_id, time.monotonic() + self._config.request_timeout_s)
+        life.req, life.stream = call.req, call.stream
+        await self._guard.admit(life.caller)  # before routing: a refused request never probes
+        return call
+
+    async def _route(self, req: GenRequest, life: Settlement) -> Decision:
+        router = self.router
+        life.meter = MeteredBackend(self._backend)  # bills the probe even if routing fails
+        async with within_deadline(req, " while routing"):
+            routing = await router.route(req, life.meter)
+        life.routed = (router, routing)
+        return routing.decision
+
+    async def _complete(
+        self, request: Request, call: Call, decision: Decision, life: Settlement
+    ) -> PolicyResult:
+        """Run the policy, through the response cache when the request is eligible."""
+        cache, req = self._cache, call.req
+        key = None
+        if cache.wanted(req, call.cache):
+            assert life.caller is not None
+            key = cache.key(req, decision, life.caller.identity)
+            outcome, hit = await cache.get(key)
+            self._metrics.cache_requests.labels(outcome).inc()
+            if hit is not None:
+                life.from_cache()
+                return hit  # no worker call, nothing spent, nothing charged
+        result = await until_disconnect(request, self._run(req, decision, life))
+        life.finished(result)
+        if key is None:
+            return result
+        await cache.put(key, result)
+        return replace(result, report={**result.report, "cache": outcome})
+
+    async def _run(self, req: GenRequest, decision: Decision, life: Settlement) -> PolicyResult:
+        assert life.meter is not None
+        async with within_deadline(req):
+            return await _policy(decision).run(req, decision, life.meter)
+
+    async def _stream(
+        self, endpoint: Endpoint, call: Call, decision: Decision, life: Settlement
+    ) -> Response:
+        assert life.meter is not None
+        events = self._settled_events(call.req, decision, life.meter, life)
+        first: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
+        # An error before the first event (no healthy worker, upstream 400) keeps its status.
+        await asyncio.wait({first}, timeout=self._config.stream_keepalive_s)
+        if first.done() and isinstance(first.exception(), TtcError):
+            error = first.exception()
+            await close_now(events)
+            raise error  # type: ignore[misc]
+        ticking = with_keepalive(first, events, self._config.stream_keepalive_s)
+        body = endpoint.render_stream(call, decision, ticking)
+        return StreamingResponse(
+            _closing(body, events, life),
+            media_type="text/event-stream",
+            headers={**_headers(decision), "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def _settled_events(
+        self, req: GenRequest, decision: Decision, backend: MeteredBackend, life: Settlement
+    ) -> AsyncGenerator[Event, None]:
+        """The policy's events under the deadline; the result and any error settle ``life``
+        before the renderer sees them, so the probe is in the usage the client gets."""
+        started = time.monotonic()
+        first_token = True
+        events = _policy(decision).stream(req, decision, backend)
+        # The deadline is entered anew around each event: the server awaits every event in a
+        # task of its own (``with_keepalive``), and a timeout only cancels the task that
+        # entered it, so one timeout around the whole stream would guard the first event only.
+        deadline = loop_deadline(req)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise DeadlineExceeded("the request exceeded its deadline") from exc
+                if isinstance(event, PolicyResult):
+                    life.finished(event)
+                elif first_token and isinstance(event, Delta) and event.text:
+                    first_token = False
+                    self._metrics.ttft.labels(decision.tier, decision.params.name).observe(
+                        time.monotonic() - started
+                    )
+                yield event
+        except TtcError as exc:
+            life.failed(exc)
+            raise
+        except Exception as exc:  # a bug in a policy must still end the stream properly
+            log.exception("stream failed")
+            error = UpstreamError("the stream failed inside the gateway", code="stream_error")
+            life.failed(error)
+            raise error from exc
+        finally:
+            await close_now(events)
+
+
+async def _closing(
+    body: AsyncIterator[bytes], events: AsyncGenerator[Event, None], life: Settlement
+) -> AsyncIterator[bytes]:
+    """The response body; when it ends, the policy's stream is closed (its spend is final)
+    and a request that never settled lost its client."""
+    try:
+        async for part in body:
+            yield part
+    finally:
+        await close_now(body)
+        await close_now(events)
+        life.abandoned()  # does nothing if the request settled
+
+
+def _policy(decision: Decision) -> Policy:
+    return registry.build(decision.params)
+
+
+def _headers(decision: Decision) -> dict[str, str]:
+    return {"x-ttc-tier": decision.tier, "x-ttc-policy": decision.params.name}
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client goes away first, cancel it (and its upstream calls).
+
+    One watcher task per request, cancelling this handler's task on ``http.disconnect``.
+    """
+    handler = asyncio.current_task()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        if handler is not None:
+            handler.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    finally:
+        watcher.cancel()
+
+
+@contextlib.asynccontextmanager
+async def within_deadline(req: GenRequest, where: str = "") -> AsyncIterator[None]:
+    """Run the body under the request's deadline; running past it is ``DeadlineExceeded``."""
+    try:
+        async with asyncio.timeout_at(loop_deadline(req)):
+            yield
+    except TimeoutError as exc:
+        raise DeadlineExceeded(f"the request exceeded its deadline{where}") from exc
+
+
+def loop_deadline(req: GenRequest) -> float | None:
+    """``req.deadline`` is on ``time.monotonic()``, which asyncio's loop clock also uses."""
+    if req.deadline is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.time() + (req.deadline - time.monotonic())

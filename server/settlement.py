@@ -1,0 +1,104 @@
+"""Settling one request: entered once, settled once, whichever way it ends.
+
+A ``Settlement`` is opened when a request arrives (``ttc_requests_in_flight`` +1) and learns
+the caller, the decision and the metered backend as the lifecycle gets them. Exactly one of
+these ends it; later calls do nothing, so every path may call the one it knows is right:
+
+    finished(result)   the policy answered: probe tokens join the result's ledger, then
+                       request and token metrics, the router's record (trace, windowed
+                       statistics, shadow) and the charge of every token in the ledger
+    from_cache()       answered from the response cache: counted, nothing spent or charged
+    failed(error)      a ``TtcError``: request and error metrics; what was spent upstream
+                       before it is charged (``ttc_unfinished_tokens_total{outcome="error"}``)
+    abandoned()        the client went away: counted as status 499, what was spent upstream
+                       is charged (``outcome="disconnect"``)
+
+In every case ``ttc_requests_in_flight`` goes back down once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from core.errors import TtcError
+from core.metering import MeteredBackend
+from core.request import Decision, GenRequest
+from core.result import PolicyResult
+from core.usage import TokenUsage
+from router.router import Router, Routing
+from server.auth import Caller, Guard
+from server.metrics import Metrics
+
+CLIENT_CLOSED = "499"  # nginx's status for a client that closed the connection first
+
+
+class Settlement:
+    def __init__(self, metrics: Metrics, guard: Guard) -> None:
+        self._metrics = metrics
+        self._guard = guard
+        self.started = time.monotonic()
+        self.caller: Caller | None = None
+        self.req: GenRequest | None = None
+        self.stream = False
+        self.meter: MeteredBackend | None = None
+        self.routed: tuple[Router, Routing] | None = None  # the router that decided, and how
+        self.settled = False
+        metrics.in_flight.inc()
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.routed[1].decision if self.routed else None
+
+    def finished(self, result: PolicyResult) -> None:
+        if not self._settle():
+            return
+        assert self.routed is not None and self.req is not None
+        router, routing = self.routed
+        routing.bill_probe(result)
+        decision = routing.decision
+        latency = time.monotonic() - self.started
+        self._count(decision, "ok")
+        m = self._metrics
+        policy = decision.params.name
+        m.latency.labels(decision.tier, policy, str(self.stream).lower()).observe(latency)
+        m.record(decision, result.usage, result.report)
+        router.record(routing, self.req, result, latency)
+        self._charge(result.usage.total)
+
+    def from_cache(self) -> None:
+        if self._settle():
+            self._count(self.decision, "ok")
+
+    def failed(self, error: TtcError) -> None:
+        if not self._settle():
+            return
+        self._count(self.decision, str(error.status))
+        self._metrics.errors.labels(str(error.status), error.code or error.error_type).inc()
+        self._charge_unfinished("error")
+
+    def abandoned(self) -> None:
+        if self._settle():
+            self._count(self.decision, CLIENT_CLOSED)
+            self._charge_unfinished("disconnect")
+
+    def _settle(self) -> bool:
+        if self.settled:
+            return False
+        self.settled = True
+        self._metrics.in_flight.dec()
+        return True
+
+    def _count(self, decision: Decision | None, status: str) -> None:
+        tier = decision.tier if decision else "none"
+        policy = decision.params.name if decision else "none"
+        self._metrics.requests.labels(tier, policy, status).inc()
+
+    def _charge_unfinished(self, outcome: str) -> None:
+        spent = self.meter.spent if self.meter is not None else TokenUsage()
+        if spent.total_tokens > 0:
+            self._metrics.unfinished_tokens.labels(outcome).inc(spent.total_tokens)
+            self._charge(spent)
+
+    def _charge(self, spent: TokenUsage) -> None:
+        if self.caller is not None:
+            self._guard.charge(self.caller, spent.total_tokens)
