@@ -13,6 +13,7 @@
      +-- UpstreamUnavailable       503    service_unavailable     no_healthy_worker
      +-- WorkerFailed              503    service_unavailable     worker_failed
      +-- DeadlineExceeded          504    timeout_error           deadline_exceeded
+     +-- InternalError             500    internal_error          internal_error
      +-- ModelPrepareError         500    internal_error          (none: a CLI error)
 
 Library errors (httpx, redis, pydantic) are translated into these at the package boundary
@@ -136,3 +137,12 @@ class WorkerFailed(TtcError):
 
 class ModelPrepareError(TtcError):
     """The model cannot be prepared (missing package, unknown name, conversion failure)."""
+
+
+class InternalError(TtcError):
+    """A bug in the gateway, caught at the request's boundary: the request is settled and
+    answered like any other error, and the connection stays usable."""
+
+    status = 500
+    error_type = "internal_error"
+    code = "internal_error"

@@ -26,7 +26,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.backend import Backend, Delta, close_now
-from core.errors import DeadlineExceeded, TtcError, UpstreamError
+from core.errors import DeadlineExceeded, InternalError, TtcError, UpstreamError
 from core.metering import MeteredBackend
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
@@ -80,6 +80,11 @@ class RequestLifecycle:
         except asyncio.CancelledError:
             life.abandoned()
             raise
+        except Exception as exc:  # a bug: settled and answered like any error, logged once
+            log.exception("internal error in the gateway")
+            error = InternalError("internal error in the gateway")
+            life.failed(error)
+            raise error from exc
 
     async def _admit(self, request: Request, endpoint: Endpoint, life: Settlement) -> Call:
         life.caller = await self._guard.authenticate(request)

@@ -181,3 +181,27 @@ async def test_a_refused_body_is_counted_and_leaves_nothing_in_flight() -> None:
     with pytest.raises(openai.BadRequestError):
         await client_for(app).chat.completions.create(model="auto", messages=[])
     assert (in_flight(app), counted(app, "400")) == (0, 1)
+
+
+class Buggy(ScriptedBackend):
+    """A backend with a bug: stands in for any unexpected exception inside the gateway."""
+
+    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+                   ) -> Completion:  # fmt: skip
+        raise KeyError("a bug")
+
+
+async def test_an_internal_error_is_a_settled_500_and_the_connection_stays_usable() -> None:
+    app = create_app(settings(probe={"mode": "never"}), backend=Buggy(lambda t, b: ["x"]))
+    client = client_for(app)
+    with pytest.raises(openai.InternalServerError) as info:
+        await client.chat.completions.create(
+            model="auto", messages=QUESTION, extra_body={"ttc": {"policy": "single"}}
+        )
+    assert info.value.status_code == 500
+    expected = {"message": "internal error in the gateway", "type": "internal_error",
+                "param": None, "code": "internal_error"}  # fmt: skip
+    assert info.value.body == expected
+    assert (in_flight(app), counted(app, "500")) == (0, 1)
+    errors = context(app).metrics.errors.labels("500", "internal_error")._value.get()
+    assert errors == 1
