@@ -128,6 +128,10 @@ def test_observation_counts_agreement_from_votes_and_every_token() -> None:
 
 async def test_flush_loop_stops_cleanly() -> None:
     stats = RouterStats(SharedRedis(RedisConfig()), flush_s=0.01)
+    before = asyncio.all_tasks()
     stats.start()
+    (loop,) = asyncio.all_tasks() - before
     await asyncio.sleep(0.03)
-    await stats.close()
+    assert not loop.done()  # the loop keeps flushing until closed
+    await asyncio.wait_for(stats.close(), timeout=1.0)
+    assert loop.cancelled()
