@@ -30,7 +30,7 @@ BUDGET_FIELDS: dict[str, str | None] = {
     "small_max_samples": "max_samples",
     "max_steps": "max_steps",
     "max_probes": "max_probes",
-    "default_max_tokens": None,
+    "default_budget": None,  # convergence: the chain budget when the request sets no max_tokens
 }
 
 
