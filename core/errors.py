@@ -5,6 +5,7 @@
      +-- Unauthorized              401    authentication_error    invalid_api_key
      +-- Forbidden                 403    permission_error        tier_not_allowed
      +-- ModelNotFound             404    invalid_request_error   model_not_found
+     +-- NotFound                  404    invalid_request_error   not_found
      +-- PayloadTooLarge           413    invalid_request_error   payload_too_large
      +-- RateLimited               429    rate_limit_error        rate_limit_exceeded
      |    +-- LimitExceeded        429    rate_limit_error        (or insufficient_quota)
@@ -72,6 +73,14 @@ class ModelNotFound(TtcError):
     status = 404
     error_type = "invalid_request_error"
     code = "model_not_found"
+
+
+class NotFound(TtcError):
+    """A stored object (a response) that does not exist, or not for this API key."""
+
+    status = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
 
 
 class PayloadTooLarge(TtcError):

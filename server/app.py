@@ -21,6 +21,7 @@ from server.context import AppContext
 from server.lifecycle import RequestLifecycle
 from server.metrics import Metrics
 from server.reload import ConfigReloader
+from server.responses_api import ResponsesEndpoint
 from server.router_seams import PoolSaturation, SharedRouterStats
 from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
@@ -51,8 +52,9 @@ def build_context(settings: Settings, backend: Backend | None = None) -> AppCont
     pool = WorkerPool(dict(settings.tiers), settings.pool)
     metrics.watch_pool(pool)
     shared = SharedState(
-        settings.redis, settings.auth, settings.limits, settings.cache, observer=metrics
-    )
+        settings.redis, settings.auth, settings.limits, settings.cache, observer=metrics,
+        responses=settings.responses,
+    )  # fmt: skip
     metrics.watch_redis(shared.redis)
     guard = Guard(shared, metrics)
     router = router_factory(pool, shared)(settings)
@@ -60,9 +62,11 @@ def build_context(settings: Settings, backend: Backend | None = None) -> AppCont
     lifecycle = RequestLifecycle(router, generate, guard, shared.cache, metrics, settings.server)
     metrics.watch_router(lambda: lifecycle.router)
     supervisors = [WorkerSupervisor(t.launch) for t in settings.tiers.values() if t.launch]
+    responses = ResponsesEndpoint(shared.responses)
     return AppContext(
-        settings, metrics, pool, lifecycle, _unique(supervisors), shared=shared, guard=guard
-    )
+        settings, metrics, pool, lifecycle, responses, _unique(supervisors),
+        shared=shared, guard=guard,
+    )  # fmt: skip
 
 
 def _unique(supervisors: list[WorkerSupervisor]) -> list[WorkerSupervisor]:

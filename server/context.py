@@ -8,6 +8,7 @@ from server.auth import Guard
 from server.config import Settings
 from server.lifecycle import RequestLifecycle
 from server.metrics import Metrics
+from server.responses_api import ResponsesEndpoint
 from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
@@ -19,6 +20,7 @@ class AppContext:
     metrics: Metrics
     pool: WorkerPool
     lifecycle: RequestLifecycle
+    responses: ResponsesEndpoint
     supervisors: list[WorkerSupervisor] = field(default_factory=list)
     shared: SharedState = field(kw_only=True)  # Redis-backed keys, limits, cache, stats
     guard: Guard = field(kw_only=True)

@@ -27,17 +27,19 @@ class Call:
     stream: bool = False
     include_usage: bool = False  # a final usage chunk in a stream
     cache: bool | None = None  # the client's ``ttc.cache`` (None: the config decides)
+    owner: str = ""  # the caller's identity: what the endpoint stores is visible to it only
+    wire: object = None  # the endpoint's own parsed body, for rendering
 
 
 class Endpoint(Protocol):
     name: ClassVar[str]  # label of ``ttc_requests_total{endpoint}`` and of log lines
     id_prefix: ClassVar[str]  # e.g. "chatcmpl-"
 
-    def parse(self, raw: bytes, request_id: str, deadline: float) -> Call:
+    async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
         """The body as a ``Call``; a bad body raises ``InvalidRequest`` naming the field."""
         ...
 
-    def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
+    async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
         """The JSON body of a finished, non-streamed request."""
         ...
 

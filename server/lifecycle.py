@@ -73,7 +73,8 @@ class RequestLifecycle:
             if call.stream:
                 return await self._stream(endpoint, call, decision, life)
             result = await self._complete(request, call, decision, life)
-            return JSONResponse(endpoint.render(call, decision, result), headers=_headers(decision))
+            body = await endpoint.render(call, decision, result)
+            return JSONResponse(body, headers=_headers(decision))
         except TtcError as exc:
             life.failed(exc)
             raise
@@ -90,7 +91,8 @@ class RequestLifecycle:
         life.caller = await self._guard.authenticate(request)
         raw = await read_body(request, self._config.max_body_bytes)
         request_id = f"{endpoint.id_prefix}{uuid.uuid4().hex}"
-        call = endpoint.parse(raw, request_id, time.monotonic() + self._config.request_timeout_s)
+        deadline = time.monotonic() + self._config.request_timeout_s
+        call = await endpoint.parse(raw, request_id, deadline, life.caller.identity)
         life.req, life.stream = call.req, call.stream
         await self._guard.admit(life.caller)  # before routing: a refused request never probes
         return call
@@ -144,7 +146,7 @@ class RequestLifecycle:
         ticking = with_keepalive(first, events, self._config.stream_keepalive_s)
         body = endpoint.render_stream(call, decision, ticking)
         return StreamingResponse(
-            _closing(body, events, life),
+            _closing(body, (ticking, events), life),
             media_type="text/event-stream",
             headers={**_headers(decision), "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
@@ -191,16 +193,18 @@ class RequestLifecycle:
 
 
 async def _closing(
-    body: AsyncIterator[bytes], events: AsyncGenerator[Event, None], life: Settlement
+    body: AsyncIterator[bytes], sources: tuple[AsyncIterator[object], ...], life: Settlement
 ) -> AsyncIterator[bytes]:
-    """The response body; when it ends, the policy's stream is closed (its spend is final)
-    and a request that never settled lost its client."""
+    """The response body; when it ends, its sources are closed outermost first (the keep-alive
+    ticker cancels the event it awaits, then the policy's stream closes its upstream calls, so
+    its spend is final), and a request that never settled lost its client."""
     try:
         async for part in body:
             yield part
     finally:
         await close_now(body)
-        await close_now(events)
+        for source in sources:
+            await close_now(source)
         life.abandoned()  # does nothing if the request settled
 
 

@@ -7,10 +7,11 @@ The server creates one in its lifespan, calls ``start()`` inside the running loo
 from __future__ import annotations
 
 from state.cache import ResponseCache
-from state.config import AuthConfig, CacheConfig, LimitsConfig, RedisConfig
+from state.config import AuthConfig, CacheConfig, LimitsConfig, RedisConfig, ResponsesConfig
 from state.keys import KeyStore
 from state.limits import RateLimiter
 from state.redis import RedisObserver, SharedRedis
+from state.responses import ResponseStore
 from state.stats import RouterStats
 
 
@@ -22,6 +23,7 @@ class SharedState:
         limits: LimitsConfig,
         cache: CacheConfig,
         observer: RedisObserver | None = None,
+        responses: ResponsesConfig | None = None,
     ) -> None:
         self.auth = auth
         self.limits_config = limits
@@ -30,6 +32,7 @@ class SharedState:
         self.limiter = RateLimiter(limits, self.redis)
         self.cache = ResponseCache(cache, self.redis)
         self.stats = RouterStats(self.redis)
+        self.responses = ResponseStore(responses or ResponsesConfig(), self.redis)
 
     def start(self) -> None:
         self.redis.start()

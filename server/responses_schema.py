@@ -1,0 +1,178 @@
+"""Pydantic models of the ``POST /v1/responses`` request (OpenAI's Responses API).
+
+Validated strictly: JSON types as OpenAI documents them (a string is never a number), ranges,
+and unknown fields refused with a 400 naming them. What the gateway cannot honour is refused
+the same way rather than ignored: built-in tools (web search, file search, ...), non-text
+input parts (images, files), ``background``. Everything accepted reaches the model or is
+echoed on the stored response.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    model_validator,
+)
+
+Number = StrictFloat | StrictInt
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Strict):
+    """A text content part; ``output_text`` parts come back when a client replays our output."""
+
+    type: Literal["input_text", "output_text", "text", "refusal"]
+    text: StrictStr = ""
+    refusal: StrictStr | None = None
+    annotations: list[Any] | None = None
+    logprobs: list[Any] | None = None
+
+
+class MessageItem(_Strict):
+    type: Literal["message"] = "message"
+    role: Literal["user", "system", "developer", "assistant"]
+    content: StrictStr | list[TextPart]
+    id: StrictStr | None = None
+    status: StrictStr | None = None
+    phase: StrictStr | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or part.refusal or "" for part in self.content)
+
+
+class FunctionCallItem(_Strict):
+    type: Literal["function_call"]
+    call_id: StrictStr
+    name: StrictStr
+    arguments: StrictStr
+    id: StrictStr | None = None
+    status: StrictStr | None = None
+
+
+class FunctionCallOutputItem(_Strict):
+    type: Literal["function_call_output"]
+    call_id: StrictStr
+    output: StrictStr | list[TextPart]
+    id: StrictStr | None = None
+    status: StrictStr | None = None
+
+    def text(self) -> str:
+        if isinstance(self.output, str):
+            return self.output
+        return "".join(part.text for part in self.output)
+
+
+class ReasoningItem(BaseModel):
+    """A reasoning item replayed from an earlier response: accepted, not sent to the model
+    (as OpenAI does for models that do not take their own thinking back)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["reasoning"]
+
+
+def _item_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type", "message"))
+    return str(getattr(value, "type", "message"))
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")],
+    Discriminator(_item_kind),
+]
+
+
+class FunctionTool(_Strict):
+    type: Literal["function"]
+    name: StrictStr = Field(min_length=1, max_length=64)
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+    def chat(self) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": self.name}
+        for key in ("description", "parameters", "strict"):
+            if getattr(self, key) is not None:
+                function[key] = getattr(self, key)
+        return {"type": "function", "function": function}
+
+
+class NamedFunction(_Strict):
+    type: Literal["function"]
+    name: StrictStr
+
+
+class TextFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    name: StrictStr | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    description: StrictStr | None = None
+    strict: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> TextFormat:
+        if self.type == "json_schema" and (self.schema_ is None or not self.name):
+            raise ValueError("a json_schema format needs 'name' and 'schema'")
+        return self
+
+
+class TextConfig(_Strict):
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ReasoningConfig(_Strict):
+    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class ResponsesRequest(_Strict):
+    model: StrictStr = Field(min_length=1)
+    input: StrictStr | list[InputItem]
+    instructions: StrictStr | None = None
+    max_output_tokens: StrictInt | None = Field(None, ge=1, le=1_000_000)
+    temperature: Number | None = Field(None, ge=0.0, le=2.0)
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
+    reasoning: ReasoningConfig | None = None
+    text: TextConfig | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
+    parallel_tool_calls: StrictBool | None = None
+    metadata: dict[StrictStr, StrictStr] | None = Field(None, max_length=16)
+    user: StrictStr | None = None
+    store: StrictBool = True
+    previous_response_id: StrictStr | None = None
+    stream: StrictBool = False
+    background: StrictBool | None = None
+    truncation: Literal["disabled"] | None = None
+    ttc: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> ResponsesRequest:
+        if self.background:
+            raise ValueError("background responses are not supported by this gateway")
+        if isinstance(self.input, list) and not self.input:
+            raise ValueError("'input' must not be empty")
+        if isinstance(self.tool_choice, NamedFunction):
+            names = {tool.name for tool in self.tools or []}
+            if self.tool_choice.name not in names:
+                raise ValueError(f"tool_choice names '{self.tool_choice.name}', not in 'tools'")
+        return self
