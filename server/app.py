@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.backend import Backend
 from router.router import AUTO_MODEL, Router
-from server import errors, routes
+from server import errors, openapi, routes
 from server.auth import Guard
 from server.config import Settings
 from server.context import AppContext
@@ -111,6 +111,7 @@ def create_app(
     app.state.ttc = state
     errors.install(app)
     app.include_router(routes.api)
+    openapi.install(app, routes.BODIES)
     _add_operational_routes(app, state)
     return app
 

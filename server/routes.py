@@ -1,16 +1,25 @@
-"""The API routes: each hands its endpoint to the request lifecycle. HTTP only, no logic."""
+"""The API routes: each hands its endpoint to the request lifecycle. HTTP only, no logic.
+
+Their request and response schemas are declared for ``/openapi.json`` (``server.openapi``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from server.chat import ChatEndpoint
 from server.context import AppContext
+from server.openai_schema import ChatCompletionRequest
+from server.openapi import request_body
+from server.openapi_models import ERRORS, ChatCompletion, DeletedResponse, ResponseObject
+from server.responses_schema import ResponsesRequest
 
 api = APIRouter()
 CHAT = ChatEndpoint()
+BODIES: list[type[BaseModel]] = [ChatCompletionRequest, ResponsesRequest]
 
 
 def context_of(request: Request) -> AppContext:
@@ -18,26 +27,40 @@ def context_of(request: Request) -> AppContext:
     return context
 
 
-@api.post("/v1/chat/completions", response_model=None)
+@api.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: {"model": ChatCompletion}, **ERRORS},
+    openapi_extra=request_body(ChatCompletionRequest),
+)
 async def chat_completions(request: Request) -> Response:
+    """A chat completion: the router picks tier and policy (``model: auto``) unless pinned."""
     return await context_of(request).lifecycle.handle(request, CHAT)
 
 
-@api.post("/v1/responses", response_model=None)
+@api.post(
+    "/v1/responses",
+    response_model=None,
+    responses={200: {"model": ResponseObject}, **ERRORS},
+    openapi_extra=request_body(ResponsesRequest),
+)
 async def create_response(request: Request) -> Response:
+    """A response (OpenAI's Responses API), through the same router and policies as chat."""
     context = context_of(request)
     return await context.lifecycle.handle(request, context.responses)
 
 
-@api.get("/v1/responses/{response_id}")
+@api.get("/v1/responses/{response_id}", responses={200: {"model": ResponseObject}, **ERRORS})
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+    """A stored response; only the API key that made it can see it."""
     context = context_of(request)
     caller = await context.guard.authenticate(request)
     return await context.responses.retrieve(response_id, caller.identity)
 
 
-@api.delete("/v1/responses/{response_id}")
+@api.delete("/v1/responses/{response_id}", responses={200: {"model": DeletedResponse}, **ERRORS})
 async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
+    """Delete a stored response of this API key."""
     context = context_of(request)
     caller = await context.guard.authenticate(request)
     return await context.responses.delete(response_id, caller.identity)
