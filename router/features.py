@@ -5,13 +5,19 @@ requested ``max_tokens``. Every feature is a float scaled to roughly [0, 1] so a
 can weigh them without a separate scaler, and every value is safe to log: no prompt text.
 ``prompt_text(req)`` is the text the n-gram models read; it never leaves the process unless the
 trace config allows it.
+
+The work is bounded whatever the request's size, since it runs on the event loop for every
+request: a prompt longer than ``PROMPT_CHARS`` is read as its first and last
+``PROMPT_CHARS / 2`` characters, and a conversation (or a content-part list) longer than
+``2 * ENDS`` as its first and last ``ENDS`` items. A request within these bounds, as almost all
+are, gets exactly the features it had before the bounds existed.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +29,12 @@ _LONG_CHARS = 2000
 _DEEP_MESSAGES = 16
 _MANY_NUMBERS = 8
 _LONG_ANSWER_TOKENS = 4096
+# 4,096 characters: twice where ``length`` saturates and beyond the prompts the learned model
+# was trained on; features and n-grams of that much text cost about a millisecond, and
+# ``_MULTI_STEP``'s "if .+ then", quadratic on a line of repeated "if ", stays under ~10 ms.
+PROMPT_CHARS = 4096
+# 32 messages or content parts from each end: the system prompt leads, the task comes last.
+ENDS = 32
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _MATH_OPERATOR = re.compile(r"[+\-*/^=×÷%]|\\frac|\\sqrt|\$")
@@ -76,22 +88,38 @@ _FEATURE_NAMES: tuple[str, ...] = Features.names()
 
 
 def message_text(message: Mapping[str, Any]) -> str:
-    """A message's text: a string ``content`` or the ``text`` of its content parts."""
+    """A message's text: a string ``content`` or the ``text`` of its content parts, bounded
+    (``PROMPT_CHARS``, ``ENDS``)."""
     content = message.get("content")
     if isinstance(content, str):
-        return content
+        return bounded(content)
     if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
-        return " ".join(p for p in parts if isinstance(p, str))
+        parts = [p.get("text", "") for p in ends(content) if isinstance(p, Mapping)]
+        return bounded(" ".join(p for p in parts if isinstance(p, str)))
     return ""
 
 
 def prompt_text(req: GenRequest) -> str:
     """The last user message, which carries the task in almost every chat request."""
-    for message in reversed(req.messages):
+    for message in reversed(ends(req.messages)):
         if message.get("role") == "user":
             return message_text(message)
     return message_text(req.messages[-1]) if req.messages else ""
+
+
+def bounded(text: str) -> str:
+    """``text``, or its first and last ``PROMPT_CHARS / 2`` characters; idempotent."""
+    if len(text) <= PROMPT_CHARS:
+        return text
+    half = PROMPT_CHARS // 2
+    return text[:half] + "\n" + text[-half:]
+
+
+def ends(items: Sequence[Any]) -> Sequence[Any]:
+    """``items``, or its first and last ``ENDS`` items."""
+    if len(items) <= 2 * ENDS:
+        return items
+    return [*items[:ENDS], *items[-ENDS:]]
 
 
 def _log_scale(value: float, saturation: float) -> float:
@@ -105,7 +133,7 @@ def _hits(pattern: re.Pattern[str], text: str, saturation: int) -> float:
 def extract(req: GenRequest) -> Features:
     text = prompt_text(req)
     lower = text.lower().strip()
-    roles = [m.get("role") for m in req.messages]
+    roles = [m.get("role") for m in ends(req.messages)]
     max_tokens = req.max_tokens or 0
     return Features(
         length=_log_scale(len(text), _LONG_CHARS),
@@ -116,7 +144,7 @@ def extract(req: GenRequest) -> Features:
         question=1.0 if lower.endswith("?") or _QUESTION_START.match(lower) else 0.0,
         multi_step=_hits(_MULTI_STEP, lower, 3),
         short_answer=1.0 if _SHORT_ANSWER.search(lower) else 0.0,
-        depth=_log_scale(len(roles), _DEEP_MESSAGES),
+        depth=_log_scale(len(req.messages), _DEEP_MESSAGES),
         system_prompt=1.0 if "system" in roles or "developer" in roles else 0.0,
         max_tokens=_log_scale(max_tokens, _LONG_ANSWER_TOKENS),
     )

@@ -48,7 +48,9 @@ def hashed_ngrams(text: str, buckets: int) -> list[int]:
     grams = [f"u:{w}" for w in words] + [
         f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)
     ]
-    return sorted({zlib.crc32(g.encode()) % buckets for g in grams})
+    # surrogatepass: the same bytes as UTF-8 for any valid text, and no error for a lone
+    # surrogate should one get this far (the server refuses them with a 400).
+    return sorted({zlib.crc32(g.encode("utf-8", "surrogatepass")) % buckets for g in grams})
 
 
 @dataclass(frozen=True)

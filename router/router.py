@@ -114,9 +114,21 @@ class Router:
         await self.recorder.aclose()
 
     def _predict(self, req: GenRequest) -> tuple[Features, float, list[str]]:
+        if self._prediction_unused(req):
+            unread = Features(**dict.fromkeys(Features.names(), 0.0))
+            return unread, 0.0, ["predictor skipped: tier and policy pinned (difficulty 0)"]
         features = extract(req)
         predicted = min(max(float(self._predictor.score(req, features)), 0.0), 1.0)
         return features, predicted, [f"{self._predictor.name} predictor: {predicted:.2f}"]
+
+    def _prediction_unused(self, req: GenRequest) -> bool:
+        """Whether no difficulty could change what the request gets: ``model`` names a tier,
+        ``ttc.policy`` pins a policy that no band runs (so no band's params apply), no probe
+        would run at the difficulty assumed instead (0), and no trace records the features."""
+        if req.model == AUTO_MODEL or self._config.traces.path or self._wants_probe(req, 0.0):
+            return False
+        pinned = overrides.requested_policy(req.ttc)
+        return pinned is not None and all(band.params.name != pinned for band in self._bands)
 
     # probe -------------------------------------------------------------------------------
     @property

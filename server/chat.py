@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from core.errors import InvalidRequest
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from server.body import parse_json_object
 from server.endpoint import Call, Event
 from server.errors import from_validation_error
 from server.openai_schema import ChatCompletionRequest
 from server.responses import ChunkFactory, completion_body
 from server.streaming import chat_sse
 from state.cache import split_cache_flag
-
-
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request.", code="invalid_json"
-        ) from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
-    return data
 
 
 def parse_chat(raw: bytes) -> ChatCompletionRequest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.errors import InvalidRequest, TtcError
 
 log = logging.getLogger("ttc.server")
+
+# Labels pydantic puts in an error's location: union members ("str", "list[str]",
+# "literal['auto']", a model's class name), validators ("function-after[...]"), "[key]".
+_LABEL = re.compile(
+    r"str|int|float|bool|none|\[key\]|(?:constrained|function|json-or-python)-.*|"
+    r"[a-z]+\[.*\]|[A-Z][A-Za-z0-9_]*"
+)
 
 _STATUS_TYPES = {
     401: "authentication_error",
@@ -40,16 +48,26 @@ def error_response(exc: TtcError) -> JSONResponse:
 
 
 def from_validation_error(exc: ValidationError) -> InvalidRequest:
-    """The first pydantic error, as OpenAI reports it: a message and the offending ``param``."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    param = ".".join(loc) or None
+    """One pydantic error, as OpenAI reports it: a message and the offending ``param``.
+
+    ``param`` is the field's dotted path (``messages.0.content``) without the labels pydantic
+    adds to name a union's members or a validator. Of the errors on the first failing field,
+    the one that reached deepest is reported: for a union, the member the input was meant for.
+    """
+    errors = exc.errors()
+    field = errors[0]["loc"][:1]
+    err = max((e for e in errors if e["loc"][:1] == field), key=lambda e: len(e["loc"]))
+    param = ".".join(str(p) for p in err["loc"] if not _is_label(p)) or None
     message = err["msg"].removeprefix("Value error, ")
     if param and err["type"] == "missing":
         message = f"'{param}' is a required property"
     elif param:
         message = f"Invalid value for '{param}': {message}"
     return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _is_label(part: str | int) -> bool:
+    return isinstance(part, str) and _LABEL.fullmatch(part) is not None
 
 
 def install(app: FastAPI) -> None:

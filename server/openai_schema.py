@@ -1,13 +1,16 @@
 """Pydantic models of the OpenAI chat request, and the wire shape of responses.
 
-Requests are validated strictly: ranges as OpenAI documents them, and unknown fields are
-refused unless vLLM's OpenAI server understands them (``VLLM_EXTRA_FIELDS``), so nothing a
-client sends is dropped silently. Responses are built as plain dicts (the hot path).
+Requests are validated strictly, as OpenAI validates them: JSON types (pydantic strict mode: a
+string is never a number, a boolean never an integer; an integer is a valid float), ranges, and
+the shapes of the OpenAI fields forwarded to vLLM (``tools``, ``tool_choice``,
+``response_format``, ``logit_bias``, ...). Unknown fields are refused unless vLLM's OpenAI
+server understands them (``VLLM_EXTRA_FIELDS``, forwarded unchanged), so nothing a client sends
+is dropped silently. Responses are built as plain dicts (the hot path).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -38,21 +41,24 @@ VLLM_EXTRA_FIELDS = frozenset(
     }
 )
 
-# OpenAI fields forwarded to vLLM as they are.
-OPENAI_PASSTHROUGH = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "logit_bias",
-        "presence_penalty",
-        "frequency_penalty",
-        "user",
-        "metadata",
-        "store",
-    }
+# OpenAI fields validated here and forwarded to vLLM as the client sent them.
+OPENAI_PASSTHROUGH = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+    "metadata",
+    "store",
 )
+
+# 2**31 - 1: token counts are int32 upstream; 10**30 is not a token count but a bug.
+MAX_TOKENS = 2**31 - 1
+# seed: a signed 64-bit integer, as OpenAI and vLLM take it.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 SAMPLING_FIELDS = (
     "temperature",
@@ -66,11 +72,26 @@ SAMPLING_FIELDS = (
 )
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Strict(BaseModel):
+    """Strict JSON types; fields beyond the declared ones are kept and forwarded."""
 
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ContentPart(_Strict):
+    type: str = Field(min_length=1)
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_has_text(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a 'text' content part needs 'text'")
+        return self
+
+
+class Message(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
@@ -84,31 +105,77 @@ class Message(BaseModel):
         return self
 
 
+class FunctionDefinition(_Strict):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition | None = None
+
+
+class FunctionName(_Strict):
+    name: str = Field(min_length=1)
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class JsonSchemaFormat(_Strict):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema", "structural_tag"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+TokenId = Annotated[str, Field(pattern=r"^\d+$")]
+Bias = Annotated[float, Field(ge=-100.0, le=100.0)]
+Penalty = Annotated[float | None, Field(ge=-2.0, le=2.0)]
+TokenCount = Annotated[int | None, Field(ge=1, le=MAX_TOKENS)]
 
+
+class ChatCompletionRequest(_Strict):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int | None = Field(None, ge=1, le=128)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: TokenCount = None
+    max_completion_tokens: TokenCount = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     reasoning_effort: Literal["low", "medium", "high"] | None = None
     ttc: dict[str, Any] | None = None
+    # OPENAI_PASSTHROUGH: validated to their OpenAI shapes, forwarded as sent.
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logit_bias: dict[TokenId, Bias] | None = None
+    presence_penalty: Penalty = None
+    frequency_penalty: Penalty = None
+    user: str | None = None
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    store: bool | None = None
 
     @field_validator("stop")
     @classmethod
@@ -119,9 +186,8 @@ class ChatCompletionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _known_extras(self) -> ChatCompletionRequest:
-        allowed = VLLM_EXTRA_FIELDS | OPENAI_PASSTHROUGH
         for key in self.model_extra or {}:
-            if key not in allowed:
+            if key not in VLLM_EXTRA_FIELDS:
                 raise ValueError(f"Unrecognized request argument supplied: {key}")
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
@@ -139,12 +205,22 @@ class ChatCompletionRequest(BaseModel):
         return out
 
     def passthrough(self) -> dict[str, Any]:
+        """The vLLM extras and the OpenAI pass-through fields the client set, as it sent them."""
         out = dict((self.model_extra or {}).items())
-        for key in ("presence_penalty", "frequency_penalty"):
+        for key in OPENAI_PASSTHROUGH:
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[key] = _wire(value)
         return out
 
     def wire_messages(self) -> tuple[dict[str, Any], ...]:
         return tuple(m.model_dump(exclude_none=True) for m in self.messages)
+
+
+def _wire(value: Any) -> Any:
+    """A validated pass-through value back in its wire form (only the keys the client sent)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(by_alias=True, exclude_unset=True)
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value
