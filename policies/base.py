@@ -1,5 +1,5 @@
-"""What a policy is: the ``Policy`` protocol, and ``stream_whole`` for policies that only know
-their answer at the end.
+"""What a policy is: the ``Policy`` protocol, its ``Registration``, and ``stream_whole`` for
+policies that only know their answer at the end.
 
 A policy turns one validated request plus the router's ``Decision`` into either a whole
 ``PolicyResult`` (``run``) or a stream of ``Delta`` events that ends with exactly one
@@ -9,12 +9,14 @@ rejected drafts, is recorded in its ``UsageLedger`` so ``usage`` is honest.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import ClassVar, Protocol
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import ClassVar, Generic, Protocol
 
 from core.backend import Backend, Delta
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from policies.params import P
 
 
 class Policy(Protocol):
@@ -25,6 +27,19 @@ class Policy(Protocol):
     def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]: ...
+
+
+@dataclass(frozen=True)
+class Registration(Generic[P]):
+    """A policy's params model and the factory that turns validated params into the policy;
+    each policy module ends with ``REGISTRATION = Registration(...)`` (``policies.registry``)."""
+
+    params: type[P]
+    factory: Callable[[P], Policy]
+
+    @property
+    def name(self) -> str:
+        return self.params.policy_name()
 
 
 async def stream_whole(

@@ -10,18 +10,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from core.backend import Backend, Delta
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import UsageLedger
 from policies import registry
-from policies.base import Policy, stream_whole
-from policies.params import AdaptiveBonParams, CascadeParams, PolicyParams, SingleParams
+from policies.adaptive_bon import AdaptiveBonParams
+from policies.base import Policy, Registration, stream_whole
+from policies.params import Budget, PolicyParams, TierRole
+from policies.single import SingleParams
 
 # Report fields of each stage worth repeating in the cascade's own report.
 _STAGE_FIELDS = ("samples", "confidence", "answer", "stop_reason", "early_stopped")
+
+
+class CascadeParams(PolicyParams):
+    """Try the small tier cheaply; escalate to the large tier when it is unsure."""
+
+    name: Literal["cascade"] = "cascade"
+    small_tier: Annotated[str, TierRole("cheapest")] = "small"
+    large_tier: Annotated[str, TierRole("dearest")] = "large"
+    small_max_samples: Annotated[int, Budget("max_samples")] = Field(4, ge=1, le=64)
+    escalate_below: float = Field(0.8, ge=0.0, le=1.0)
+    large_policy: Literal["single", "adaptive_bon"] = "adaptive_bon"
 
 
 def small_params(params: CascadeParams) -> AdaptiveBonParams:
@@ -121,3 +136,6 @@ class CascadePolicy:
         if "stop_reason" in final:
             report["stop_reason"] = final["stop_reason"]
         return report
+
+
+REGISTRATION = Registration(CascadeParams, CascadePolicy)

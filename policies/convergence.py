@@ -29,15 +29,18 @@ import contextlib
 import math
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from core.backend import Backend, Delta, close_now
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
 from policies.answers import extract_answer
-from policies.params import ConvergenceParams
-from policies.probing import ProbeResult, ProbeRunner, converged, first_line
+from policies.base import Registration
+from policies.params import Budget
+from policies.probing import ProbeParams, ProbeResult, ProbeRunner, converged, first_line
 
 FINAL_ANSWER_PREFIX = "Final answer: "
 STEP_BOUNDARY = "\n\n"
@@ -45,6 +48,15 @@ STEP_BOUNDARY = "\n\n"
 CHARS_PER_TOKEN = 4
 
 Event = Delta | PolicyResult
+
+
+class ConvergenceParams(ProbeParams):
+    """One chain of thought, stopped once probes of its answer agree."""
+
+    name: Literal["convergence"] = "convergence"
+    # The budget tokens_saved is measured against when the request sets no max_tokens (not sent
+    # upstream: a long prompt plus a default max_tokens could exceed the model's context).
+    default_budget: Annotated[int, Budget(None)] = Field(1024, ge=16, le=131072)
 
 
 @dataclass
@@ -221,3 +233,6 @@ class ConvergencePolicy:
             "tokens_saved": max(0, self.budget(req) - chain_tokens) if winner else 0,
             "usage_estimated": estimated,
         }
+
+
+REGISTRATION = Registration(ConvergenceParams, ConvergencePolicy)

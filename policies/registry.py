@@ -1,32 +1,69 @@
-"""Policy name -> implementation; ``build`` is the only factory.
+"""Policy name -> its params model and implementation; ``build`` is the only factory.
 
-Implementations are imported when first built, so a deployment that never uses a policy never
-imports it. A new policy adds one line here and one params model in ``policies.params``.
+Adding a policy is one new module plus one registration:
+
+1. ``policies/<name>.py`` defines the params model (a ``policies.params.PolicyParams`` subclass
+   with ``name: Literal["<name>"] = "<name>"``, its budgets, caps and tiers marked on the
+   fields), the implementation (a ``policies.base.Policy``), and ends with
+   ``REGISTRATION = Registration(<Name>Params, <Name>Policy)`` (``policies.base``);
+2. its module path goes in ``MODULES`` below.
+
+Everything else follows from that: the ``policies.<name>`` config section and its validation,
+``ttc.policy`` and the request's overrides, band params, budget scaling, caps and tier roles.
+The modules are imported on first use (validating a config, or building a policy), never at
+import of this one.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from core.request import PolicySpec
-from policies.base import Policy
+from policies.base import Policy, Registration
+from policies.params import PolicyParams
 
-_FACTORIES: dict[str, str] = {
-    "single": "policies.single:SinglePolicy",
-    "adaptive_bon": "policies.adaptive_bon:AdaptiveBonPolicy",
-    "convergence": "policies.convergence:ConvergencePolicy",
-    "speculative": "policies.speculative:SpeculativePolicy",
-    "cascade": "policies.cascade:CascadePolicy",
-}
+MODULES: tuple[str, ...] = (
+    "policies.single",
+    "policies.adaptive_bon",
+    "policies.convergence",
+    "policies.speculative",
+    "policies.cascade",
+)
 
 
-def available() -> tuple[str, ...]:
-    return tuple(_FACTORIES)
+@functools.cache
+def registrations() -> Mapping[str, Registration[Any]]:
+    """Every registered policy by name, in ``MODULES`` order."""
+    found: dict[str, Registration[Any]] = {}
+    for module_name in MODULES:
+        registration = getattr(importlib.import_module(module_name), "REGISTRATION", None)
+        if not isinstance(registration, Registration):
+            raise TypeError(f"{module_name} defines no REGISTRATION = Registration(...)")
+        found[registration.name] = registration
+    return found
+
+
+def names() -> tuple[str, ...]:
+    return tuple(registrations())
+
+
+def params_model(name: str) -> type[PolicyParams]:
+    """The params model of policy ``name``; ValueError naming the known ones if there is none."""
+    registration = registrations().get(name)
+    if registration is None:
+        raise ValueError(f"unknown policy {name!r}; expected one of: {', '.join(names())}")
+    model: type[PolicyParams] = registration.params
+    return model
+
+
+def validate_params(data: Mapping[str, Any]) -> PolicyParams:
+    """The params for ``data``, whose ``name`` picks the policy; ValidationError if bad."""
+    return params_model(str(data.get("name"))).model_validate(data)
 
 
 def build(spec: PolicySpec) -> Policy:
-    module_name, _, attr = _FACTORIES[spec.name].partition(":")
-    factory: Any = getattr(importlib.import_module(module_name), attr)
-    policy: Policy = factory(spec)
-    return policy
+    """The policy for validated params (``Decision.params``)."""
+    return registrations()[spec.name].factory(spec)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from core.backend import Backend, Choice, Delta
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
-from policies.params import SingleParams
+from policies.base import Registration
+from policies.params import PolicyParams
+
+
+class SingleParams(PolicyParams):
+    """One sample, streamed straight through."""
+
+    name: Literal["single"] = "single"
 
 
 def result_choice(choice: Choice) -> ResultChoice:
@@ -62,3 +69,6 @@ class SinglePolicy:
 
 def _report(samples: int) -> dict[str, Any]:
     return {"samples": samples, "early_stopped": False}
+
+
+REGISTRATION = Registration(SingleParams, SinglePolicy)

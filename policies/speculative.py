@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from core.backend import Backend, Choice, Delta
 from core.errors import UpstreamError
@@ -24,8 +26,9 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
 from policies.answers import cluster_key, extract_answer
+from policies.base import Registration
 from policies.judge import choice_score, judge_body
-from policies.params import SpeculativeParams
+from policies.params import Budget, PolicyParams, TierRole
 
 BLANK_LINE = "\n\n"
 # Stop reasons that mean the answer was cut short rather than finished.
@@ -33,6 +36,18 @@ _TRUNCATED = frozenset({"max_tokens", "max_steps"})
 # Fields of the client's request that would break step-by-step continuation if forwarded.
 _DROPPED = ("n", "logprobs", "top_logprobs", "include_stop_str_in_output", "echo",
             "stream", "stream_options", "max_completion_tokens")  # fmt: skip
+
+
+class SpeculativeParams(PolicyParams):
+    """Speculative reasoning: the small tier drafts steps, the large tier judges them."""
+
+    name: Literal["speculative"] = "speculative"
+    draft_tier: Annotated[str, TierRole("cheapest")] = "small"
+    judge_tier: Annotated[str, TierRole("dearest")] = "large"
+    max_step_tokens: int = Field(64, ge=4, le=2048)
+    accept_threshold: float = Field(7.0, ge=0.0, le=9.0)
+    score: Literal["expected", "top"] = "expected"
+    max_steps: Annotated[int, Budget("max_steps")] = Field(24, ge=1, le=256)
 
 
 @dataclass(frozen=True)
@@ -229,3 +244,6 @@ class SpeculativePolicy:
         score = choice_score(choices[0].raw, self.params.score) if choices else None
         trace.scores.append(score)
         return score is not None and score >= self.params.accept_threshold
+
+
+REGISTRATION = Registration(SpeculativeParams, SpeculativePolicy)

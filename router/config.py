@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.params import POLICY_NAMES, error_field, validate_params
+from policies import registry
+from policies.params import error_field
 from router.predictor import HeuristicConfig, LearnedConfig, PredictorConfig
 
 
@@ -29,10 +30,9 @@ class BandConfig(_Section):
 
     @model_validator(mode="after")
     def _valid_policy(self) -> BandConfig:
-        if self.policy not in POLICY_NAMES:
-            raise ValueError(f"unknown policy {self.policy!r}; expected one of {POLICY_NAMES}")
+        registry.params_model(self.policy)  # ValueError naming the known policies
         try:
-            validate_params({**self.params, "name": self.policy})
+            registry.validate_params({**self.params, "name": self.policy})
         except ValidationError as exc:
             field, message = error_field(exc)
             raise ValueError(f"params.{field}: {message}") from exc

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from policies.params import PolicyParams, SingleParams
+from policies.params import PolicyParams
+from policies.single import SingleParams
 from router.config import LoadConfig
 
 

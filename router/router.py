@@ -8,7 +8,8 @@ The steps, each of which adds a line to the decision's ``reasons`` (the ``ttc`` 
    thresholds; the band the result falls in gives tier, policy and params;
 4. ``model`` naming a tier pins the tier; ``ttc.policy`` pins the policy; ``reasoning_effort``
    scales the budget; a saturated tier scales it down and drops speculation on easy bands;
-5. the request's ``ttc`` overrides are applied, validated and capped (``router.overrides``).
+5. the request's ``ttc`` overrides are applied, validated and capped (``policies.overrides``:
+   the router picks, the policies' own table of budgets and caps validates).
 
 ``decide`` is the synchronous path without a probe; ``route`` is what the server awaits.
 """
@@ -24,9 +25,10 @@ from core.errors import ModelNotFound, TtcError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import TokenUsage
-from policies.params import PoliciesConfig, PolicyParams
-from router import overrides
-from router.bands import Band, build_bands, scale_budget, select
+from policies import overrides
+from policies.config import PoliciesConfig
+from policies.params import PolicyParams
+from router.bands import Band, build_bands, select
 from router.budget import BudgetController
 from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
 from router.counters import RouterCounters
@@ -213,7 +215,7 @@ class Router:
         if pinned is not None:
             reasons.append(f"policy pinned by request: {pinned}")
             if pinned != band.params.name:
-                params = getattr(self._policies, pinned)
+                params = self._policies.named(pinned)
         if scale != 1.0:
             reasons.append(f"reasoning_effort {req.reasoning_effort}: budget x{scale:g}")
         load = assess(self._load, tier, self._config.load)
@@ -223,19 +225,19 @@ class Router:
             reasons.append(f"{load.reason()}: budget x{self._config.load.budget_scale:g}")
             if pinned is None and band.upper <= self._config.load.easy_upto:
                 params = without_speculation(params, reasons)
-        params = scale_budget(params, scale, self._policies.caps)
+        params = overrides.scale_budget(params, scale, self._policies.caps)
         if req.needs_single and params.name != "single":
             reason = f"tools/response_format need one plain sample; {params.name} skipped"
-            params = self._policies.single
+            params = self._policies.named("single")
             reasons.append(reason)
             return params
         if pinned is None and params.name == "adaptive_bon" and _greedy(req):
-            params = self._policies.single
+            params = self._policies.named("single")
             reasons.append("temperature 0: identical samples cannot vote; single")
         elif pinned is None and params.name != "single" and req.n > 1:
-            params = self._policies.single
+            params = self._policies.named("single")
             reasons.append(f"n={req.n}: the client asked for that many samples; single")
-        return overrides.apply(params, req.ttc, self._policies)
+        return overrides.with_overrides(params, req.ttc, self._policies)
 
     def _shadow_decider(self) -> Router | None:
         shadow = self._config.shadow

@@ -13,9 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from policies.params import POLICY_NAMES, PoliciesConfig
+from policies import registry
+from policies.config import PoliciesConfig
 from router.config import RouterConfig
-from state.config import AuthConfig, CacheConfig, LimitsConfig, RedisConfig
+from state.config import AuthConfig, CacheConfig, LimitsConfig, RedisConfig, ResponsesConfig
 from workers.config import PoolConfig, TierConfig
 
 
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     cache: CacheConfig = CacheConfig()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -72,7 +74,7 @@ class Settings(BaseSettings):
             raise ValueError(f"router.default_tier: unknown tier {self.router.default_tier!r}")
         if problems := self.router.unknown_tiers(tuple(self.tiers)):
             raise ValueError("; ".join(problems))
-        if self.policies.default not in POLICY_NAMES:
+        if self.policies.default not in registry.names():
             raise ValueError(f"policies.default: unknown policy {self.policies.default!r}")
         for key in self.auth.keys:
             unknown = sorted(set(key.tiers or ()) - set(self.tiers))

@@ -14,8 +14,7 @@ from core.backend import Completion, Delta
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from policies import registry
-from policies.adaptive_bon import AdaptiveBonPolicy
-from policies.params import AdaptiveBonParams
+from policies.adaptive_bon import AdaptiveBonParams, AdaptiveBonPolicy
 from tests.fakes import Responder, ScriptedBackend, choice
 
 TIER = "small"
@@ -294,10 +293,17 @@ async def test_default_unsure_first_sample_is_followed_by_voting_at_temperature(
     assert result.report["answer"] == "paris"
 
 
-async def test_client_temperature_wins_over_greedy_first() -> None:
-    backend = ScriptedBackend(in_order("Paris"))
-    spec = AdaptiveBonParams()
+async def test_client_temperature_sets_the_votes_but_the_gate_sample_stays_greedy() -> None:
+    # A client's 0.7 once made the gate sample a random draw: less often right, less often
+    # confident, so more votes (issue 11, defect 3; bench/results/temperature/).
+    backend = ScriptedBackend(in_order("Paris", "Rome", "Paris", "Paris", "Rome", "Paris"))
+    spec = AdaptiveBonParams(single_sample_confidence=0.999, temperature=1.0)  # gate unsure
     decision = Decision(tier=TIER, params=spec)
-    req = request(temperature=1.1)
-    await AdaptiveBonPolicy(spec).run(req, decision, backend)
-    assert backend.calls[0][1]["temperature"] == 1.1
+    await AdaptiveBonPolicy(spec).run(request(temperature=0.7), decision, backend)
+    temperatures = [body["temperature"] for _, body in backend.calls]
+    assert len(temperatures) > 1
+    assert temperatures[0] == 0.0 and set(temperatures[1:]) == {0.7}
+    ungated = ScriptedBackend(in_order("Paris"))
+    plain = AdaptiveBonParams(single_sample_confidence=0.999, greedy_first=False)
+    await AdaptiveBonPolicy(plain).run(request(temperature=0.7), Decision(TIER, plain), ungated)
+    assert ungated.calls[0][1]["temperature"] == 0.7

@@ -10,7 +10,8 @@ from core.errors import InvalidRequest
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
-from policies.params import AdaptiveBonParams, SingleParams
+from policies.adaptive_bon import AdaptiveBonParams
+from policies.single import SingleParams
 from state.cache import ResponseCache, cache_key, decode, deterministic, encode, split_cache_flag
 from state.config import CacheConfig, RedisConfig
 from state.redis import SharedRedis

@@ -13,9 +13,11 @@ from core.backend import Backend, Delta
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
+from policies.adaptive_bon import AdaptiveBonParams
 from policies.base import Policy
-from policies.cascade import CascadePolicy
-from policies.params import AdaptiveBonParams, CascadeParams, PolicyParams, SingleParams
+from policies.cascade import CascadeParams, CascadePolicy
+from policies.params import PolicyParams
+from policies.single import SingleParams
 from tests.fakes import ScriptedBackend
 
 REQ = GenRequest(messages=({"role": "user", "content": "Capital of France?"},), request_id="r1")

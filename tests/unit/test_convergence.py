@@ -20,8 +20,7 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import TokenUsage
 from policies import registry
-from policies.convergence import ConvergencePolicy, final_line
-from policies.params import ConvergenceParams
+from policies.convergence import ConvergenceParams, ConvergencePolicy, final_line
 from policies.probing import probe_answer, probe_body
 
 CHAIN = [f"s{i} " for i in range(100)]

@@ -15,6 +15,8 @@ import pytest
 
 from deploy.dashboard import dashboard_problems, exposed_metrics, promql_metrics, template_metrics
 from deploy.kube import check_gateway_pod, check_service_monitor
+from policies.cascade import CascadeParams
+from policies.speculative import SpeculativeParams
 from server.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +37,8 @@ def test_shipped_configs_load_and_listen_where_the_images_expect(
     assert settings.server.host == "0.0.0.0"
     assert settings.server.port == 8000  # the port the healthcheck, Service and probes use
     tiers = set(settings.tiers)
-    speculative, cascade = settings.policies.speculative, settings.policies.cascade
+    speculative = settings.policies.of(SpeculativeParams)
+    cascade = settings.policies.of(CascadeParams)
     assert {speculative.draft_tier, speculative.judge_tier} <= tiers
     assert {cascade.small_tier, cascade.large_tier} <= tiers
     # Workers run in their own containers: listed or discovered, never launched by the gateway.

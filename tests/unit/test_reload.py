@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from core.request import GenRequest
+from policies.adaptive_bon import AdaptiveBonParams
 from server.app import build_context, router_factory
 from server.config import load_settings
 from server.reload import ConfigReloader
@@ -41,7 +42,7 @@ async def test_reload_applies_new_policy_parameters(setup: tuple[Path, ConfigRel
     after = reloader.state.lifecycle.router
     assert after is not before
     assert after.decide(REQ).params.confidence == 0.97  # type: ignore[attr-defined]
-    assert reloader.state.settings.policies.adaptive_bon.confidence == 0.97
+    assert reloader.state.settings.policies.of(AdaptiveBonParams).confidence == 0.97
     await reloader.close()  # closes the old router at once instead of after the grace period
 
 

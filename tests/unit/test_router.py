@@ -10,7 +10,10 @@ from pydantic import ValidationError
 
 from core.errors import InvalidRequest, ModelNotFound
 from core.request import GenRequest
-from policies.params import AdaptiveBonParams, PoliciesConfig, PolicyCaps, SingleParams
+from policies.adaptive_bon import AdaptiveBonParams
+from policies.config import PoliciesConfig
+from policies.params import PolicyCaps
+from policies.single import SingleParams
 from router.config import DEFAULT_BANDS, BandConfig, LoadConfig, RouterConfig
 from router.predictor import HeuristicConfig
 from router.router import Router

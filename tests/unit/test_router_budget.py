@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from policies.params import PoliciesConfig
+from policies.config import PoliciesConfig
 from router.bands import build_bands, select
 from router.budget import BudgetController
 from router.config import DEFAULT_BANDS, BudgetConfig

@@ -14,7 +14,8 @@ from core.errors import InvalidRequest, ModelNotFound, UpstreamUnavailable
 from core.request import GenRequest
 from core.usage import TokenUsage
 from policies import registry
-from policies.params import PoliciesConfig, SingleParams
+from policies.config import PoliciesConfig
+from policies.single import SingleParams
 from router.config import LoadConfig, ProbeConfig, RouterConfig
 from router.probe import first_token_entropy
 from router.router import Router

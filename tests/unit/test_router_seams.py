@@ -7,7 +7,7 @@ import time
 from core.request import Decision
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
-from policies.params import SingleParams
+from policies.single import SingleParams
 from server.router_seams import PoolSaturation, SharedRouterStats
 from state.config import RedisConfig
 from state.redis import SharedRedis

@@ -13,7 +13,8 @@ from core.backend import Completion
 from core.request import GenRequest
 from core.result import PolicyResult
 from policies import registry
-from policies.params import AdaptiveBonParams, PoliciesConfig
+from policies.adaptive_bon import AdaptiveBonParams
+from policies.config import PoliciesConfig
 from router.config import BandConfig, BudgetConfig, RouterConfig, ShadowConfig, TracesConfig
 from router.router import Router
 from router.stats import LocalStats

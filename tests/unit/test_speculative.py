@@ -22,8 +22,7 @@ from policies.judge import (
     judge_body,
     score_digits,
 )
-from policies.params import SpeculativeParams
-from policies.speculative import SpeculativePolicy
+from policies.speculative import SpeculativeParams, SpeculativePolicy
 
 QUESTION = ({"role": "user", "content": "What is the capital of France?"},)
 

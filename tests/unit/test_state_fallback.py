@@ -8,7 +8,7 @@ from typing import Any
 from core.request import Decision
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
-from policies.params import AdaptiveBonParams
+from policies.adaptive_bon import AdaptiveBonParams
 from state.config import RedisConfig
 from state.redis import Breaker, SharedRedis, StateUnavailable
 from state.stats import Observation, RouterStats, observation

@@ -10,7 +10,7 @@ from core.errors import TtcError, UpstreamError
 from core.request import Decision
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
-from policies.params import SingleParams
+from policies.single import SingleParams
 from server.endpoint import Event
 from server.responses import ChunkFactory
 from server.streaming import chat_sse, with_keepalive

@@ -1,0 +1,117 @@
+"""What may change a policy's params after the config: the router's budget scaling and a
+request's overrides under ``ttc``, both read from the field markers of ``policies.params``.
+
+The router picks (a band's params, a pinned policy, a scale factor); this module validates:
+``{"policy": "adaptive_bon", "max_samples": 8}`` picks a policy and overrides its parameters,
+and anything unknown, out of range, above a cap or naming a tier is a 400 whose ``param``
+names the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from annotated_types import Ge, Le
+from pydantic import ValidationError
+
+from core.errors import InvalidRequest
+from policies import registry
+from policies.config import PoliciesConfig
+from policies.params import (
+    Budget,
+    Capped,
+    P,
+    PolicyCaps,
+    PolicyParams,
+    TierRole,
+    error_field,
+    marked,
+    with_updates,
+)
+
+
+def requested_policy(ttc: Mapping[str, Any]) -> str | None:
+    """The policy a request pins under ``ttc.policy``, if any; a 400 if it names none known."""
+    name = ttc.get("policy")
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in registry.names():
+        allowed = ", ".join(registry.names())
+        raise InvalidRequest(
+            f"unknown policy {name!r}; expected one of: {allowed}",
+            param="ttc.policy",
+            code="invalid_policy",
+        )
+    return name
+
+
+def with_overrides(
+    base: PolicyParams, ttc: Mapping[str, Any], config: PoliciesConfig
+) -> PolicyParams:
+    """``base`` with the request's overrides applied, validated and capped."""
+    overrides = {k: v for k, v in ttc.items() if k != "policy"}
+    if not overrides:
+        return base
+    if not config.caps.allow_request_override:
+        raise InvalidRequest("policy overrides are disabled by config", param="ttc")
+    protected = {"name", *marked(type(base), TierRole)}
+    for key in overrides:
+        if key in protected:
+            raise InvalidRequest(f"'{key}' cannot be set per request", param=f"ttc.{key}")
+    try:
+        params = with_updates(base, overrides)
+    except ValidationError as exc:
+        field, message = error_field(exc)
+        field = field or "policy"
+        raise InvalidRequest(
+            f"invalid ttc.{field}: {message}", param=f"ttc.{field}", code="invalid_ttc_param"
+        ) from exc
+    _check_caps(params, config.caps)
+    return params
+
+
+def _check_caps(params: PolicyParams, caps: PolicyCaps) -> None:
+    for field, mark in marked(type(params), Capped).items():
+        limit = None if mark.cap is None else getattr(caps, mark.cap)
+        value = getattr(params, field)
+        if limit is not None and value is not None and value > limit:
+            raise InvalidRequest(
+                f"ttc.{field}={value} exceeds the configured cap of {limit}",
+                param=f"ttc.{field}",
+                code="above_cap",
+            )
+
+
+def scale_budget(params: P, factor: float, caps: PolicyCaps) -> P:
+    """``params`` with every ``Budget`` field multiplied by ``factor`` (rounded, at least 1).
+
+    Growing never passes the cap (nor shrinks a configured value that already exceeds it); a
+    ``Capped(follows=...)`` field follows its budget down so the pair stays consistent.
+    """
+    if factor == 1.0:
+        return params
+    update: dict[str, Any] = {}
+    for name, mark in marked(type(params), Budget).items():
+        value = getattr(params, name)
+        low, high = _field_bounds(params, name)
+        scaled = max(round(value * factor), 1, int(low))
+        if factor > 1.0 and mark.cap is not None:
+            scaled = min(scaled, max(getattr(caps, mark.cap), value))
+        update[name] = int(min(scaled, high))
+    for name, capped in marked(type(params), Capped).items():
+        if capped.follows in update:
+            update[name] = min(getattr(params, name), update[capped.follows])
+    return with_updates(params, update)
+
+
+def _field_bounds(params: PolicyParams, name: str) -> tuple[float, float]:
+    info = type(params).model_fields[name]
+    low, high = -math.inf, math.inf
+    for item in info.metadata:
+        if isinstance(item, Ge):
+            low = float(item.ge)  # type: ignore[arg-type]
+        elif isinstance(item, Le):
+            high = float(item.le)  # type: ignore[arg-type]
+    return low, high
