@@ -29,7 +29,7 @@ class ChatEndpoint:
     name: ClassVar[str] = "chat"
     id_prefix: ClassVar[str] = "chatcmpl-"
 
-    def parse(self, raw: bytes, request_id: str, deadline: float) -> Call:
+    async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
         chat = parse_chat(raw)
         ttc, cache = split_cache_flag(chat.ttc)
         req = GenRequest(
@@ -42,9 +42,10 @@ class ChatEndpoint:
             request_id=request_id,
             deadline=deadline,
         )
-        return Call(req, stream=bool(chat.stream), include_usage=chat.include_usage, cache=cache)
+        stream, usage = bool(chat.stream), chat.include_usage
+        return Call(req, stream=stream, include_usage=usage, cache=cache, owner=owner)
 
-    def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
+    async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
         return completion_body(call.req.request_id, decision.tier, decision, result)
 
     def render_stream(
