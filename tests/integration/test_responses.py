@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import openai
 import pytest
 
@@ -60,3 +62,40 @@ def test_adaptive_bon_serves_responses_too(client: openai.OpenAI) -> None:
     assert ttc["policy"] == "adaptive_bon" and ttc["samples"] >= 1
     assert response.usage is not None
     assert response.usage.output_tokens >= ttc["samples"]  # every sample is counted
+
+
+def test_three_turns_through_previous_response_id(client: openai.OpenAI) -> None:
+    turns = ["My favourite city is Paris.", "It is in France.", "Which city do I like?"]
+    previous: str | None = None
+    inputs: list[int] = []
+    for text in turns:
+        response = client.responses.create(
+            model="auto", input=text, max_output_tokens=12, temperature=0,
+            previous_response_id=previous,
+        )  # fmt: skip
+        assert response.usage is not None and response.output_text
+        inputs.append(response.usage.input_tokens)
+        previous = response.id
+    assert inputs[0] < inputs[1] < inputs[2]  # each turn carries the ones before it
+
+
+def test_reasoning_effort_moves_the_routing_decision(client: openai.OpenAI) -> None:
+    def reasons(effort: str) -> list[str]:
+        response = client.responses.create(
+            model="auto", input="What is 17 * 23?", max_output_tokens=8,
+            reasoning=cast(Any, {"effort": effort}),
+            extra_body={"ttc": {"policy": "single"}},
+        )  # fmt: skip
+        found: list[str] = (response.model_extra or {})["ttc"]["reasons"]
+        return found
+
+    assert any("reasoning_effort high: bands shifted +0.15" in r for r in reasons("high"))
+    assert any("reasoning_effort low: bands shifted -0.15" in r for r in reasons("low"))
+
+
+def test_get_final_response_after_a_completed_stream(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="auto", input="Say hello.", max_output_tokens=64,
+                                 temperature=0) as stream:  # fmt: skip
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert final.status == "completed" and final.output_text == text and text
