@@ -28,6 +28,7 @@ class Choice:
     text: str
     finish_reason: str | None
     token_logprobs: tuple[float, ...] = ()
+    reasoning: str = ""  # the thinking, when the worker's reasoning parser split it off
     tokens: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -52,6 +53,7 @@ class Delta:
     index: int = 0
     text: str = ""
     finish_reason: str | None = None
+    reasoning: str = ""  # a piece of thinking (never part of ``text``)
     usage: TokenUsage | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 

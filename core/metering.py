@@ -31,7 +31,7 @@ class StreamProgress:
     usage: TokenUsage | None = None  # the upstream's latest cumulative usage, if it sent one
 
     def note(self, delta: Delta) -> None:
-        if delta.text:
+        if delta.text or delta.reasoning:
             self.text_deltas += 1
         if delta.usage is not None:
             self.usage = delta.usage

@@ -16,6 +16,7 @@ class ResultChoice:
     finish_reason: str
     logprobs: Mapping[str, Any] | None = None
     tool_calls: tuple[Mapping[str, Any], ...] = ()
+    reasoning: str = ""  # the thinking behind ``text`` (reasoning tiers)
 
 
 @dataclass(frozen=True)

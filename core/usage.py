@@ -8,13 +8,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TokenUsage:
+    """Tokens of one or more calls; ``reasoning_tokens`` are the part of ``completion_tokens``
+    the model spent thinking (as the worker's reasoning parser counts them)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
     @property
@@ -46,6 +51,7 @@ class UsageLedger:
                 "tier": tier,
                 "prompt_tokens": u.prompt_tokens,
                 "completion_tokens": u.completion_tokens,
+                "reasoning_tokens": u.reasoning_tokens,
             }
             for kind, tier, u in self.items()
         ]

@@ -52,6 +52,8 @@ async def stream_whole(
     """
     result = await policy.run(req, decision, backend)
     for choice in result.choices:
+        if choice.reasoning:  # the thinking first, as a reasoning tier streams it
+            yield Delta(index=choice.index, reasoning=choice.reasoning)
         yield Delta(index=choice.index, text=choice.text)
         yield Delta(index=choice.index, finish_reason=choice.finish_reason)
     yield result

@@ -27,6 +27,7 @@ def result_choice(choice: Choice) -> ResultChoice:
         finish_reason=choice.finish_reason or "stop",
         logprobs=choice.raw.get("logprobs"),
         tool_calls=tuple(message.get("tool_calls") or ()),
+        reasoning=choice.reasoning,
     )
 
 
@@ -51,19 +52,22 @@ class SinglePolicy:
     ) -> AsyncIterator[Delta | PolicyResult]:
         ledger = UsageLedger()
         texts: dict[int, list[str]] = {}
+        thoughts: dict[int, list[str]] = {}
         finish: dict[int, str] = {}
         async for delta in backend.stream_chat(decision.tier, req.body(), affinity=req.request_id):
             if delta.usage is not None:
                 ledger.add("sample", decision.tier, delta.usage)
                 continue
             texts.setdefault(delta.index, []).append(delta.text)
+            thoughts.setdefault(delta.index, []).append(delta.reasoning)
             if delta.finish_reason:
                 finish[delta.index] = delta.finish_reason
             yield delta
         choices = tuple(
-            ResultChoice(index=i, text="".join(parts), finish_reason=finish.get(i, "stop"))
+            ResultChoice(index=i, text="".join(parts), finish_reason=finish.get(i, "stop"),
+                         reasoning="".join(thoughts.get(i, ())))
             for i, parts in sorted(texts.items())
-        )
+        )  # fmt: skip
         yield PolicyResult(choices=choices, usage=ledger, report=_report(len(choices)))
 
 

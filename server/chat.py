@@ -10,12 +10,11 @@ from pydantic import ValidationError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from server.body import parse_json_object
-from server.endpoint import Call, Event
+from server.endpoint import Call, Event, request_options
 from server.errors import from_validation_error
 from server.openai_schema import ChatCompletionRequest
-from server.responses import ChunkFactory, completion_body
+from server.responses import ChunkFactory, completion_body, without_reasoning
 from server.streaming import chat_sse
-from state.cache import split_cache_flag
 
 
 def parse_chat(raw: bytes) -> ChatCompletionRequest:
@@ -31,25 +30,27 @@ class ChatEndpoint:
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
         chat = parse_chat(raw)
-        ttc, cache = split_cache_flag(chat.ttc)
+        options = request_options(chat.ttc)
         req = GenRequest(
             messages=chat.wire_messages(),
             sampling=chat.sampling(),
             passthrough=chat.passthrough(),
             model=chat.model,
             reasoning_effort=chat.reasoning_effort,
-            ttc=ttc,
+            ttc=options.ttc,
             request_id=request_id,
             deadline=deadline,
         )
         stream, usage = bool(chat.stream), chat.include_usage
-        return Call(req, stream=stream, include_usage=usage, cache=cache, owner=owner)
+        return Call(req, stream=stream, include_usage=usage, cache=options.cache, owner=owner,
+                    include_reasoning=options.include_reasoning)  # fmt: skip
 
     async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
-        return completion_body(call.req.request_id, decision.tier, decision, result)
+        body = completion_body(call.req.request_id, decision.tier, decision, result)
+        return body if call.include_reasoning else without_reasoning(body)
 
     def render_stream(
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
-        chunks = ChunkFactory(call.req.request_id, decision.tier)
+        chunks = ChunkFactory(call.req.request_id, decision.tier, call.include_reasoning)
         return chat_sse(events, chunks, decision, n=call.req.n, include_usage=call.include_usage)

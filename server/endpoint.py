@@ -7,13 +7,15 @@ implementing ``Endpoint`` and one route that hands it to ``RequestLifecycle.hand
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from core.backend import Delta
+from core.errors import InvalidRequest
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from state.cache import split_cache_flag
 
 # What a policy's stream yields; ``None`` from the lifecycle means "still working" (keep-alive).
 Event = Delta | PolicyResult
@@ -28,7 +30,26 @@ class Call:
     include_usage: bool = False  # a final usage chunk in a stream
     cache: bool | None = None  # the client's ``ttc.cache`` (None: the config decides)
     owner: str = ""  # the caller's identity: what the endpoint stores is visible to it only
+    include_reasoning: bool = True  # ``ttc.include_reasoning``: false drops the thinking
     wire: object = None  # the endpoint's own parsed body, for rendering
+
+
+@dataclass(frozen=True)
+class Options:
+    """The request-level fields of ``ttc`` (the rest are the router's and the policy's)."""
+
+    ttc: dict[str, Any]
+    cache: bool | None = None
+    include_reasoning: bool = True
+
+
+def request_options(ttc: Mapping[str, Any] | None) -> Options:
+    rest, cache = split_cache_flag(ttc)
+    include = rest.pop("include_reasoning", True)
+    if not isinstance(include, bool):
+        raise InvalidRequest("ttc.include_reasoning must be true or false",
+                             param="ttc.include_reasoning")  # fmt: skip
+    return Options(rest, cache, include)
 
 
 class Endpoint(Protocol):

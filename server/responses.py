@@ -18,6 +18,7 @@ def usage_body(ledger: UsageLedger) -> dict[str, Any]:
         "prompt_tokens": total.prompt_tokens,
         "completion_tokens": total.completion_tokens,
         "total_tokens": total.total_tokens,
+        "completion_tokens_details": {"reasoning_tokens": total.reasoning_tokens},
         "ttc_details": ledger.details(),
     }
 
@@ -28,6 +29,8 @@ def ttc_body(decision: Decision, report: Mapping[str, Any]) -> dict[str, Any]:
 
 def _choice_body(choice: ResultChoice) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+    if choice.reasoning:
+        message["reasoning"] = choice.reasoning
     if choice.tool_calls:
         message["tool_calls"] = list(choice.tool_calls)
     return {
@@ -52,10 +55,20 @@ def completion_body(
     }
 
 
-class ChunkFactory:
-    """Builds the chunks of one stream (same id, created and model on each)."""
+def without_reasoning(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion without the thinking (``ttc.include_reasoning: false``)."""
+    for choice in body["choices"]:
+        choice["message"].pop("reasoning", None)
+    return body
 
-    def __init__(self, request_id: str, model: str) -> None:
+
+class ChunkFactory:
+    """Builds the chunks of one stream (same id, created and model on each). Thinking goes
+    out as ``delta.reasoning`` (vLLM's name; a worker's older ``reasoning_content`` is renamed),
+    or not at all when the client asked for none."""
+
+    def __init__(self, request_id: str, model: str, include_reasoning: bool = True) -> None:
+        self._reasoning = include_reasoning
         self._base = {
             "id": request_id,
             "object": "chat.completion.chunk",
@@ -83,6 +96,10 @@ class ChunkFactory:
         raw_delta = delta.raw.get("delta") if delta.raw else None
         body: dict[str, Any] = dict(raw_delta) if raw_delta else {}
         body.pop("role", None)
+        body.pop("reasoning_content", None)
+        body.pop("reasoning", None)
+        if delta.reasoning and self._reasoning:
+            body["reasoning"] = delta.reasoning
         if delta.text or "content" in body:
             body["content"] = delta.text
         choice = {

@@ -1,6 +1,8 @@
 """The typed server-sent events of a streamed response, in the order the SDK expects.
 
     response.created, response.in_progress
+    response.output_item.added (reasoning), response.reasoning_text.delta ...   if it thinks
+    response.reasoning_text.done, response.output_item.done                     (reasoning)
     response.output_item.added (message), response.content_part.added
     response.output_text.delta ...                 as the policy streams text
     response.output_text.done, response.content_part.done, response.output_item.done
@@ -25,9 +27,9 @@ from core.errors import TtcError
 from core.request import Decision
 from core.result import PolicyResult
 from server.endpoint import Call, Event
-from server.responses_api import (
-    message_id,
+from server.responses_render import (
     message_item,
+    reasoning_item,
     response_object,
     response_shell,
 )
@@ -50,68 +52,52 @@ class EventWriter:
         return f"event: {kind}\ndata: {data}\n\n".encode()
 
 
-class TextItem:
-    """The message item while its text streams in."""
+class StreamedItem:
+    """A reasoning or message item while its text streams in: opened at its first piece,
+    closed once (when the next item starts, or at the end)."""
 
-    def __init__(self, response_id: str) -> None:
-        self.response_id = response_id
-        self.id = message_id(response_id)
+    def __init__(self, response_id: str, kind: str) -> None:
+        self.kind = kind  # "reasoning" or "message"
+        build = reasoning_item if kind == "reasoning" else message_item
+        self.template = build(response_id, "", "in_progress")
+        self.id = self.template["id"]
         self.parts: list[str] = []
-        self.open = False
+        self.index: int | None = None
+        self.closed = False
 
-    def start(self, emit: EventWriter) -> bytes:
-        self.open = True
-        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        item = {**message_item(self.response_id, "", "in_progress"), "content": []}
-        added = emit("response.output_item.added", output_index=0, item=item)
-        return added + emit("response.content_part.added", item_id=self.id, output_index=0,
-                            content_index=0, part=part)  # fmt: skip
+    @property
+    def _names(self) -> tuple[str, str]:
+        if self.kind == "reasoning":
+            return "response.reasoning_text.delta", "response.reasoning_text.done"
+        return "response.output_text.delta", "response.output_text.done"
 
-    def finish(self, emit: EventWriter, item: dict[str, Any]) -> bytes:
-        text = "".join(self.parts)
-        part = item["content"][0]
-        return (
-            emit("response.output_text.done", item_id=self.id, output_index=0,
-                 content_index=0, text=text, logprobs=[])
-            + emit("response.content_part.done", item_id=self.id, output_index=0,
-                   content_index=0, part=part)
-            + emit("response.output_item.done", output_index=0, item=item)
-        )  # fmt: skip
+    def piece(self, emit: EventWriter, text: str, index: int) -> bytes:
+        out = b"" if self.index is not None else self._open(emit, index)
+        self.parts.append(text)
+        return out + emit(self._names[0], item_id=self.id, output_index=self.index,
+                          content_index=0, delta=text, logprobs=[])  # fmt: skip
 
+    def _open(self, emit: EventWriter, index: int) -> bytes:
+        self.index = index
+        out = emit("response.output_item.added", output_index=index,
+                   item={**self.template, "content": []})  # fmt: skip
+        if self.kind == "message":
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            out += emit("response.content_part.added", item_id=self.id, output_index=index,
+                        content_index=0, part=part)  # fmt: skip
+        return out
 
-async def response_events(
-    endpoint: ResponsesEndpoint,
-    call: Call,
-    decision: Decision,
-    events: AsyncIterator[Event | None],
-) -> AsyncIterator[bytes]:
-    emit = EventWriter()
-    shell = response_shell(call, decision, "in_progress")
-    text = TextItem(call.req.request_id)
-    calls = ToolCalls()
-    yield emit("response.created", response=shell) + emit("response.in_progress", response=shell)
-    try:
-        async for event in events:
-            if event is None:
-                yield KEEPALIVE
-            elif isinstance(event, Delta):
-                calls.note(event)
-                if event.index == 0 and event.text:
-                    chunk = b"" if text.open else text.start(emit)
-                    text.parts.append(event.text)
-                    yield chunk + emit("response.output_text.delta", item_id=text.id,
-                                       output_index=0, content_index=0, delta=event.text,
-                                       logprobs=[])  # fmt: skip
-            else:
-                body = response_object(call, decision, calls.into(event))
-                await endpoint.save(call, body)
-                yield b"".join(_closing(emit, text, body))
-    except TtcError as exc:
-        error = {"code": exc.code or exc.error_type, "message": exc.message}
-        failed = {**shell, "status": "failed", "error": error}
-        yield emit("error", code=exc.code, message=exc.message, param=exc.param) + emit(
-            "response.failed", response=failed
-        )
+    def close(self, emit: EventWriter, item: dict[str, Any]) -> bytes:
+        if self.closed or self.index is None:
+            return b""
+        self.closed = True
+        text, part, at = "".join(self.parts), item["content"][0], self.index
+        out = emit(self._names[1], item_id=self.id, output_index=at, content_index=0,
+                   text=text, logprobs=[])  # fmt: skip
+        if self.kind == "message":
+            out += emit("response.content_part.done", item_id=self.id, output_index=at,
+                        content_index=0, part=part)  # fmt: skip
+        return out + emit("response.output_item.done", output_index=at, item=item)
 
 
 class ToolCalls:
@@ -139,21 +125,77 @@ class ToolCalls:
         return replace(result, choices=(first, *result.choices[1:]))
 
 
-def _closing(emit: EventWriter, text: TextItem, body: dict[str, Any]) -> Iterator[bytes]:
-    output = body["output"]
-    for index, item in enumerate(output):
-        if item["type"] == "message":
-            if not text.open:
-                yield text.start(emit)
-                if item["content"][0]["text"]:
-                    yield emit("response.output_text.delta", item_id=text.id, output_index=0,
-                               content_index=0, delta=item["content"][0]["text"], logprobs=[])
-                    text.parts.append(item["content"][0]["text"])  # fmt: skip
-            yield text.finish(emit, item)
-        else:
-            yield from _function_call(emit, index, item)
-    kind = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
-    yield emit(kind, response=body)
+class ResponseStream:
+    """The state of one streamed response: its items in the order they opened."""
+
+    def __init__(self, call: Call, decision: Decision) -> None:
+        self.call, self.decision = call, decision
+        self.emit = EventWriter()
+        self.thinking = StreamedItem(call.req.request_id, "reasoning")
+        self.text = StreamedItem(call.req.request_id, "message")
+        self.calls = ToolCalls()
+
+    def delta(self, event: Delta) -> bytes:
+        self.calls.note(event)
+        if event.index != 0:
+            return b""
+        out = b""
+        if event.reasoning and self.call.include_reasoning and self.text.index is None:
+            out += self.thinking.piece(self.emit, event.reasoning, 0)
+        if event.text:
+            if self.thinking.index is not None and not self.thinking.closed:
+                out += self.thinking.close(self.emit, self._item("reasoning", "".join(
+                    self.thinking.parts)))  # fmt: skip
+            out += self.text.piece(self.emit, event.text, self._next_index())
+        return out
+
+    def _next_index(self) -> int:
+        return 0 if self.thinking.index is None else 1
+
+    def _item(self, kind: str, text: str) -> dict[str, Any]:
+        build = reasoning_item if kind == "reasoning" else message_item
+        return build(self.call.req.request_id, text, "completed")
+
+    def finish(self, body: dict[str, Any]) -> Iterator[bytes]:
+        emit = self.emit
+        for index, item in enumerate(body["output"]):
+            streamed = self.thinking if item["type"] == "reasoning" else self.text
+            if item["type"] in ("reasoning", "message"):
+                if streamed.index is None:  # the policy answered in one piece at the end
+                    yield streamed.piece(emit, item["content"][0]["text"], index)
+                yield streamed.close(emit, item)
+            else:
+                yield from _function_call(emit, index, item)
+        kind = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
+        yield emit(kind, response=body)
+
+
+async def response_events(
+    endpoint: ResponsesEndpoint,
+    call: Call,
+    decision: Decision,
+    events: AsyncIterator[Event | None],
+) -> AsyncIterator[bytes]:
+    state = ResponseStream(call, decision)
+    shell = response_shell(call, decision, "in_progress")
+    emit = state.emit
+    yield emit("response.created", response=shell) + emit("response.in_progress", response=shell)
+    try:
+        async for event in events:
+            if event is None:
+                yield KEEPALIVE
+            elif isinstance(event, Delta):
+                yield state.delta(event)
+            else:
+                body = response_object(call, decision, state.calls.into(event))
+                await endpoint.save(call, body)
+                yield b"".join(state.finish(body))
+    except TtcError as exc:
+        error = {"code": exc.code or exc.error_type, "message": exc.message}
+        failed = {**shell, "status": "failed", "error": error}
+        yield emit("error", code=exc.code, message=exc.message, param=exc.param) + emit(
+            "response.failed", response=failed
+        )
 
 
 def _function_call(emit: EventWriter, index: int, item: dict[str, Any]) -> Iterator[bytes]:
@@ -164,4 +206,3 @@ def _function_call(emit: EventWriter, index: int, item: dict[str, Any]) -> Itera
     yield emit("response.function_call_arguments.done", item_id=item["id"],
                output_index=index, arguments=item["arguments"], name=item["name"])  # fmt: skip
     yield emit("response.output_item.done", output_index=index, item=item)
-

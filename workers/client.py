@@ -38,7 +38,17 @@ _MALFORMED = (ValueError, KeyError, TypeError, AttributeError)
 def parse_usage(raw: Mapping[str, Any] | None) -> TokenUsage:
     if not raw:
         return TokenUsage()
-    return TokenUsage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+    details = raw.get("completion_tokens_details") or {}
+    return TokenUsage(
+        int(raw.get("prompt_tokens") or 0),
+        int(raw.get("completion_tokens") or 0),
+        int(details.get("reasoning_tokens") or 0),
+    )
+
+
+def reasoning_of(message: Mapping[str, Any]) -> str:
+    """vLLM's ``reasoning`` (or the deprecated ``reasoning_content`` of older servers)."""
+    return str(message.get("reasoning") or message.get("reasoning_content") or "")
 
 
 def parse_choice(raw: Mapping[str, Any]) -> Choice:
@@ -48,6 +58,7 @@ def parse_choice(raw: Mapping[str, Any]) -> Choice:
         index=int(raw.get("index", 0)),
         text=message.get("content") or "",
         finish_reason=raw.get("finish_reason"),
+        reasoning=reasoning_of(message),
         token_logprobs=tuple(float(t["logprob"]) for t in content),
         tokens=tuple(str(t.get("token", "")) for t in content),
         raw=raw,
@@ -65,6 +76,7 @@ def parse_chunk(raw: Mapping[str, Any]) -> list[Delta]:
             index=int(c.get("index", 0)),
             text=(c.get("delta") or {}).get("content") or "",
             finish_reason=c.get("finish_reason"),
+            reasoning=reasoning_of(c.get("delta") or {}),
             raw=c,
         )
         for c in raw.get("choices") or []
