@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config/default.yaml
 PORT ?= 8000
 
-.PHONY: install serve test test-unit test-integration lint typecheck lint-deploy clean
+.PHONY: install serve test test-unit test-integration lint typecheck lint-deploy reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/pytest -q tests/integration
+
+# The reliability suite in its full form (more load, longer faults, 1,000+ fuzzed requests);
+# its short form runs inside `make test`. Figures go to bench/results/reliability/.
+reliability: install
+	TTC_RELIABILITY=full $(BIN)/pytest -q tests/reliability
 
 # Everything CI checks: lint, types, unit and integration tests (one real vLLM worker).
 test: lint typecheck lint-deploy

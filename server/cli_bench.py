@@ -1,4 +1,4 @@
-"""``ttc eval`` and ``ttc bench overhead``: typer front ends of ``bench.eval`` / ``bench.overhead``.
+"""``ttc eval``, ``ttc bench overhead`` and ``ttc bench soak``: typer front ends of ``bench``.
 
 ``register(app)`` adds both to the main ``ttc`` app. The ``bench`` package (and matplotlib, from
 the ``bench`` extra) are imported only when a command runs, so ``ttc serve`` never loads them.
@@ -222,6 +222,36 @@ def overhead_command(
     )
     from bench.processes import StartError
 
+    try:
+        report = run(options, console)
+    except StartError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(console, report)
+    console.print(f"results: {out}")
+
+
+@bench_app.command("soak")
+def soak_command(
+    minutes: Annotated[float, typer.Option(min=0.1, help="how long to keep the load on")] = 10.0,
+    clients: Annotated[int, typer.Option(min=1, help="closed-loop connections")] = 4,
+    sample_every: Annotated[float, typer.Option(min=0.5, help="seconds between samples")] = 5.0,
+    port: Annotated[int, typer.Option(help="the gateway's port (0: any free one)")] = 0,
+    upstream_port: Annotated[int, typer.Option(help="the fast upstream's port (0: any)")] = 0,
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench/results/soak.json"),
+) -> None:
+    """A gateway under steady mixed stream / non-stream load, watched for leaks.
+
+    Starts the fast upstream and a `ttc serve` in front of it, keeps CLIENTS connections busy
+    for MINUTES, samples the gateway's RSS and open fds, and reports start/end/peak of both,
+    requests, errors, p50/p99 latency and the requests still in flight afterwards.
+    """
+    from bench.processes import StartError
+    from bench.soak import Options, print_report, run
+
+    options = Options(minutes, clients, sample_every, port, upstream_port)
     try:
         report = run(options, console)
     except StartError as exc:
