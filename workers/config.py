@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.profile import ModelProfile, Thinking
+from workers.profiles import PRESETS
 
 
 class _Model(BaseModel):
@@ -41,6 +44,35 @@ class DiscoveryConfig(_Model):
     interval_s: float = Field(5.0, gt=0, description="how often the name is resolved again")
 
 
+class ThinkingConfig(_Model):
+    """``core.profile.Thinking`` in the config (see it for what each field means)."""
+
+    parser: str = Field(description="vLLM --reasoning-parser of the tier's workers")
+    start: str = "<think>"
+    end: str = "</think>"
+    answer_prompt: str = "\n\nThe final answer is "
+    off: dict[str, Any] = Field(
+        default_factory=dict, description="chat_template_kwargs that switch thinking off"
+    )
+    budget_mechanism: Literal["vllm", "forced"] = "forced"
+    budgets: dict[str, int] = Field(
+        default_factory=lambda: {"minimal": 0, "low": 256, "medium": 1024, "high": 4096},
+        description="thinking tokens per reasoning_effort (minimal, low, medium, high)",
+    )
+
+
+class ProfileConfig(_Model):
+    """A model profile spelled out in the config instead of a preset name."""
+
+    name: str = "custom"
+    thinking: ThinkingConfig | None = None
+    tool_parser: str | None = Field(None, description="vLLM --tool-call-parser; null: no tools")
+
+    def build(self) -> ModelProfile:
+        thinking = Thinking(**self.thinking.model_dump()) if self.thinking else None
+        return ModelProfile(name=self.name, thinking=thinking, tool_parser=self.tool_parser)
+
+
 class TierConfig(_Model):
     """One model tier: the served model name and where its workers are."""
 
@@ -55,6 +87,21 @@ class TierConfig(_Model):
     stream_idle_timeout_s: float = Field(
         60.0, gt=0, description="a stream silent this long is a dead worker"
     )
+    profile: str | ProfileConfig = Field(
+        "plain", description="model profile: a preset of workers.profiles, or spelled out"
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_preset(cls, value: str | ProfileConfig) -> str | ProfileConfig:
+        if isinstance(value, str) and value not in PRESETS:
+            raise ValueError(f"unknown profile {value!r}; presets: {', '.join(PRESETS)}")
+        return value
+
+    def model_profile(self) -> ModelProfile:
+        if isinstance(self.profile, str):
+            return PRESETS[self.profile]
+        return self.profile.build()
 
     @model_validator(mode="after")
     def _has_workers(self) -> TierConfig:
@@ -69,10 +116,12 @@ class TierConfig(_Model):
 
 
 class BreakerConfig(_Model):
-    """Circuit breaker per worker: eject after consecutive failures, probe back with backoff."""
+    """Circuit breaker per worker: eject after consecutive failures; a worker that was down is
+    re-admitted by its first passing health check, one whose calls failed by a trial call after
+    a backoff that doubles with each failed trial (see ``workers.breaker``)."""
 
     failure_threshold: int = Field(3, ge=1, description="consecutive failures that eject")
-    open_base_s: float = Field(1.0, gt=0, description="first ejection lasts this long")
+    open_base_s: float = Field(1.0, gt=0, description="first backoff before a trial call")
     open_max_s: float = Field(30.0, gt=0, description="backoff doubles up to this")
 
 
@@ -86,7 +135,12 @@ class PoolConfig(_Model):
         " not failed (0: every timeout is a failure)",
     )
     max_attempts: int = Field(3, ge=1, le=10, description="tries on different workers")
-    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503")
+    retry_after_s: int = Field(
+        5,
+        ge=1,
+        description="most Retry-After a 503 says; it says when the next try is due: the next"
+        " health check, or the end of a breaker's backoff",
+    )
     max_connections: int = Field(512, ge=1)
     breaker: BreakerConfig = BreakerConfig()
     scrape_interval_s: float = Field(1.0, gt=0, description="how often vLLM /metrics is read")
