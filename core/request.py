@@ -37,6 +37,8 @@ class GenRequest:
     ttc: Mapping[str, Any] = field(default_factory=dict)
     request_id: str = ""
     deadline: float | None = None  # time.monotonic() after which the request must end
+    prompt: str | None = None  # a text completion's raw prompt (``messages`` then hold it as
+    # one user message, for the router's features and the answer extraction)
 
     @property
     def n(self) -> int:
@@ -64,12 +66,20 @@ class GenRequest:
         """Tools and structured output are answered by one plain sample."""
         return bool(self.passthrough.get("tools") or self.passthrough.get("response_format"))
 
-    def body(self, **overrides: Any) -> dict[str, Any]:
-        """The upstream chat body: messages, the client's sampling fields, then overrides.
+    @property
+    def text_only(self) -> bool:
+        """A text completion (``/v1/completions``): a raw ``prompt``, no chat messages."""
+        return self.prompt is not None
 
-        An override of ``None`` removes the field.
+    def body(self, **overrides: Any) -> dict[str, Any]:
+        """The upstream body: messages (or the raw ``prompt`` of a text completion), the
+        client's sampling fields, then overrides. An override of ``None`` removes the field.
         """
-        body: dict[str, Any] = {"messages": [dict(m) for m in self.messages]}
+        body: dict[str, Any] = (
+            {"prompt": self.prompt}
+            if self.prompt is not None
+            else {"messages": [dict(m) for m in self.messages]}
+        )
         body.update(self.passthrough)
         body.update(self.sampling)
         for key, value in overrides.items():

@@ -11,15 +11,23 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from server.chat import ChatEndpoint
+from server.completions import CompletionRequest, CompletionsEndpoint
 from server.context import AppContext
 from server.openai_schema import ChatCompletionRequest
 from server.openapi import request_body
-from server.openapi_models import ERRORS, ChatCompletion, DeletedResponse, ResponseObject
+from server.openapi_models import (
+    ERRORS,
+    ChatCompletion,
+    DeletedResponse,
+    ResponseObject,
+    TextCompletion,
+)
 from server.responses_schema import ResponsesRequest
 
 api = APIRouter()
 CHAT = ChatEndpoint()
-BODIES: list[type[BaseModel]] = [ChatCompletionRequest, ResponsesRequest]
+COMPLETIONS = CompletionsEndpoint()
+BODIES: list[type[BaseModel]] = [ChatCompletionRequest, ResponsesRequest, CompletionRequest]
 
 
 def context_of(request: Request) -> AppContext:
@@ -36,6 +44,17 @@ def context_of(request: Request) -> AppContext:
 async def chat_completions(request: Request) -> Response:
     """A chat completion: the router picks tier and policy (``model: auto``) unless pinned."""
     return await context_of(request).lifecycle.handle(request, CHAT)
+
+
+@api.post(
+    "/v1/completions",
+    response_model=None,
+    responses={200: {"model": TextCompletion}, **ERRORS},
+    openapi_extra=request_body(CompletionRequest),
+)
+async def completions(request: Request) -> Response:
+    """A text completion of a raw prompt (no chat template), through the same router."""
+    return await context_of(request).lifecycle.handle(request, COMPLETIONS)
 
 
 @api.post(

@@ -52,6 +52,8 @@ def reasoning_of(message: Mapping[str, Any]) -> str:
 
 
 def parse_choice(raw: Mapping[str, Any]) -> Choice:
+    if "message" not in raw and "text" in raw:
+        return _text_choice(raw)
     message = raw.get("message") or {}
     content = (raw.get("logprobs") or {}).get("content") or []
     return Choice(
@@ -65,6 +67,39 @@ def parse_choice(raw: Mapping[str, Any]) -> Choice:
     )
 
 
+def _text_choice(raw: Mapping[str, Any]) -> Choice:
+    """A choice of ``/v1/completions``: ``text``, and logprobs as parallel lists."""
+    logprobs = raw.get("logprobs") or {}
+    pairs = [(t, lp) for t, lp in zip(logprobs.get("tokens") or [],
+                                      logprobs.get("token_logprobs") or [], strict=False)
+             if lp is not None]  # fmt: skip
+    return Choice(
+        index=int(raw.get("index", 0)),
+        text=raw.get("text") or "",
+        finish_reason=raw.get("finish_reason"),
+        token_logprobs=tuple(float(lp) for _, lp in pairs),
+        tokens=tuple(str(t) for t, _ in pairs),
+        raw=raw,
+    )
+
+
+def upstream_path(body: Mapping[str, Any]) -> str:
+    """A body with a ``prompt`` is a text completion, anything else a chat completion."""
+    return "/v1/completions" if "prompt" in body else "/v1/chat/completions"
+
+
+def text_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A policy's body for ``/v1/completions``: there ``logprobs`` is the number of top
+    log-probabilities (chat's ``logprobs: true`` + ``top_logprobs``)."""
+    if "prompt" not in body or not isinstance(body.get("logprobs"), bool):
+        return body
+    out = dict(body)
+    wanted, top = out.pop("logprobs"), out.pop("top_logprobs", None)
+    if wanted:
+        out["logprobs"] = int(top or 1)
+    return out
+
+
 def parse_completion(raw: Mapping[str, Any]) -> Completion:
     choices = tuple(parse_choice(c) for c in raw.get("choices") or [])
     return Completion(choices=choices, usage=parse_usage(raw.get("usage")), model=raw["model"])
@@ -74,7 +109,7 @@ def parse_chunk(raw: Mapping[str, Any]) -> list[Delta]:
     deltas = [
         Delta(
             index=int(c.get("index", 0)),
-            text=(c.get("delta") or {}).get("content") or "",
+            text=(c.get("delta") or {}).get("content") or c.get("text") or "",
             finish_reason=c.get("finish_reason"),
             reasoning=reasoning_of(c.get("delta") or {}),
             raw=c,
@@ -124,15 +159,17 @@ def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
 
 
 class WorkerClient:
-    """Calls one worker's ``/v1/chat/completions`` over the pool's shared session."""
+    """Calls one worker's ``/v1/chat/completions`` (``/v1/completions`` for a body with a
+    ``prompt``) over the pool's shared session."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
         self._session = session
-        self._url = base_url.rstrip("/") + "/v1/chat/completions"
+        self._base = base_url.rstrip("/")
 
     async def chat(self, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Completion:
+        url, body = self._base + upstream_path(body), text_body(body)
         try:
-            async with self._session.post(self._url, json=body, timeout=timeout) as response:
+            async with self._session.post(url, json=body, timeout=timeout) as response:
                 status, raw = response.status, await response.read()
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
@@ -148,9 +185,10 @@ class WorkerClient:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
-        body = {**body, "stream": True, "stream_options": options}
+        body = {**text_body(body), "stream": True, "stream_options": options}
+        url = self._base + upstream_path(body)
         try:
-            response = await self._session.post(self._url, json=body, timeout=timeout)
+            response = await self._session.post(url, json=body, timeout=timeout)
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
         try:

@@ -1,0 +1,182 @@
+"""``POST /v1/completions`` as an ``Endpoint``: a raw prompt, through the same router and
+policies as chat (those that work on raw text: ``single`` and ``adaptive_bon``).
+
+The prompt goes upstream as it is (vLLM's ``/v1/completions``, no chat template). The
+router's features and the answer extraction read it as one user message. ``prompt`` is a
+string or a list of one string: several prompts in one request would be several routed
+requests, and are refused with a 400 saying so. ``echo`` is applied by the gateway (the prompt
+is prepended to each choice), so samples vote on what the model wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from core.backend import Delta
+from core.errors import TtcError
+from core.request import Decision, GenRequest
+from core.result import PolicyResult, ResultChoice
+from server.body import parse_json_object
+from server.endpoint import Call, Event, request_options
+from server.errors import error_body, from_validation_error
+from server.openai_schema import (
+    SEED_MAX,
+    SEED_MIN,
+    VLLM_EXTRA_FIELDS,
+    Bias,
+    Penalty,
+    StreamOptions,
+    TokenCount,
+    TokenId,
+    _Strict,
+)
+from server.responses import ttc_body, usage_body
+from server.streaming import DONE, KEEPALIVE, sse
+
+
+class CompletionRequest(_Strict):
+    model: str = Field(min_length=1)
+    prompt: str | list[str]
+    suffix: str | None = None
+    max_tokens: TokenCount = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    n: int | None = Field(None, ge=1, le=128)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    logprobs: int | None = Field(None, ge=0, le=20)
+    echo: bool = False
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: Penalty = None
+    frequency_penalty: Penalty = None
+    logit_bias: dict[TokenId, Bias] | None = None
+    best_of: int | None = Field(None, ge=1, le=1)
+    user: str | None = None
+    ttc: dict[str, Any] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and len(v) != 1:
+            raise ValueError("send one prompt per request (a list holds exactly one string)")
+        return v
+
+    @model_validator(mode="after")
+    def _known_extras(self) -> CompletionRequest:
+        for key in self.model_extra or {}:
+            if key not in VLLM_EXTRA_FIELDS - {"echo"}:
+                raise ValueError(f"Unrecognized request argument supplied: {key}")
+        if self.suffix:
+            raise ValueError("suffix is not supported")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def sampling(self) -> dict[str, Any]:
+        fields = ("max_tokens", "temperature", "top_p", "n", "stop", "seed")
+        out = {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+        if self.logprobs is not None:  # the policies speak chat's form; the client maps back
+            out["logprobs"], out["top_logprobs"] = True, self.logprobs
+        return out
+
+    def passthrough(self) -> dict[str, Any]:
+        out = dict(self.model_extra or {})
+        for key in ("presence_penalty", "frequency_penalty", "logit_bias", "user"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+class CompletionsEndpoint:
+    name: ClassVar[str] = "completions"
+    id_prefix: ClassVar[str] = "cmpl-"
+
+    async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
+        try:
+            body = CompletionRequest.model_validate(parse_json_object(raw))
+        except ValidationError as exc:
+            raise from_validation_error(exc) from exc
+        options = request_options(body.ttc)
+        req = GenRequest(
+            messages=({"role": "user", "content": body.text},),
+            sampling=body.sampling(),
+            passthrough=body.passthrough(),
+            model=body.model,
+            ttc=options.ttc,
+            request_id=request_id,
+            deadline=deadline,
+            prompt=body.text,
+        )
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return Call(req, stream=body.stream, include_usage=include_usage, cache=options.cache,
+                    owner=owner, wire=body)  # fmt: skip
+
+    async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
+        body = _base(call, decision)
+        body["choices"] = [_choice(call, c) for c in result.choices]
+        body["usage"] = usage_body(result.usage)
+        body["ttc"] = ttc_body(decision, result.report)
+        return body
+
+    def render_stream(
+        self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
+    ) -> AsyncIterator[bytes]:
+        return _completion_sse(call, decision, events)
+
+
+def _wire(call: Call) -> CompletionRequest:
+    assert isinstance(call.wire, CompletionRequest)
+    return call.wire
+
+
+def _base(call: Call, decision: Decision) -> dict[str, Any]:
+    return {"id": call.req.request_id, "object": "text_completion",
+            "created": int(time.time()), "model": decision.tier}  # fmt: skip
+
+
+def _choice(call: Call, choice: ResultChoice) -> dict[str, Any]:
+    echo = _wire(call).text if _wire(call).echo else ""
+    return {"index": choice.index, "text": echo + choice.text, "logprobs": choice.logprobs,
+            "finish_reason": choice.finish_reason}  # fmt: skip
+
+
+async def _completion_sse(
+    call: Call, decision: Decision, events: AsyncIterator[Event | None]
+) -> AsyncIterator[bytes]:
+    """Text-completion chunks; the last one carries ``ttc`` (and usage when asked), then
+    ``[DONE]``; an error mid-stream is an error event, then ``[DONE]``."""
+    echoed: set[int] = set()
+    try:
+        async for event in events:
+            if event is None:
+                yield KEEPALIVE
+            elif isinstance(event, Delta):
+                text = event.text
+                if _wire(call).echo and event.index not in echoed:
+                    echoed.add(event.index)
+                    text = _wire(call).text + text
+                if text or event.finish_reason:
+                    yield sse(_chunk(call, decision, event, text))
+            else:
+                report = ttc_body(decision, event.report)
+                last = {**_base(call, decision), "choices": [], "ttc": report}
+                if call.include_usage:
+                    last["usage"] = usage_body(event.usage)
+                yield sse(last)
+    except TtcError as exc:
+        yield sse(error_body(exc))
+    yield DONE
+
+
+def _chunk(call: Call, decision: Decision, delta: Delta, text: str) -> dict[str, Any]:
+    logprobs = delta.raw.get("logprobs") if delta.raw else None
+    choice = {"index": delta.index, "text": text, "logprobs": logprobs,
+              "finish_reason": delta.finish_reason}  # fmt: skip
+    return {**_base(call, decision), "choices": [choice]}
