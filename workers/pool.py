@@ -17,7 +17,9 @@ is retried on another worker, ``max_attempts`` in all, all within the tier's
 ``request_timeout_s`` (a retry gets only what is left; nothing left is a 504). A 400/422 is
 the client's and is not retried. After output, a failure is ``StreamInterrupted`` (an
 ``UpstreamError`` with the usage so far); the server sends an error event and ``[DONE]``.
-No worker left: ``UpstreamUnavailable`` (503, Retry-After). A stream silent for
+No worker left: ``UpstreamUnavailable`` (503) saying what the last failure was, with a
+``Retry-After`` of when the next try is due: the next health check, which re-admits a worker
+that was down, or the end of a breaker's backoff (at most ``retry_after_s``). A stream silent for
 ``stream_idle_timeout_s`` is a dead worker; a non-streamed call waiting on a worker that its
 health checks eject (a hung process or a lost node sends no reset) moves to another worker.
 
@@ -36,7 +38,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +60,17 @@ from workers.breaker import BreakerState, CircuitBreaker
 from workers.client import WorkerClient, WorkerClients, attempt_timeout
 from workers.config import PoolConfig, TierConfig
 from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_addresses
+from workers.outage import retry_after, unavailable
 from workers.signals import SignalBoard, scrape
 from workers.streams import after_output, interrupted
-from workers.worker import Check, Worker, attempt, blame, busy, probe, unless_hung
+from workers.worker import (
+    Worker,
+    answered,
+    attempt,
+    judge,
+    probe,
+    unless_hung,
+)
 
 __all__ = ["PoolCounters", "StreamInterrupted", "Worker", "WorkerPool"]
 
@@ -103,6 +113,7 @@ class WorkerPool:
         }
         self.counters = PoolCounters()
         self._tasks: list[asyncio.Task[None]] = []
+        self._next_check: float | None = None  # clock time of the next round of checks
 
     def _new_worker(self, tier: str, url: str, *, static: bool = True) -> Worker:
         return Worker(tier, url, CircuitBreaker(self._config.breaker, self._clock), static=static)
@@ -113,14 +124,17 @@ class WorkerPool:
         await self.discover()
         await self.check_health()
         c = self._config
-        loops: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
-            ("pool-health", c.health_interval_s, self.check_health),
-            ("pool-signals", c.scrape_interval_s, self.scrape_signals),
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("pool-health", _every(c.health_interval_s, self.check_health, self._checks_due)),
+            ("pool-signals", _every(c.scrape_interval_s, self.scrape_signals)),
         ]
         for tier, found in self._discovery.items():
             step = functools.partial(self._discover_tier, tier, found)
-            loops.append((f"pool-discovery-{tier}", found.config.interval_s, step))
-        self._tasks = [asyncio.create_task(_every(i, step), name=n) for n, i, step in loops]
+            loops.append((f"pool-discovery-{tier}", _every(found.config.interval_s, step)))
+        self._tasks = [asyncio.create_task(loop, name=name) for name, loop in loops]
+
+    def _checks_due(self, in_s: float) -> None:
+        self._next_check = self._clock() + in_s
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -131,28 +145,14 @@ class WorkerPool:
 
     # health, signals, discovery --------------------------------------------------------
     async def check_health(self) -> None:
-        """Check every worker except those open within their backoff."""
-        due = [w for ws in self.workers.values() for w in ws if w.breaker.probe_due()]
-        await asyncio.gather(*(self._check(w) for w in due))
+        """Check every worker, ejected ones included: one ``GET /health`` per interval is
+        cheap, and it is how a worker that was down is re-admitted within one interval."""
+        await asyncio.gather(*(self._check(w) for ws in self.workers.values() for w in ws))
 
     async def _check(self, worker: Worker) -> None:
         model = self._tiers[worker.tier].model
         verdict = await probe(self._http, worker.url, model, self._config.health_timeout_s)
-        now = self._clock()
-        worker.last_check = now
-        if verdict is Check.TIMED_OUT and busy(worker, now, self._config.busy_grace_s):
-            log.info("worker %s of tier %s is slow to answer checks but serving", worker.url,
-                     worker.tier)  # fmt: skip
-            return
-        ok = verdict is Check.OK
-        worker.check_ok = ok
-        if ok and worker.breaker.state is not BreakerState.CLOSED:
-            worker.breaker.success(from_request=False)
-            log.warning("worker %s of tier %s re-admitted", worker.url, worker.tier)
-        elif not ok:
-            blame(worker)
-            if worker.breaker.state is BreakerState.OPEN:
-                worker.abandon_calls()
+        judge(worker, verdict, self._clock(), self._config.busy_grace_s)
 
     async def scrape_signals(self) -> None:
         """Read vLLM's ``/metrics`` of every worker not ejected."""
@@ -194,13 +194,10 @@ class WorkerPool:
             raise ModelNotFound(f"The model '{tier}' does not exist", param="model")
         return self._tiers[tier].model
 
-    def _pick(self, tier: str, key: str | None, tried: set[str]) -> Worker:
+    def _pick(self, tier: str, key: str | None, tried: dict[str, Worker]) -> Worker:
         open_ = [w for w in self.workers[tier] if w.url not in tried and w.breaker.admits()]
         if not open_:
-            raise UpstreamUnavailable(
-                f"no healthy worker for tier '{tier}'; retry shortly",
-                retry_after=self._config.retry_after_s,
-            )
+            raise self._unavailable(tier, tried)
         best = min(w.rank for w in open_)
         group = [w for w in open_ if w.rank == best]
         loads = [Load(w.in_flight, self.signals.fresh(w.url)) for w in group]
@@ -214,7 +211,13 @@ class WorkerPool:
         return worker
 
     def _begin(
-        self, tier: str, key: str | None, tried: set[str], deadline: float, *, stream: bool
+        self,
+        tier: str,
+        key: str | None,
+        tried: dict[str, Worker],
+        deadline: float,
+        *,
+        stream: bool,
     ) -> tuple[Worker, WorkerClient, aiohttp.ClientTimeout]:
         """Pick a worker for the next attempt and a client whose timeouts fit the deadline."""
         left = deadline - self._clock()
@@ -223,7 +226,7 @@ class WorkerPool:
         worker = self._pick(tier, key, tried)
         if tried:
             self.counters.retries[tier] = self.counters.retries.get(tier, 0) + 1
-        tried.add(worker.url)
+        tried[worker.url] = worker
         worker.requests += 1
         t = self._tiers[tier]
         read = t.stream_idle_timeout_s if stream else t.request_timeout_s
@@ -247,23 +250,24 @@ class WorkerPool:
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> Completion:
         body, key, deadline = self._prepare(tier, body, affinity)
-        tried: set[str] = set()
+        tried: dict[str, Worker] = {}
         for _ in range(self._config.max_attempts):
             worker, client, timeout = self._begin(tier, key, tried, deadline, stream=False)
             # _attempt blames the worker, then suppress moves on to the next attempt.
             with contextlib.suppress(WorkerFailed, UpstreamError), self._attempt(worker):
                 return await unless_hung(worker, client.chat(body, timeout))
-        raise self._exhausted(tier)
+        raise self._unavailable(tier, tried)
 
     async def stream_chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> AsyncIterator[Delta]:
         body, key, deadline = self._prepare(tier, body, affinity)
-        tried: set[str] = set()
+        tried: dict[str, Worker] = {}
         for _ in range(self._config.max_attempts):
             worker, client, timeout = self._begin(tier, key, tried, deadline, stream=True)
             seen = StreamProgress()
-            deltas = after_output(client.stream(body, timeout), seen, worker.breaker.success)
+            up = functools.partial(answered, worker)
+            deltas = after_output(client.stream(body, timeout), seen, up)
             try:
                 with self._attempt(worker):
                     async for delta in deltas:
@@ -275,17 +279,27 @@ class WorkerPool:
                     raise interrupted(seen, exc) from exc
             finally:
                 await deltas.aclose()  # closes the connection: vLLM aborts the request
-        raise self._exhausted(tier)
+        raise self._unavailable(tier, tried)
 
-    def _exhausted(self, tier: str) -> UpstreamUnavailable:
-        return UpstreamUnavailable(
-            f"every worker of tier '{tier}' failed; retry shortly",
-            retry_after=self._config.retry_after_s,
-        )
+    def _unavailable(self, tier: str, tried: dict[str, Worker]) -> UpstreamUnavailable:
+        seconds = self.retry_after(tier)
+        return unavailable(tier, list(tried.values()), self.workers[tier], seconds)
+
+    def retry_after(self, tier: str) -> int:
+        """Seconds until a worker of ``tier`` may take a request (see ``workers.outage``)."""
+        now = self._clock()
+        check_in = None if self._next_check is None else max(0.0, self._next_check - now)
+        return retry_after(self.workers[tier], check_in, self._config.retry_after_s)
 
 
-async def _every(interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+async def _every(
+    interval_s: float,
+    step: Callable[[], Awaitable[None]],
+    scheduled: Callable[[float], None] = lambda _: None,
+) -> None:
+    """Run ``step`` every ``interval_s``; ``scheduled`` hears when the next run is due."""
     while True:
+        scheduled(interval_s)
         await asyncio.sleep(interval_s)
         try:
             await step()

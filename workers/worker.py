@@ -60,6 +60,8 @@ class Worker:
     check_ok: bool | None = None  # verdict of the last active health check
     last_check: float = 0.0
     last_progress: float | None = None  # when a call last received bytes from it (clock)
+    seen_up: bool = False  # has it ever answered? (a launched worker warming up has not)
+    last_error: str = ""  # what its last failure was, for messages and logs
     # Tasks awaiting a call to this worker (``unless_hung``); active checks that eject it
     # cancel them so they retry elsewhere.
     waiting: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -91,10 +93,40 @@ class Worker:
         return 0 if self.check_ok else 1
 
 
-def blame(worker: Worker) -> None:
-    """Count a failure against ``worker``'s breaker; say so when that ejects it."""
-    if worker.breaker.failure():
-        log.warning("worker %s of tier %s ejected", worker.url, worker.tier)
+def blame(worker: Worker, cause: str, *, from_check: bool = False) -> None:
+    """Count a failure against ``worker``'s breaker; say so when that ejects it.
+
+    A worker never seen up is starting (a launched vLLM loads its model for a while): that is
+    an INFO line, once. Only a worker that was up and went down is a warning.
+    """
+    worker.last_error = cause
+    if not worker.breaker.failure(from_check=from_check):
+        return
+    if worker.seen_up:
+        log.warning("worker %s of tier %s ejected: %s", worker.url, worker.tier, cause)
+    else:
+        log.info("worker %s of tier %s starting (not answering yet)", worker.url, worker.tier)
+
+
+def answered(worker: Worker) -> None:
+    """A call to ``worker`` succeeded (or got as far as output); a passed trial re-admits it."""
+    worker.seen_up = True
+    if worker.breaker.success():
+        log.info("worker %s of tier %s re-admitted: a trial call succeeded", worker.url,
+                 worker.tier)  # fmt: skip
+
+
+def check_passed(worker: Worker) -> None:
+    """A health check passed: the first one says the worker is up; after a failed one it
+    re-admits the worker (see ``workers.breaker``)."""
+    worker.check_ok = True
+    if not worker.seen_up:
+        worker.seen_up = True
+        worker.breaker.check_passed()
+        log.info("worker %s of tier %s is up", worker.url, worker.tier)
+    elif worker.breaker.check_passed():
+        log.info("worker %s of tier %s re-admitted: its health check passed", worker.url,
+                 worker.tier)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -105,18 +137,18 @@ def attempt(worker: Worker, failures: dict[str, int], clock: Callable[[], float]
     started = clock()
     try:
         yield
-    except (WorkerFailed, UpstreamError):
+    except (WorkerFailed, UpstreamError) as exc:
         failures[worker.url] = failures.get(worker.url, 0) + 1
-        blame(worker)
+        blame(worker, exc.message)
         raise
     except InvalidRequest:
-        worker.breaker.success()  # the worker answered; the request was at fault
+        answered(worker)  # the worker answered; the request was at fault
         raise
     except BaseException:  # cancelled, or the consumer closed the stream: no verdict
         worker.breaker.release()
         raise
     else:
-        worker.breaker.success()
+        answered(worker)
         worker.last_progress = clock()
         worker.latency.observe(worker.last_progress - started)
     finally:
@@ -170,6 +202,23 @@ def busy(worker: Worker, now: float, grace_s: float) -> bool:
     """
     last = worker.last_progress
     return worker.in_flight > 0 and last is not None and now - last <= grace_s
+
+
+def judge(worker: Worker, verdict: Check, now: float, grace_s: float) -> None:
+    """Apply one active check's verdict; a timed-out check of a ``busy`` worker is excused.
+    A worker its checks eject gives up the calls still waiting on it."""
+    worker.last_check = now
+    if verdict is Check.TIMED_OUT and busy(worker, now, grace_s):
+        log.info("worker %s of tier %s is slow to answer checks but serving", worker.url,
+                 worker.tier)  # fmt: skip
+        return
+    if verdict is Check.OK:
+        check_passed(worker)
+        return
+    worker.check_ok = False
+    blame(worker, f"health check {verdict.value.replace('_', ' ')}", from_check=True)
+    if worker.breaker.state is BreakerState.OPEN:
+        worker.abandon_calls()
 
 
 async def unless_hung(worker: Worker, call: Coroutine[Any, Any, T]) -> T:

@@ -1,5 +1,9 @@
 """A small fake OpenAI upstream on a real socket, for faults a real vLLM worker cannot produce
-on demand: a slow first byte, an error status, a death mid-stream (connection reset), a hang.
+on demand: a slow first byte, an error status, a death mid-stream (connection reset), a hang,
+and a worker that goes down and comes back when the test says so (``stop`` refuses connections
+and resets open ones, as a killed process does; ``start`` listens again on the same port). A
+real vLLM worker takes a minute to start on a CPU and two cannot run side by side here, so a
+test of recovery timing (a second or two) needs a fake.
 
 It speaks just enough HTTP/1.1 to serve ``/health``, ``/v1/models``, ``/metrics`` and
 ``/v1/chat/completions`` (streamed or not), with keep-alive as vLLM's uvicorn does: answers
@@ -83,12 +87,24 @@ class FakeUpstream:
     connections: int = 0
     url: str = ""
     _server: asyncio.Server | None = field(default=None, repr=False)
+    _open: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
 
     async def start(self) -> FakeUpstream:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        """Listen: on a free port the first time, on the same port again after ``stop``."""
+        port = int(self.url.rsplit(":", 1)[1]) if self.url else 0
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self
+
+    async def stop(self) -> None:
+        """Go down as a killed worker does: refuse new connections, reset the open ones."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+        await self.close()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -98,6 +114,7 @@ class FakeUpstream:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._open.add(writer)
         try:
             while (request := await _read_request(reader)) is not None:
                 if not await self._route(*request, reader, writer):
@@ -106,6 +123,7 @@ class FakeUpstream:
         except (ConnectionError, asyncio.IncompleteReadError):
             self.aborted_by_client += 1
         finally:
+            self._open.discard(writer)
             writer.close()
 
     async def _route(

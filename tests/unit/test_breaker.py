@@ -42,14 +42,13 @@ def test_open_admits_exactly_one_trial_after_the_backoff(clock: Clock) -> None:
     b = breaker(clock, threshold=1)
     b.failure()
     clock.now += 0.99
-    assert not b.admits() and not b.probe_due()
+    assert not b.admits()
     assert b.retry_in == pytest.approx(0.01)
     clock.now += 0.01
-    assert b.admits() and b.probe_due()
+    assert b.admits()
     b.acquire()
     assert b.state is BreakerState.HALF_OPEN
     assert not b.admits()  # a second request must wait for the trial's verdict
-    assert b.probe_due()  # but health checks go on: only they can free a stuck trial
 
 
 def test_trial_success_closes(clock: Clock) -> None:
@@ -87,23 +86,40 @@ def test_failed_health_check_after_the_backoff_reopens_longer(clock: Clock) -> N
     b = breaker(clock, threshold=1)
     b.failure()
     clock.now += 1.0
-    assert b.probe_due()
-    b.failure()  # the probe failed
-    assert b.state is BreakerState.OPEN and b.retry_in == 2.0
+    b.failure(from_check=True)  # the check failed
+    assert b.state is BreakerState.OPEN and b.retry_in == 2.0 and b.down
+
+
+def test_a_passing_check_readmits_a_worker_that_was_down_at_once(clock: Clock) -> None:
+    """However long its backoff: a worker that comes back serves within one interval."""
+    b = breaker(clock, threshold=1, base=8.0)
+    b.failure(from_check=True)
+    assert b.retry_in == 8.0 and b.next_try_in(check_in=0.4) == 0.4
+    assert b.check_passed()  # re-admitted, 8 s early
+    assert b.state is BreakerState.CLOSED and not b.down
+
+
+def test_a_passing_check_does_not_readmit_a_worker_whose_calls_fail(clock: Clock) -> None:
+    """Its checks pass, its calls fail (500s, garbage): only a trial after the backoff
+    re-admits it, so the next hint is the backoff, not the next check."""
+    b = breaker(clock, threshold=1)
+    b.failure()
+    assert not b.check_passed() and b.state is BreakerState.OPEN
+    assert b.next_try_in(check_in=0.2) == 1.0
 
 
 def test_passing_health_check_readmits_but_keeps_the_backoff_level(clock: Clock) -> None:
     """A worker that passes /health but fails real calls flaps ever more slowly."""
     b = breaker(clock, threshold=1)
-    b.failure()
+    b.failure(from_check=True)
     clock.now += 1.0
-    b.success(from_request=False)
+    assert b.check_passed()
     assert b.state is BreakerState.CLOSED
     b.failure()
     assert b.retry_in == 2.0
     clock.now += 2.0
     b.acquire()
-    b.success()  # a real call succeeded: the next ejection starts from the base again
+    assert b.success()  # a real call succeeded: the next ejection starts from the base again
     b.failure()
     assert b.retry_in == 1.0
 

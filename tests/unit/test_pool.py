@@ -71,7 +71,8 @@ async def test_whole_tier_down_is_503_with_retry_after_and_bounded_attempts(flee
     pool = make_pool(a.url, dead, max_attempts=5, retry_after_s=7)
     with pytest.raises(UpstreamUnavailable) as info:
         await pool.chat("small", MSG)
-    assert info.value.retry_after == 7
+    assert info.value.retry_after == 1  # both breakers allow a trial within 50 ms
+    assert "last failure:" in info.value.message and a.url not in info.value.message
     assert a.chats == 1  # each worker once, never the same one twice
     assert pool.counters.failures == {a.url: 1, dead: 1}
     await pool.close()
@@ -89,9 +90,11 @@ async def test_client_error_is_neither_retried_nor_blamed(fleet: Fleet) -> None:
 
 
 async def test_ejected_worker_is_skipped_then_readmitted_by_a_health_check(fleet: Fleet) -> None:
+    """``a`` goes down (calls and ``/health`` answer 503), then comes back: the first passing
+    check re-admits it at once, without waiting out its backoff."""
     a, b = fleet
     a.mode = "503"
-    pool = make_pool(a.url, b.url)
+    pool = make_pool(a.url, b.url, breaker=BreakerConfig(failure_threshold=1, open_base_s=30))
     await pool.check_health()
     worker = pool.workers["small"][0]
     key = key_for(a.url, (a.url, b.url))
@@ -99,11 +102,32 @@ async def test_ejected_worker_is_skipped_then_readmitted_by_a_health_check(fleet
         await pool.chat("small", MSG, affinity=key)
     assert (a.chats, b.chats) == (1, 4) and worker.breaker.ejections == 1
     assert worker.healthy is False and pool.ready() == {"small": True}
-    a.mode = "ok"
-    await asyncio.sleep(0.06)  # the 50 ms backoff
-    await pool.check_health()
+    a.health = "503"
+    await pool.check_health()  # down, as its checks now say
+    a.mode, a.health = "ok", "ok"
+    await pool.check_health()  # 30 s of backoff left: the check re-admits it anyway
     assert worker.healthy is True
     assert (await pool.chat("small", MSG, affinity=key)).choices[0].text == "a" * TOKENS
+    await pool.close()
+
+
+async def test_a_worker_that_passes_checks_but_fails_calls_waits_for_its_trial(
+    fleet: Fleet,
+) -> None:
+    """Checks say nothing about a worker whose calls fail: only a trial after the backoff
+    re-admits it, so it is not put back every health interval."""
+    a, _ = fleet
+    a.mode = "503"
+    pool = make_pool(a.url)
+    worker = pool.workers["small"][0]
+    with pytest.raises(UpstreamUnavailable, match="last failure: worker answered 503"):
+        await pool.chat("small", MSG)
+    await pool.check_health()
+    assert worker.healthy is False and worker.breaker.retry_in > 0
+    a.mode = "ok"
+    await asyncio.sleep(0.06)  # the 50 ms backoff
+    assert (await pool.chat("small", MSG)).choices[0].text == "a" * TOKENS  # the trial
+    assert worker.breaker.state is BreakerState.CLOSED
     await pool.close()
 
 
