@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
-from server.body import parse_json_object
+from server.body import decode, parse_json_object
 from server.endpoint import Call, Event, request_options
 from server.errors import from_validation_error
 from server.openai_schema import ChatCompletionRequest
@@ -29,7 +29,7 @@ class ChatEndpoint:
     id_prefix: ClassVar[str] = "chatcmpl-"
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
-        chat = parse_chat(raw)
+        chat = await decode(raw, parse_chat)
         options = request_options(chat.ttc)
         req = GenRequest(
             messages=chat.wire_messages(),
@@ -40,6 +40,7 @@ class ChatEndpoint:
             ttc=options.ttc,
             request_id=request_id,
             deadline=deadline,
+            body_bytes=len(raw),
         )
         stream, usage = bool(chat.stream), chat.include_usage
         return Call(req, stream=stream, include_usage=usage, cache=options.cache, owner=owner,

@@ -20,7 +20,7 @@ from core.backend import Delta
 from core.errors import TtcError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
-from server.body import parse_json_object
+from server.body import decode, parse_json_object
 from server.endpoint import Call, Event, request_options
 from server.errors import error_body, from_validation_error
 from server.openai_schema import (
@@ -99,10 +99,7 @@ class CompletionsEndpoint:
     id_prefix: ClassVar[str] = "cmpl-"
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
-        try:
-            body = CompletionRequest.model_validate(parse_json_object(raw))
-        except ValidationError as exc:
-            raise from_validation_error(exc) from exc
+        body = await decode(raw, _parse)
         options = request_options(body.ttc)
         req = GenRequest(
             messages=({"role": "user", "content": body.text},),
@@ -112,6 +109,7 @@ class CompletionsEndpoint:
             ttc=options.ttc,
             request_id=request_id,
             deadline=deadline,
+            body_bytes=len(raw),
             prompt=body.text,
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -129,6 +127,13 @@ class CompletionsEndpoint:
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
         return _completion_sse(call, decision, events)
+
+
+def _parse(raw: bytes) -> CompletionRequest:
+    try:
+        return CompletionRequest.model_validate(parse_json_object(raw))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
 
 
 def _wire(call: Call) -> CompletionRequest:
