@@ -1,9 +1,10 @@
 """OpenAI-compatible calls to one vLLM server, parsed into the policies' data types.
 
-The data plane: every chat call of a pool goes through one shared ``aiohttp.ClientSession``
-(``WorkerClients``), keep-alive on. It is the hot path: a pool call measured about 0.25 ms of
-CPU (0.3 ms streamed) over aiohttp against 0.6 ms (1.2 ms) over an ``httpx.AsyncClient``.
-Health checks and ``/metrics`` scrapes, which are not hot, stay on httpx.
+The data plane: every chat call of a pool goes through one ``Transport``
+(``workers.transport``; the real one is a shared ``aiohttp.ClientSession``, keep-alive on; a
+test may pass a fake and need no socket). It is the hot path: a pool call measured about
+0.25 ms of CPU (0.3 ms streamed) over aiohttp against 0.6 ms (1.2 ms) over an
+``httpx.AsyncClient``. Health checks and ``/metrics`` scrapes, which are not hot, stay on httpx.
 
 Errors are translated here: a refused connection, a timeout, a 5xx or a 429 *before any byte*
 of output is ``WorkerFailed`` (the pool retries it on another worker); a 400/422 is the
@@ -16,6 +17,7 @@ pool, so vLLM sees the disconnect and aborts the generation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -26,10 +28,7 @@ import aiohttp
 from core.backend import Choice, Completion, Delta
 from core.errors import InvalidRequest, UpstreamError, WorkerFailed
 from core.usage import TokenUsage
-
-# Below uvicorn's (so vLLM's) default 5 s keep-alive: we drop an idle connection before the
-# server does, so a request is never sent on a connection the server is just closing.
-KEEPALIVE_S = 4.0
+from workers.transport import AiohttpTransport, Answer, Transport
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 _MALFORMED = (ValueError, KeyError, TypeError, AttributeError)
@@ -100,6 +99,28 @@ def text_body(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# 64 KiB of text: below it encoding a body costs well under a millisecond on the event loop.
+OFF_LOOP_CHARS = 65_536
+
+
+def _text_size(body: Mapping[str, Any]) -> int:
+    """Characters of prompt text in a body (cheap: no encoding)."""
+    size = len(body.get("prompt") or "")
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        size += len(content) if isinstance(content, str) else 0
+    return size
+
+
+async def post_args(body: dict[str, Any]) -> dict[str, Any]:
+    """The body argument of an upstream POST: a big body is JSON-encoded in a worker thread,
+    so the event loop keeps serving the requests beside it."""
+    if _text_size(body) < OFF_LOOP_CHARS:
+        return {"json": body}
+    data = await asyncio.to_thread(json.dumps, body)
+    return {"data": data, "headers": {"content-type": "application/json"}}
+
+
 def parse_completion(raw: Mapping[str, Any]) -> Completion:
     choices = tuple(parse_choice(c) for c in raw.get("choices") or [])
     return Completion(choices=choices, usage=parse_usage(raw.get("usage")), model=raw["model"])
@@ -159,18 +180,16 @@ def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
 
 
 class WorkerClient:
-    """Calls one worker's ``/v1/chat/completions`` (``/v1/completions`` for a body with a
-    ``prompt``) over the pool's shared session."""
+    """Calls one worker's ``/v1/chat/completions`` over the pool's shared transport."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
+    def __init__(self, transport: Transport, base_url: str) -> None:
+        self._transport = transport
+        self._url = base_url.rstrip("/") + "/v1/chat/completions"
 
     async def chat(self, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Completion:
-        url, body = self._base + upstream_path(body), text_body(body)
         try:
-            async with self._session.post(url, json=body, timeout=timeout) as response:
-                status, raw = response.status, await response.read()
+            async with self._transport.post(self._url, body, timeout) as answer:
+                status, raw = answer.status, await answer.read()
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
         raise_for_status(status, raw)
@@ -185,44 +204,41 @@ class WorkerClient:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
-        body = {**text_body(body), "stream": True, "stream_options": options}
-        url = self._base + upstream_path(body)
+        body = {**body, "stream": True, "stream_options": options}
+        exchange = self._transport.post(self._url, body, timeout)
         try:
-            response = await self._session.post(url, json=body, timeout=timeout)
+            answer = await exchange.__aenter__()
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
         try:
-            if response.status >= 400:
-                raise_for_status(response.status, await _error_body(response))
-            async with contextlib.aclosing(_iter_sse(response)) as deltas:
+            if answer.status >= 400:
+                raise_for_status(answer.status, await _error_body(answer))
+            async with contextlib.aclosing(_iter_sse(answer.chunks())) as deltas:
                 async for delta in deltas:
                     yield delta
         finally:
-            if response.content.at_eof():
-                response.release()  # read to its end: the connection goes back to the pool
-            else:
-                response.close()  # cancelled, closed early or broken: vLLM aborts the request
+            await exchange.__aexit__(None, None, None)  # released if read to its end, or closed
 
 
-async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+async def _error_body(answer: Answer) -> bytes:
     """The body of an error answer, for its message; the status alone decides the error."""
     try:
-        return await response.read()
+        return await answer.read()
     except _TRANSPORT_ERRORS:
         return b""
 
 
-async def _iter_sse(response: aiohttp.ClientResponse) -> AsyncGenerator[Delta, None]:
+async def _iter_sse(chunks: AsyncIterator[bytes]) -> AsyncGenerator[Delta, None]:
     """The deltas of an SSE body, which is read to its end after ``[DONE]``."""
     tail = b""
     try:
-        async for data in response.content.iter_any():
+        async for data in chunks:
             lines = (tail + data).split(b"\n")
             tail = lines.pop()  # a line not yet complete
             for line in lines:
                 deltas = _event(line)
                 if deltas is None:
-                    await _drain(response)
+                    await _drain(chunks)
                     return
                 for delta in deltas:
                     yield delta
@@ -233,12 +249,13 @@ async def _iter_sse(response: aiohttp.ClientResponse) -> AsyncGenerator[Delta, N
     raise UpstreamError("worker stream ended without [DONE]")
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
     """Read the body's end after ``[DONE]`` (the last chunk of a chunked body): a connection
     released before it is closed, and the next stream would open a new one. The answer is
     complete by then, so a failure here only costs the connection."""
     with contextlib.suppress(*_TRANSPORT_ERRORS):
-        await response.content.read()
+        async for _ in chunks:
+            pass
 
 
 def _event(line: bytes) -> list[Delta] | None:
@@ -260,37 +277,28 @@ def _chunk_error(chunk: Mapping[str, Any]) -> str:
 
 
 class WorkerClients:
-    """One ``WorkerClient`` per worker URL, all over one ``aiohttp.ClientSession``.
+    """One ``WorkerClient`` per worker URL, all over one ``Transport`` (by default an
+    ``AiohttpTransport`` of at most ``max_connections`` connections), closed by ``close``."""
 
-    The session is made on first use, inside the running event loop (aiohttp requires it),
-    holds at most ``max_connections`` connections in all, and is closed by ``close``.
-    """
-
-    def __init__(self, max_connections: int) -> None:
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, max_connections: int, transport: Transport | None = None) -> None:
+        self._own: AiohttpTransport | None = None
+        if transport is None:
+            transport = self._own = AiohttpTransport(max_connections)
+        self._transport = transport
         self._clients: dict[str, WorkerClient] = {}
 
     def get(self, base_url: str) -> WorkerClient:
         client = self._clients.get(base_url)
         if client is None:
-            client = self._clients[base_url] = WorkerClient(self._open(), base_url)
+            client = self._clients[base_url] = WorkerClient(self._transport, base_url)
         return client
 
     def forget(self, base_url: str) -> None:
         """Drop a worker that is gone (its idle connections expire on their own)."""
         self._clients.pop(base_url, None)
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, keepalive_timeout=KEEPALIVE_S
-            )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        return self._session
-
     async def close(self) -> None:
+        """Close the transport this made (a transport passed in is its owner's to close)."""
         self._clients.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._own is not None:
+            await self._own.close()

@@ -26,7 +26,7 @@ health checks eject (a hung process or a lost node sends no reset) moves to anot
 Cancellation (the service's deadline, a client gone) cancels the upstream call and closes its
 connection, so vLLM aborts the generation; the worker is neither blamed nor retried.
 
-Chat calls (the data plane) share one aiohttp session (``workers.client.WorkerClients``);
+Chat calls (the data plane) share one transport (``workers.transport``: an aiohttp session);
 health checks, ``/metrics`` scrapes and discovery use the pool's ``httpx.AsyncClient``.
 """
 
@@ -63,6 +63,7 @@ from workers.discovery import DnsDiscovery, Resolver, reconcile, resolve_address
 from workers.outage import retry_after, unavailable
 from workers.signals import SignalBoard, scrape
 from workers.streams import after_output, interrupted
+from workers.transport import Transport
 from workers.worker import (
     Worker,
     answered,
@@ -93,16 +94,17 @@ class WorkerPool:
         rng: random.Random | None = None,
         resolver: Resolver = resolve_addresses,
         transport: httpx.AsyncBaseTransport | None = None,
+        chat_transport: Transport | None = None,
     ) -> None:
-        """``clock``, ``rng``, ``resolver`` and ``transport`` (the httpx control plane's:
-        health checks, ``/metrics``) are seams for tests."""
+        """``clock``, ``rng``, ``resolver``, ``transport`` (the httpx control plane's: health
+        checks, ``/metrics``) and ``chat_transport`` (the data plane's) are seams for tests."""
         self._tiers = tiers
         self._config = config
         self._clock = clock
         self._rng = rng or random.Random()
         limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=64)
         self._http = httpx.AsyncClient(limits=limits, trust_env=False, transport=transport)
-        self._chat = WorkerClients(config.max_connections)
+        self._chat = WorkerClients(config.max_connections, chat_transport)
         self.signals = SignalBoard(config.signal_max_age_s, clock)
         self.workers: dict[str, list[Worker]] = {
             name: [self._new_worker(name, url) for url in tier.urls()]

@@ -1,15 +1,23 @@
-"""The data plane (``workers.client``, aiohttp) against ``FakeUpstream`` on real sockets: how
-every upstream failure is translated, timeouts, connection reuse and release.
+"""The data plane (``workers.client``): how every upstream answer and failure is translated,
+timeouts, connection reuse and release.
 
 The translation decides what the pool may retry: ``WorkerFailed`` (nothing was streamed; try
 another worker), ``InvalidRequest`` (the client's fault: vLLM's message, no retry) or
-``UpstreamError``.
+``UpstreamError``. Parsing and translation run over ``Canned``, a transport with no socket
+(``workers.transport``); what depends on the network (a refused connection, a reset, read
+timeouts, keep-alive, closing a connection so vLLM aborts) runs over the real aiohttp
+transport against ``FakeUpstream`` on loopback.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
+import aiohttp
 import pytest
 
 from core.backend import Completion, Delta
@@ -18,9 +26,62 @@ from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream, eventua
 from workers.client import WorkerClients, attempt_timeout
 from workers.config import PoolConfig, TierConfig
 from workers.pool import WorkerPool
+from workers.transport import Answer, Exchange
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 SECONDS = attempt_timeout(5.0, 2.0)
+
+
+@dataclass
+class Canned:
+    """A transport answering every call with ``status`` and a body in ``parts``; with
+    ``broken`` the connection breaks after them. ``sent`` holds the bodies it was given,
+    ``complete`` whether each answer was read to its end when it was left."""
+
+    status: int = 200
+    parts: tuple[bytes, ...] = ()
+    broken: bool = False
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    complete: list[bool] = field(default_factory=list)
+
+    def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange:
+        self.sent.append(body)
+        return CannedExchange(self)
+
+
+class CannedExchange:
+    def __init__(self, canned: Canned) -> None:
+        self.canned, self.status, self._left = canned, canned.status, list(canned.parts)
+
+    async def __aenter__(self) -> Answer:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:  # fmt: skip
+        self.canned.complete.append(not self._left and not self.canned.broken)
+
+    async def read(self) -> bytes:
+        return b"".join([part async for part in self.chunks()])
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while self._left:
+            yield self._left.pop(0)
+        if self.canned.broken:
+            raise aiohttp.ClientPayloadError("connection reset")
+
+
+def sse(*events: dict[str, Any] | str) -> tuple[bytes, ...]:
+    """One SSE event per part, ``[DONE]`` for a string."""
+    return tuple(b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode())
+                 + b"\n\n" for e in events)  # fmt: skip
+
+
+def token(text: str) -> dict[str, Any]:
+    return {"model": MODEL, "choices": [{"index": 0, "delta": {"content": text}}]}
+
+
+def over(canned: Canned) -> WorkerClients:
+    return WorkerClients(max_connections=1, transport=canned)
 
 
 @pytest.fixture
@@ -48,20 +109,50 @@ async def stream(clients: WorkerClients, url: str, got: list[Delta], read_s: flo
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [("503", WorkerFailed), ("429", WorkerFailed), ("400", InvalidRequest),
-     ("422", InvalidRequest), ("404", UpstreamError)],
+    [(503, WorkerFailed), (500, WorkerFailed), (429, WorkerFailed), (400, InvalidRequest),
+     (422, InvalidRequest), (404, UpstreamError)],
 )  # fmt: skip
 async def test_an_error_status_is_translated_by_whose_fault_it_is(
-    fake: FakeUpstream, clients: WorkerClients, status: str, error: type[TtcError]
+    status: int, error: type[TtcError]
 ) -> None:
-    fake.mode = status
+    body = json.dumps({"error": {"message": f"fake answered {status}"}}).encode()
+    canned = Canned(status, (body,))
     with pytest.raises(error, match=f"fake answered {status}") as info:
-        await chat(clients, fake.url)
+        await chat(over(canned), "http://w")
     assert type(info.value) is error
     got: list[Delta] = []
     with pytest.raises(error, match=f"fake answered {status}"):
-        await stream(clients, fake.url, got)
-    assert got == []
+        await stream(over(canned), "http://w", got)
+    assert got == [] and canned.complete == [True, True]
+
+
+async def test_an_error_status_over_a_socket_keeps_vllms_message(
+    fake: FakeUpstream, clients: WorkerClients
+) -> None:
+    fake.mode = "503"
+    with pytest.raises(WorkerFailed, match="worker answered 503: fake answered 503"):
+        await chat(clients, fake.url)
+
+
+async def test_a_stream_asks_for_usage_and_keeps_the_callers_stream_options() -> None:
+    canned = Canned(200, sse(token("a"), "[DONE]"))
+    body = {**BODY, "stream_options": {"continuous_usage_stats": True}}
+    got = [d async for d in over(canned).get("http://w").stream(body, SECONDS)]
+    assert [d.text for d in got] == ["a"]
+    assert canned.sent[0]["stream"] is True
+    assert canned.sent[0]["stream_options"] == {"continuous_usage_stats": True,
+                                                "include_usage": True}  # fmt: skip
+
+
+async def test_events_split_across_reads_are_parsed_whole_and_usage_ends_the_stream() -> None:
+    whole = b"".join(sse(token("ab"), {"model": MODEL, "choices": [], "usage": {
+        "prompt_tokens": 5, "completion_tokens": 2}}, "[DONE]"))  # fmt: skip
+    canned = Canned(200, tuple(whole[i : i + 7] for i in range(0, len(whole), 7)))
+    got: list[Delta] = []
+    await stream(over(canned), "http://w", got)
+    assert [d.text for d in got] == ["ab", ""]
+    assert got[-1].usage is not None and got[-1].usage.completion_tokens == 2
+    assert canned.complete == [True]  # read to its end: the connection could be reused
 
 
 async def test_a_refused_connection_is_worker_failed(clients: WorkerClients) -> None:
@@ -72,28 +163,38 @@ async def test_a_refused_connection_is_worker_failed(clients: WorkerClients) -> 
         await stream(clients, dead, [])
 
 
-async def test_an_answer_that_is_not_json_is_an_upstream_error(
-    fake: FakeUpstream, clients: WorkerClients
-) -> None:
-    fake.mode = "garbage"
+async def test_an_answer_that_is_not_json_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError, match="malformed completion"):
-        await chat(clients, fake.url)
+        await chat(over(Canned(200, (b"<html>not json</html>",))), "http://w")
 
 
 @pytest.mark.parametrize(
-    ("mode", "message"),
-    [("die", "stream broke"), ("error_event", "stream error: engine overloaded"),
-     ("no_done", "ended without \\[DONE\\]")],
+    ("canned", "message"),
+    [(Canned(200, sse(token("x"), token("y")), broken=True), "stream broke"),
+     (Canned(200, sse(token("x"), token("y"), {"error": {"message": "engine overloaded"}})),
+      "stream error: engine overloaded"),
+     (Canned(200, sse(token("x"), token("y"))), "ended without \\[DONE\\]"),
+     (Canned(200, (*sse(token("x"), token("y")), b"data: {not json\n\n")), "malformed")],
 )  # fmt: skip
 async def test_a_stream_going_wrong_after_output_is_an_upstream_error(
-    fake: FakeUpstream, clients: WorkerClients, mode: str, message: str
+    canned: Canned, message: str
 ) -> None:
-    fake.mode = mode
     got: list[Delta] = []
     with pytest.raises(UpstreamError, match=message) as info:
-        await stream(clients, fake.url, got)
+        await stream(over(canned), "http://w", got)
     assert type(info.value) is UpstreamError
-    assert "".join(d.text for d in got) == "x" * (3 if mode == "die" else TOKENS)
+    assert "".join(d.text for d in got) == "xy"
+
+
+async def test_a_worker_dying_mid_stream_is_an_upstream_error_after_its_output(
+    fake: FakeUpstream, clients: WorkerClients
+) -> None:
+    """A real reset (the fake aborts its socket), as when the worker's process is killed."""
+    fake.mode = "die"
+    got: list[Delta] = []
+    with pytest.raises(UpstreamError, match="stream broke"):
+        await stream(clients, fake.url, got)
+    assert "".join(d.text for d in got) == "xxx"
 
 
 async def test_silence_before_the_answer_is_worker_failed_and_after_it_an_upstream_error(

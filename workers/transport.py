@@ -1,0 +1,113 @@
+"""The data plane's seam: one method that POSTs a JSON body and hands back the answer.
+
+``WorkerClient`` (``workers.client``) speaks OpenAI over a ``Transport``, as httpx's clients
+speak HTTP over a transport: ``AiohttpTransport`` is the real one (a shared
+``aiohttp.ClientSession``, keep-alive on); a test passes a fake and needs no socket where a
+socket is not the point (parsing, error translation). Tests of timeouts, resets and
+connection reuse keep the real transport against ``FakeUpstream``.
+
+Contract of ``post``: entering the context sends the request and waits for the status line
+(a refused connection or a timeout raises ``aiohttp.ClientError`` or ``TimeoutError``);
+``Answer.read`` returns the whole body, ``Answer.chunks`` yields it as it arrives (raising the
+same errors if the connection breaks). Leaving the context returns the connection to the pool
+if the body was read to its end, and closes it otherwise, so vLLM sees the disconnect and
+aborts the generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Protocol
+
+import aiohttp
+
+
+class Answer(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class Exchange(Protocol):
+    async def __aenter__(self) -> Answer: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class Transport(Protocol):
+    def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange: ...
+
+
+class _AiohttpAnswer:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+
+class _AiohttpExchange:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
+    ) -> None:  # fmt: skip
+        self._send = (session, url, body, timeout)
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> Answer:
+        session, url, body, timeout = self._send
+        self._response = await session.post(url, json=body, timeout=timeout)
+        return _AiohttpAnswer(self._response)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        response = self._response
+        if response is None:
+            return
+        if response.content.at_eof():
+            response.release()  # read to its end: the connection goes back to the pool
+        else:
+            response.close()  # cancelled, closed early or broken: vLLM aborts the request
+
+
+class AiohttpTransport:
+    """The real transport: one ``aiohttp.ClientSession``, made on first use inside the running
+    event loop (aiohttp requires it), at most ``max_connections`` connections in all."""
+
+    # Below uvicorn's (so vLLM's) default 5 s keep-alive: we drop an idle connection before
+    # the server does, so a request is never sent on a connection the server is just closing.
+    KEEPALIVE_S = 4.0
+
+    def __init__(self, max_connections: int) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange:
+        return _AiohttpExchange(self._open(), url, body, timeout)
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, keepalive_timeout=self.KEEPALIVE_S
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
