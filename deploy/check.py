@@ -5,7 +5,8 @@
    the image installs it, builds the gateway app (``deploy/image.py``).
 2. ``docker compose config`` without a profile and with each profile; every gateway config the
    stack mounts loads with ``server.config.load_settings`` and its endpoints are services of the
-   same profile; Prometheus scrapes only services of the stack.
+   same profile; every worker of a tier that calls tools carries its tool-call parser flags
+   (``deploy/tool_flags.py``); Prometheus scrapes only services of the stack.
 3. ``kubectl kustomize`` of each overlay piped into ``kubernetes-validate --strict``, plus the
    cross-checks of ``deploy/kube.py`` (CRDs, gateway config, probes, draining).
 4. The Grafana dashboard parses, uses the provisioned datasource, and every metric it queries is
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `deploy` and the packages importable
     sys.path.insert(0, str(ROOT))
 
+from deploy import tool_flags  # noqa: E402
 from deploy.dashboard import dashboard_problems  # noqa: E402
 from deploy.image import check_image_install  # noqa: E402
 from deploy.kube import CONFIG_PATH, check_overlay, crd_note  # noqa: E402
@@ -109,6 +111,8 @@ def check_compose(profile: str | None) -> Problems:
         except ConfigError as exc:
             problems.append(f"service {service}: {exc}")
             continue
+        workers = tool_flags.compose_worker_args(services)
+        problems += tool_flags.problems(settings, workers, f"{path.name} (service {service})")
         for what, host, _ in upstreams(settings):
             if host not in names:
                 problems.append(f"{path.name} (service {service}): {what} calls {host}, "

@@ -4,7 +4,8 @@
 has no schema for (``CRD_KINDS``) are not sent to it; this module checks them instead: a
 ServiceMonitor's selector must match a Service that has the port it scrapes. The gateway's
 rendered ConfigMap must be a valid config whose endpoints are rendered Services, and the gateway
-must probe /health (liveness) and /ready (readiness) and drain before it is killed.
+must probe /health (liveness) and /ready (readiness) and drain before it is killed; every
+worker of a tier that calls tools carries its tool-call parser flags (``deploy.tool_flags``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from deploy import tool_flags
 from deploy.tools import run, tool, upstreams
 
 CONFIG_PATH = "/etc/ttc/config.yaml"  # where the gateway Deployment mounts its config
@@ -113,9 +115,10 @@ def check_gateway_config(docs: list[dict[str, Any]]) -> Problems:
         return [str(exc)]
     services = {service_host(s): {p["port"] for p in s["spec"]["ports"]}
                 for s in of_kind(docs, "Service")}  # fmt: skip
-    return [f"ConfigMap {name}: {what} calls {host}:{port}, not a rendered Service port"
-            for what, host, port in upstreams(settings)
-            if port not in services.get(host, set())]  # fmt: skip
+    flags = tool_flags.problems(settings, tool_flags.kube_worker_args(docs), f"ConfigMap {name}")
+    return flags + [f"ConfigMap {name}: {what} calls {host}:{port}, not a rendered Service port"
+                    for what, host, port in upstreams(settings)
+                    if port not in services.get(host, set())]  # fmt: skip
 
 
 def check_overlay(overlay: Path) -> Problems:

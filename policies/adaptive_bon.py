@@ -9,6 +9,10 @@ gated first sample is greedy (``greedy_first``) whatever the client sent, and ev
 uses the client's ``temperature`` when set, else ``params.temperature``. A client ``seed`` is
 offset by the samples already drawn, so a later round does not repeat an earlier one.
 
+A tools request votes on the calls instead of extracted answers (``policies.tool_votes``: name
+plus canonical JSON arguments, or "no call"; invalid calls vote for nothing) and returns the
+winning sample's ``tool_calls``.
+
 After each round the extracted answers (``params.answer_mode``) are tallied and sampling stops
 with one of these ``stop_reason`` values:
 
@@ -49,6 +53,7 @@ from core.usage import UsageLedger
 from policies.answers import answer_span_confidence, cluster_key, extract_answer
 from policies.base import Registration, stream_whole
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
+from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import (
     Tally,
     Vote,
@@ -105,12 +110,19 @@ class _Draw:
     requested: int = 0
     rounds: int = 0
     question: str | None = None
+    schemas: Schemas | None = None  # a tools request: samples vote on their calls
+
 
     def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
         self.rounds += 1
         self.requested += requested
         self.samples.extend(choices)
-        self.answers.extend(extract_answer(c.text, mode, question=self.question) for c in choices)
+        self.answers.extend(self._answer(c, mode) for c in choices)
+
+    def _answer(self, choice: Choice, mode: str) -> str | None:
+        if self.schemas is not None:
+            return vote_key(sample_tool_calls(choice.raw), self.schemas)
+        return extract_answer(choice.text, mode, question=self.question)
 
     def votes(self, keys: Sequence[str | None] | None = None) -> list[Vote]:
         """One vote per sample, on its extracted answer or on ``keys``."""
@@ -139,7 +151,7 @@ class AdaptiveBonPolicy:
         p = self.params
         required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
-        draw = _Draw(question=req.question)
+        draw = _Draw(question=req.question, schemas=_tool_schemas(req))
         reason: str | None = None
         while reason is None:
             size = self._round_size(draw)
@@ -214,6 +226,7 @@ class AdaptiveBonPolicy:
                 text=draw.samples[position].text,
                 finish_reason=draw.samples[position].finish_reason or "stop",
                 logprobs=draw.samples[position].raw.get("logprobs") if keep_logprobs else None,
+                tool_calls=sample_tool_calls(draw.samples[position].raw),
             )
             for index, position in enumerate(ranked[: req.n])
         )
@@ -251,6 +264,14 @@ class AdaptiveBonPolicy:
             gate_value = first_sample_confidence(draw)
             report["first_sample_confidence"] = None if gate_value is None else round(gate_value, 4)
         return report
+
+
+def _tool_schemas(req: GenRequest) -> Schemas | None:
+    """The offered functions' schemas when the samples may call them (``policies.tool_votes``)."""
+    tools = req.passthrough.get("tools")
+    if not tools or req.passthrough.get("tool_choice") == "none":
+        return None
+    return tool_schemas(tools)
 
 
 def first_sample_confidence(draw: _Draw) -> float | None:

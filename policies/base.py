@@ -55,5 +55,8 @@ async def stream_whole(
         if choice.reasoning:  # the thinking first, as a reasoning tier streams it
             yield Delta(index=choice.index, reasoning=choice.reasoning)
         yield Delta(index=choice.index, text=choice.text)
+        if choice.tool_calls:  # the calls whole, as the first delta of a streamed call would
+            calls = [{"index": i, **call} for i, call in enumerate(choice.tool_calls)]
+            yield Delta(index=choice.index, raw={"delta": {"tool_calls": calls}})
         yield Delta(index=choice.index, finish_reason=choice.finish_reason)
     yield result

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from policies import registry
 from policies.params import error_field
 from router.predictor import HeuristicConfig, LearnedConfig, PredictorConfig
+from router.tools import ToolsConfig
 
 
 class _Section(BaseModel):
@@ -124,6 +125,7 @@ class RouterConfig(_Section):
     load: LoadConfig = LoadConfig()
     traces: TracesConfig = TracesConfig()
     shadow: ShadowConfig = ShadowConfig()
+    tools: ToolsConfig = ToolsConfig()
 
     @model_validator(mode="after")
     def _ordered_bands(self) -> RouterConfig:
@@ -139,6 +141,7 @@ class RouterConfig(_Section):
         named = [(f"router.bands.{b.name}.tier", b.tier) for b in self.bands]
         named += [(f"router.shadow.bands.{b.name}.tier", b.tier) for b in self.shadow.bands or ()]
         named.append(("router.probe.tier", self.probe.tier))
+        named.append(("router.tools.tier", self.tools.tier))
         return [
             f"{key}: unknown tier {tier!r}" for key, tier in named if tier and tier not in tiers
         ]

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from core.backend import Backend
 from core.errors import ModelNotFound, TtcError
+from core.profile import ModelProfile
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import TokenUsage
@@ -38,6 +39,7 @@ from router.predictor import DifficultyPredictor, build
 from router.probe import FirstTokenProbe, ProbeFailed, Prober, ProbeResult
 from router.routed import Recorder, Routing
 from router.stats import LocalStats, StatsSource
+from router.tools import ToolTiers, tool_params
 
 AUTO_MODEL = "auto"
 
@@ -55,12 +57,15 @@ class Router:
         prober: Prober | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        profiles: Mapping[str, ModelProfile] | None = None,
     ) -> None:
         problems = config.unknown_tiers(tiers)
         if problems:
             raise ValueError("; ".join(problems))
         self._config = config
         self._policies = policies
+        self._profiles: Mapping[str, ModelProfile] = profiles or {}
+        self._tool_tiers = ToolTiers(self._profiles, config.tools.tier)  # router.tools
         self._tiers = tiers
         self._predictor: DifficultyPredictor = build(config.predictor)
         self._prober: Prober = prober or FirstTokenProbe(config.probe)
@@ -202,10 +207,10 @@ class Router:
             if req.model not in self._tiers:
                 raise ModelNotFound(f"The model '{req.model}' does not exist", param="model")
             reasons.append(f"tier pinned by model: {req.model}")
-            return req.model
+            return self._tool_tiers.tier_for(req, req.model, pinned=True, reasons=reasons)
         tier = band.tier or self.default_tier
         reasons.append(f"tier from band {band.name}: {tier}")
-        return tier
+        return self._tool_tiers.tier_for(req, tier, pinned=False, reasons=reasons)
 
     def _params(
         self, req: GenRequest, band: Band, tier: str, scale: float, reasons: list[str], count: bool
@@ -226,11 +231,8 @@ class Router:
             if pinned is None and band.upper <= self._config.load.easy_upto:
                 params = without_speculation(params, reasons)
         params = overrides.scale_budget(params, scale, self._policies.caps)
-        if req.needs_single and params.name != "single":
-            reason = f"tools/response_format need one plain sample; {params.name} skipped"
-            params = self._policies.named("single")
-            reasons.append(reason)
-            return params
+        if req.needs_single:
+            return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
         if pinned is None and params.name == "adaptive_bon" and _greedy(req):
             params = self._policies.named("single")
             reasons.append("temperature 0: identical samples cannot vote; single")
@@ -250,7 +252,7 @@ class Router:
             effort=self._config.effort,
             probe=ProbeConfig(mode="never"),
         )
-        return Router(config, self._policies, self._tiers)
+        return Router(config, self._policies, self._tiers, profiles=self._profiles)
 
 
 def _effort(table: EffortTable, level: str | None) -> EffortConfig:

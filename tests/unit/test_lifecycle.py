@@ -31,7 +31,9 @@ QUESTION: Any = [{"role": "user", "content": "What is the capital of France?"}]
 
 def settings(**router: Any) -> Settings:
     return settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+        # profile smollm2: the tier can call tools (requests with tools reach the backend)
+        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
+                            "profile": "smollm2"}},
         "server": {"request_timeout_s": 0.5, "stream_keepalive_s": 0.05},
         "router": router,
     })  # fmt: skip

@@ -23,7 +23,8 @@ def test_unknown_model_lists_known_ones() -> None:
 
 
 def test_prepared_only_when_marker_matches_source(tmp_path: Path) -> None:
-    (tmp_path / "ttc-model.json").write_text(json.dumps({"format": 1, "source_sha256": "abc"}))
+    record = {"format": models._FORMAT_VERSION, "source_sha256": "abc"}
+    (tmp_path / "ttc-model.json").write_text(json.dumps(record))
     assert models.is_prepared(tmp_path, "abc")
     assert not models.is_prepared(tmp_path, "def")
     (tmp_path / "ttc-model.json").write_text("{not json")
