@@ -14,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.backend import Backend
 from router.router import AUTO_MODEL, Router
-from server import errors, openapi, routes
+from server import admin, errors, openapi, routes
 from server.auth import Guard
+from server.boundary import Boundary
 from server.config import Settings
 from server.context import AppContext
 from server.lifecycle import RequestLifecycle
@@ -116,6 +117,8 @@ def create_app(
     app.include_router(routes.api)
     openapi.install(app, routes.BODIES)
     _add_operational_routes(app, state)
+    admin.protect(app, settings.server)  # admin key on /metrics and docs; CORS
+    app.add_middleware(Boundary)  # outermost: a client gone is INFO, a bug one traceback
     return app
 
 

@@ -26,6 +26,23 @@ err = Console(stderr=True)
 DEFAULT_CONFIG = Path("config/default.yaml")
 
 
+# Loud at debug (httpcore wrote 81,050 lines in 10 minutes of load) and about their own
+# plumbing: kept at warning unless ``server.log_levels`` names them.
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aiohttp", "asyncio", "urllib3", "redis",
+                 "multipart", "watchfiles")  # fmt: skip
+
+
+def configure_logging(level: str, levels: dict[str, str]) -> None:
+    """Root at ``level``; third-party loggers at warning; ``levels`` (per logger) wins."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, named in levels.items():
+        logging.getLogger(name).setLevel(named.upper())
+
+
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option(help="YAML config file")] = DEFAULT_CONFIG,
@@ -44,9 +61,7 @@ def serve(
             update={k: v for k, v in {"port": port, "host": host}.items() if v is not None}
         )
         settings = settings.model_copy(update={"server": server})
-        fmt = "%(asctime)s %(name)s %(message)s"
-        logging.basicConfig(level=server.log_level.upper(), format=fmt)
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call else
+        configure_logging(server.log_level, server.log_levels)
         application = create_app(settings, config_path=config)
     except (ConfigError, ValueError) as exc:  # ValueError: e.g. a key_env variable not set
         err.print(f"[red]invalid config {config}: {exc}[/red]")

@@ -35,6 +35,19 @@ class ServerConfig(_Section):
     request_timeout_s: float = Field(600.0, gt=0, description="deadline of one request")
     stream_keepalive_s: float = Field(5.0, gt=0, description="SSE comment interval while busy")
     log_level: str = "info"
+    log_levels: dict[str, str] = Field(
+        default_factory=dict,
+        description="per-logger levels, e.g. {httpcore: debug}; third-party loggers (httpx,"
+        " httpcore, aiohttp, ...) stay at warning unless named here",
+    )
+    admin_key_env: str | None = Field(
+        None,
+        description="env var holding the admin key that /metrics, /docs, /redoc and"
+        " /openapi.json then require (null: open, as before)",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (), description="browser origins allowed to call the API (CORS); empty: none"
+    )
 
 
 class Settings(BaseSettings):
@@ -73,6 +86,8 @@ class Settings(BaseSettings):
         if self.router.default_tier and self.router.default_tier not in self.tiers:
             raise ValueError(f"router.default_tier: unknown tier {self.router.default_tier!r}")
         if problems := self.router.unknown_tiers(tuple(self.tiers)):
+            raise ValueError("; ".join(problems))
+        if problems := self.policies.unknown_tiers(tuple(self.tiers)):
             raise ValueError("; ".join(problems))
         if self.policies.default not in registry.names():
             raise ValueError(f"policies.default: unknown policy {self.policies.default!r}")
