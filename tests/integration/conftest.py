@@ -1,9 +1,10 @@
 """Session fixtures: one real vLLM CPU worker and one gateway, started once per test session.
 
 The worker is started with ``ttc worker`` (SmolLM2-135M, served also as ``small`` and ``large``
-so one worker can stand in for two tiers). Set ``TTC_TEST_WORKER_URL`` to reuse a worker that is
-already running (development); CI starts its own. Gateways run as ``ttc serve`` subprocesses
-with a generated config; ``start_gateway`` starts extra ones with other settings.
+so one worker can stand in for two tiers) with the ``smollm2`` profile's tool-call parser.
+Set ``TTC_TEST_WORKER_URL`` to reuse a worker that is already running (development); CI starts
+its own. Gateways run as ``ttc serve`` subprocesses with a generated config; ``start_gateway``
+starts extra ones with other settings.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
         "small",
         "--served-name",
         "large",
+        "--profile",
+        "smollm2",  # its tool-call parser: one session worker serves the tool tests too
     )
     with log.open("wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

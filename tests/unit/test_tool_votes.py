@@ -135,3 +135,24 @@ async def test_a_streamed_vote_sends_the_winning_call_as_a_delta() -> None:
     sent = [d.raw["delta"]["tool_calls"] for d in deltas if d.raw]
     assert sent == [[{"index": 0, **call(PARIS)}]]
     assert deltas[-1].finish_reason == "tool_calls"
+
+
+async def test_through_the_gateway_the_sdk_gets_the_majority_call_and_the_split() -> None:
+    from server.app import create_app
+    from tests.unit.test_lifecycle import client_for, settings
+
+    backend = CallingBackend(iter([PARIS, LYON, PARIS, "{bad", PARIS]))
+    client = client_for(create_app(settings(), backend=backend))  # type: ignore[arg-type]
+    tools: Any = [WEATHER]
+    reply = await client.chat.completions.create(
+        model="small", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools,
+        extra_body={"ttc": {"policy": "adaptive_bon", "min_samples": 3, "max_samples": 5,
+                            "single_sample_confidence": None}},
+    )  # fmt: skip
+    call: Any
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.function.arguments == PARIS and reply.choices[0].finish_reason == "tool_calls"
+    ttc: Any = reply.model_extra["ttc"]  # type: ignore[index]
+    assert ttc["votes"] == {'get_weather({"city":"Paris"})': 3, 'get_weather({"city":"Lyon"})': 1}
+    assert ttc["samples"] == 5
+    assert reply.usage is not None and reply.usage.completion_tokens == 60
