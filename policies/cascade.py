@@ -3,7 +3,9 @@
 The small tier runs ``adaptive_bon`` with at most ``small_max_samples`` samples. When its
 report's ``confidence`` is below ``escalate_below``, or it extracted no answer at all, the
 large tier answers with ``large_policy`` (``single``, or ``adaptive_bon`` with its defaults)
-and that answer is returned. Usage holds every token of both stages, itemised by tier.
+and that answer is returned. Usage holds every token of both stages, itemised by tier. The
+tiers come from the config (``policies.tiers``: named, else the cheapest and the dearest); on
+a one-tier config both stages run on it, so escalation only spends a larger vote.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from policies.adaptive_bon import AdaptiveBonParams
 from policies.base import Policy, Registration, stream_whole
 from policies.params import Budget, PolicyParams, TierRole
 from policies.single import SingleParams
+from policies.tiers import resolved_tier
 
 # Report fields of each stage worth repeating in the cascade's own report.
 _STAGE_FIELDS = ("samples", "confidence", "answer", "stop_reason", "early_stopped")
@@ -32,8 +35,9 @@ class CascadeParams(PolicyParams):
     """Try the small tier cheaply; escalate to the large tier when it is unsure."""
 
     name: Literal["cascade"] = "cascade"
-    small_tier: Annotated[str, TierRole("cheapest")] = "small"
-    large_tier: Annotated[str, TierRole("dearest")] = "large"
+    # None: the cheapest / dearest configured tier (``policies.tiers``).
+    small_tier: Annotated[str | None, TierRole("cheapest")] = None
+    large_tier: Annotated[str | None, TierRole("dearest")] = None
     small_max_samples: Annotated[int, Budget("max_samples")] = Field(4, ge=1, le=64)
     escalate_below: float = Field(0.8, ge=0.0, le=1.0)
     large_policy: Literal["single", "adaptive_bon"] = "adaptive_bon"
@@ -81,12 +85,14 @@ class CascadePolicy:
 
     def __init__(self, params: CascadeParams, build: PolicyFactory = registry.build) -> None:
         self.params = params
+        self.small_tier = resolved_tier(params, "small_tier")
+        self.large_tier = resolved_tier(params, "large_tier")
         self._build = build
 
     async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
         small_spec = small_params(self.params)
-        small = await self._stage(req, decision, backend, self.params.small_tier, small_spec)
-        small_summary = stage_report(small.report, self.params.small_tier, small_spec.name)
+        small = await self._stage(req, decision, backend, self.small_tier, small_spec)
+        small_summary = stage_report(small.report, self.small_tier, small_spec.name)
         if not should_escalate(small.report, self.params.escalate_below):
             return PolicyResult(
                 choices=small.choices,
@@ -94,8 +100,8 @@ class CascadePolicy:
                 report=self._report(small_summary, None, small.report),
             )
         large_spec = large_params(self.params)
-        large = await self._stage(req, decision, backend, self.params.large_tier, large_spec)
-        large_summary = stage_report(large.report, self.params.large_tier, large_spec.name)
+        large = await self._stage(req, decision, backend, self.large_tier, large_spec)
+        large_summary = stage_report(large.report, self.large_tier, large_spec.name)
         return PolicyResult(
             choices=large.choices,
             usage=merged_usage(small.usage, large.usage),
@@ -124,7 +130,7 @@ class CascadePolicy:
         report: dict[str, Any] = {
             "escalated": escalated,
             "escalate_below": self.params.escalate_below,
-            "final_tier": self.params.large_tier if escalated else self.params.small_tier,
+            "final_tier": self.large_tier if escalated else self.small_tier,
             "small": small,
             "samples": int(small.get("samples", 0)) + int((large or {}).get("samples", 0)),
             "answer": final.get("answer"),

@@ -8,13 +8,14 @@ takes its model's defaults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, model_validator
 
 from policies import registry
 from policies.params import P, PolicyCaps, PolicyParams
+from policies.tiers import unknown_tiers
 
 
 def _as_params(data: Any) -> Any:
@@ -50,6 +51,14 @@ class PoliciesConfig(BaseModel):
             elif not isinstance(given, registration.params):
                 raise ValueError(f"{name}: expected {registration.params.__name__}")
         return out
+
+    def unknown_tiers(self, tiers: Sequence[str]) -> list[str]:
+        """Tiers the policies' sections name that ``tiers`` does not define."""
+        return [
+            f"policies.{name}.{problem}"
+            for name, params in (self.__pydantic_extra__ or {}).items()
+            for problem in unknown_tiers(params, tiers)
+        ]
 
     def named(self, name: str) -> PolicyParams:
         """The configured params of policy ``name`` (KeyError if none is registered so)."""

@@ -10,6 +10,8 @@ step, at ``max_steps`` steps, or when the settled steps have spent the request's
 
 Usage kinds: ``draft`` (every draft, accepted or not) on the draft tier, ``judge`` and ``sample``
 (steps the judge tier rewrote) on the judge tier. ``stream`` emits each step once it is settled.
+The two tiers come from the config (``policies.tiers``: named, else cheapest drafts and dearest
+judges); on a one-tier config that tier does both, which checks the mechanics, not a speedup.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from policies.answers import cluster_key, extract_answer
 from policies.base import Registration
 from policies.judge import choice_score, judge_body
 from policies.params import Budget, PolicyParams, TierRole
+from policies.tiers import resolved_tier
 
 BLANK_LINE = "\n\n"
 # Stop reasons that mean the answer was cut short rather than finished.
@@ -42,8 +45,9 @@ class SpeculativeParams(PolicyParams):
     """Speculative reasoning: the small tier drafts steps, the large tier judges them."""
 
     name: Literal["speculative"] = "speculative"
-    draft_tier: Annotated[str, TierRole("cheapest")] = "small"
-    judge_tier: Annotated[str, TierRole("dearest")] = "large"
+    # None: the cheapest / dearest configured tier (``policies.tiers``).
+    draft_tier: Annotated[str | None, TierRole("cheapest")] = None
+    judge_tier: Annotated[str | None, TierRole("dearest")] = None
     max_step_tokens: int = Field(64, ge=4, le=2048)
     accept_threshold: float = Field(7.0, ge=0.0, le=9.0)
     score: Literal["expected", "top"] = "expected"
@@ -166,6 +170,8 @@ class SpeculativePolicy:
 
     def __init__(self, params: SpeculativeParams) -> None:
         self.params = params
+        self.draft_tier = resolved_tier(params, "draft_tier")
+        self.judge_tier = resolved_tier(params, "judge_tier")
 
     async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
         trace = Trace(req, self.params)
@@ -194,7 +200,7 @@ class SpeculativePolicy:
 
     async def _settle(self, trace: Trace, backend: Backend) -> Step | None:
         """Draft, judge, and rewrite if rejected; None (with a stop reason) ends the chain."""
-        draft = await self._continue(trace, backend, self.params.draft_tier, "draft")
+        draft = await self._continue(trace, backend, self.draft_tier, "draft")
         if draft.ended == "eos" and not draft.text.strip():
             trace.stop_reason = "eos"
             return None
@@ -206,7 +212,7 @@ class SpeculativePolicy:
             trace.accepted += 1
             return draft
         trace.rejected += 1
-        step = await self._continue(trace, backend, self.params.judge_tier, "sample")
+        step = await self._continue(trace, backend, self.judge_tier, "sample")
         if trace.repeats(step):
             trace.stop_reason = "repeated_step"
             return None
@@ -236,7 +242,7 @@ class SpeculativePolicy:
         return Step(choice.text, completion.usage.completion_tokens, step_ending(choice, stops))
 
     async def _accepts(self, trace: Trace, backend: Backend, draft: Step) -> bool:
-        tier = self.params.judge_tier
+        tier = self.judge_tier
         body = judge_body(trace.req.messages, trace.text, draft.text)
         completion = await backend.chat(tier, body, affinity=trace.req.request_id)
         trace.ledger.add("judge", tier, completion.usage)

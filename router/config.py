@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from policies import registry
 from policies.params import error_field
+from policies.tiers import unknown_tiers
 from router.predictor import HeuristicConfig, LearnedConfig, PredictorConfig
 from router.tools import ToolsConfig
 
@@ -142,9 +143,15 @@ class RouterConfig(_Section):
         named += [(f"router.shadow.bands.{b.name}.tier", b.tier) for b in self.shadow.bands or ()]
         named.append(("router.probe.tier", self.probe.tier))
         named.append(("router.tools.tier", self.tools.tier))
-        return [
+        problems = [
             f"{key}: unknown tier {tier!r}" for key, tier in named if tier and tier not in tiers
         ]
+        for band in (*self.bands, *(self.shadow.bands or ())):
+            params = registry.validate_params({**band.params, "name": band.policy})
+            problems += [
+                f"router.bands.{band.name}.params.{p}" for p in unknown_tiers(params, tiers)
+            ]
+        return problems
 
 
 def check_bands(bands: tuple[BandConfig, ...], key: str) -> None:

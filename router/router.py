@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from core.backend import Backend
 from core.errors import ModelNotFound, TtcError
@@ -29,6 +29,7 @@ from core.usage import TokenUsage
 from policies import overrides
 from policies.config import PoliciesConfig
 from policies.params import PolicyParams
+from policies.tiers import TierLadder, with_tiers
 from router.bands import Band, build_bands, select
 from router.budget import BudgetController
 from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
@@ -45,11 +46,15 @@ AUTO_MODEL = "auto"
 
 
 class Router:
+    """Decides each request; ``tiers`` are the configured tier names, or a mapping of them to
+    ``cost_per_1k_tokens`` so that policies needing two tiers take the cheapest and the dearest
+    (``policies.tiers``; without costs the first is the cheapest)."""
+
     def __init__(
         self,
         config: RouterConfig,
         policies: PoliciesConfig,
-        tiers: tuple[str, ...],
+        tiers: Sequence[str] | Mapping[str, float],
         *,
         stats: StatsSource | None = None,
         load: LoadSignal | None = None,
@@ -59,14 +64,18 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         profiles: Mapping[str, ModelProfile] | None = None,
     ) -> None:
-        problems = config.unknown_tiers(tiers)
+        self._tiers = tuple(tiers)  # config order: the first is the default tier
+        self._tier_costs = tiers
+        self._ladder = (
+            TierLadder.by_cost(tiers) if isinstance(tiers, Mapping) else TierLadder(self._tiers)
+        )
+        problems = config.unknown_tiers(self._tiers)
         if problems:
             raise ValueError("; ".join(problems))
         self._config = config
         self._policies = policies
         self._profiles: Mapping[str, ModelProfile] = profiles or {}
         self._tool_tiers = ToolTiers(self._profiles, config.tools.tier)  # router.tools
-        self._tiers = tiers
         self._predictor: DifficultyPredictor = build(config.predictor)
         self._prober: Prober = prober or FirstTokenProbe(config.probe)
         self._bands = build_bands(config.bands, policies)
@@ -239,7 +248,10 @@ class Router:
         elif pinned is None and params.name != "single" and req.n > 1:
             params = self._policies.named("single")
             reasons.append(f"n={req.n}: the client asked for that many samples; single")
-        return overrides.with_overrides(params, req.ttc, self._policies)
+        params = overrides.with_overrides(params, req.ttc, self._policies)
+        params, notes = with_tiers(params, self._ladder)
+        reasons.extend(notes)
+        return params
 
     def _shadow_decider(self) -> Router | None:
         shadow = self._config.shadow
@@ -252,7 +264,7 @@ class Router:
             effort=self._config.effort,
             probe=ProbeConfig(mode="never"),
         )
-        return Router(config, self._policies, self._tiers, profiles=self._profiles)
+        return Router(config, self._policies, self._tier_costs, profiles=self._profiles)
 
 
 def _effort(table: EffortTable, level: str | None) -> EffortConfig:

@@ -38,7 +38,7 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
         return Router(
             settings.router,
             settings.policies,
-            tuple(settings.tiers),
+            {name: tier.cost_per_1k_tokens for name, tier in settings.tiers.items()},
             stats=SharedRouterStats(shared.stats),
             load=PoolSaturation(pool),
             shadow_backend=pool,

@@ -1,15 +1,21 @@
 """speculative and cascade end to end on the real SmolLM2 worker (tiers small and large).
 
 Both tiers are served names of the one worker, so these check the mechanics (drafts, judge
-calls, rewrites, escalation, honest usage), not that a larger model helps.
+calls, rewrites, escalation, honest usage), not that a larger model helps. The gateway here
+declares the roles (``policies.speculative.draft_tier: small``, ...); the last tests run the
+default's one-tier config, where one tier plays every role.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import openai
+import pytest
 from openai.types.chat import ChatCompletionMessageParam
+
+from tests.integration.conftest import MODEL, GatewayFactory, gateway_config
 
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "What is the capital of France? Think step by step."}
@@ -20,6 +26,31 @@ SHORT_QUESTION: list[ChatCompletionMessageParam] = [
 SPECULATIVE = {"ttc": {"policy": "speculative", "max_steps": 3}}
 # 96 tokens: room for three steps of a short chain on a worker decoding ~20 tokens/s.
 MAX_TOKENS = 96
+
+
+ROLES = {
+    "speculative": {"draft_tier": "small", "judge_tier": "large"},
+    "cascade": {"small_tier": "small", "large_tier": "large"},
+}
+
+
+def sdk(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def client(worker_url: str, start_gateway: GatewayFactory) -> Iterator[openai.OpenAI]:
+    with sdk(start_gateway(gateway_config(worker_url, policies=ROLES))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def one_tier(worker_url: str, start_gateway: GatewayFactory) -> Iterator[openai.OpenAI]:
+    """config/default.yaml's shape: one tier, no roles declared."""
+    config = gateway_config(worker_url)
+    config["tiers"] = {MODEL: config["tiers"][MODEL]}
+    with sdk(start_gateway(config)) as client:
+        yield client
 
 
 def details(usage: Any) -> dict[tuple[str, str], dict[str, int]]:
@@ -85,3 +116,17 @@ def test_cascade_reports_escalation_and_bills_the_small_tier(client: openai.Open
     assert ("sample", "small") in rows
     assert (("sample", "large") in rows) == ttc["escalated"]
     assert ttc["final_tier"] == ("large" if ttc["escalated"] else "small")
+
+
+@pytest.mark.parametrize("policy", ["speculative", "cascade"])
+def test_one_tier_runs_both_roles_on_it_and_says_so(one_tier: openai.OpenAI, policy: str) -> None:
+    reply = one_tier.chat.completions.create(
+        model="auto", messages=SHORT_QUESTION, max_tokens=32, temperature=0,
+        extra_body={"ttc": {"policy": policy, "max_steps": 2} if policy == "speculative"
+                    else {"policy": policy}},
+    )  # fmt: skip
+    assert reply.choices[0].message.content
+    ttc = (reply.model_extra or {})["ttc"]
+    assert ttc["policy"] == policy
+    assert any(f"{policy}: one tier ({MODEL})" in reason for reason in ttc["reasons"])
+    assert {tier for _, tier in details(reply.usage)} == {MODEL}

@@ -61,6 +61,9 @@ class Stages:
         return self.small if len(self.built) == 1 else self.large
 
 
+TIERS = {"small_tier": "small", "large_tier": "large"}
+
+
 def stages(confidence: float | None, answer: str | None = "paris") -> Stages:
     small_report = {"samples": 4, "confidence": confidence, "answer": answer,
                     "stop_reason": "max_samples", "early_stopped": False}  # fmt: skip
@@ -71,7 +74,7 @@ def stages(confidence: float | None, answer: str | None = "paris") -> Stages:
 
 
 async def cascade(factory: Stages, **params: Any) -> PolicyResult:
-    spec = CascadeParams(**params)
+    spec = CascadeParams(**{**TIERS, **params})
     return await CascadePolicy(spec, build=factory).run(REQ, Decision("auto", spec), UNUSED)
 
 
@@ -122,7 +125,7 @@ async def test_confidence_exactly_at_threshold_does_not_escalate() -> None:
 
 
 async def test_stream_emits_the_final_answer_whole() -> None:
-    spec = CascadeParams()
+    spec = CascadeParams(**TIERS)
     policy = CascadePolicy(spec, build=stages(confidence=0.1))
     events = [e async for e in policy.stream(REQ, Decision("auto", spec), UNUSED)]
     assert [e.text for e in events if isinstance(e, Delta)] == ["Paris", ""]
@@ -148,7 +151,7 @@ def answers_by_tier(small: list[str], large: str, logprob: float = -0.1) -> Scri
 
 async def test_agreeing_small_samples_stay_on_the_small_tier() -> None:
     backend = answers_by_tier(["Paris"] * 8, "Paris")
-    spec = CascadeParams(small_max_samples=4, escalate_below=0.8)
+    spec = CascadeParams(**TIERS, small_max_samples=4, escalate_below=0.8)
     result = await CascadePolicy(spec).run(REQ, Decision("auto", spec), backend)
     assert result.report["escalated"] is False and result.message == "Paris"
     assert {tier for tier, _ in backend.calls} == {"small"}
@@ -158,7 +161,7 @@ async def test_agreeing_small_samples_stay_on_the_small_tier() -> None:
 async def test_disagreeing_small_samples_escalate_and_usage_covers_both_tiers() -> None:
     # exp(-2) = 0.14 per token: the greedy first sample is unsure, so the small tier votes
     backend = answers_by_tier(["Lyon", "Nice", "Rome", "Lille"], "Paris", logprob=-2.0)
-    spec = CascadeParams(small_max_samples=4, large_policy="single")
+    spec = CascadeParams(**TIERS, small_max_samples=4, large_policy="single")
     result = await CascadePolicy(spec).run(REQ, Decision("auto", spec), backend)
     assert result.report["escalated"] is True and result.message == "Paris"
     assert result.report["small"]["samples"] == 4
@@ -168,7 +171,7 @@ async def test_disagreeing_small_samples_escalate_and_usage_covers_both_tiers() 
 
 async def test_cancellation_reaches_the_small_stage_call() -> None:
     backend = ScriptedBackend(lambda tier, body: ["Paris"], delay_s=60.0)
-    spec = CascadeParams()
+    spec = CascadeParams(**TIERS)
     task = asyncio.create_task(CascadePolicy(spec).run(REQ, Decision("auto", spec), backend))
     while not backend.calls:
         await asyncio.sleep(0)

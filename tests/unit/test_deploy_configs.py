@@ -17,6 +17,7 @@ from deploy.dashboard import dashboard_problems, exposed_metrics, promql_metrics
 from deploy.kube import check_gateway_pod, check_service_monitor
 from policies.cascade import CascadeParams
 from policies.speculative import SpeculativeParams
+from policies.tiers import TierLadder, with_tiers
 from server.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +38,9 @@ def test_shipped_configs_load_and_listen_where_the_images_expect(
     assert settings.server.host == "0.0.0.0"
     assert settings.server.port == 8000  # the port the healthcheck, Service and probes use
     tiers = set(settings.tiers)
-    speculative = settings.policies.of(SpeculativeParams)
-    cascade = settings.policies.of(CascadeParams)
+    ladder = TierLadder.by_cost({n: t.cost_per_1k_tokens for n, t in settings.tiers.items()})
+    speculative, _ = with_tiers(settings.policies.of(SpeculativeParams), ladder)
+    cascade, _ = with_tiers(settings.policies.of(CascadeParams), ladder)
     assert {speculative.draft_tier, speculative.judge_tier} <= tiers
     assert {cascade.small_tier, cascade.large_tier} <= tiers
     # Workers run in their own containers: listed or discovered, never launched by the gateway.

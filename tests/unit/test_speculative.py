@@ -26,6 +26,9 @@ from policies.speculative import SpeculativeParams, SpeculativePolicy
 
 QUESTION = ({"role": "user", "content": "What is the capital of France?"},)
 
+TIERS = {"draft_tier": "small", "judge_tier": "large"}
+SPEC = SpeculativeParams(**TIERS)
+
 
 def step(text: str, ended: str = "blank", tokens: int | None = None) -> Completion:
     """A step completion as vLLM returns it: ``stop_reason`` is the matched stop string."""
@@ -89,7 +92,7 @@ def request(max_tokens: int | None = None, **sampling: Any) -> GenRequest:
 
 
 async def run(backend: StepBackend, req: GenRequest | None = None, **params: Any) -> PolicyResult:
-    spec = SpeculativeParams(**params)
+    spec = SpeculativeParams(**{**TIERS, **params})
     return await SpeculativePolicy(spec).run(req or request(), Decision("small", spec), backend)
 
 
@@ -284,7 +287,7 @@ async def test_whole_conversation_is_sent_as_messages() -> None:
     )
     backend = StepBackend(steps={"small": [step("Paris.", "eos")]}, verdicts=[verdict(GOOD)])
     req = GenRequest(messages=conversation, request_id="r2")
-    await SpeculativePolicy(SpeculativeParams()).run(req, Decision("small", SpeculativeParams()),
+    await SpeculativePolicy(SPEC).run(req, Decision("small", SPEC),
                                                      backend)  # fmt: skip
     assert backend.step_calls()[0][1]["messages"][:4] == list(conversation)
     judged = backend.judge_calls()[0][1]["messages"][1]["content"]
@@ -299,7 +302,7 @@ async def test_stream_emits_each_settled_step_then_finish_then_result() -> None:
         steps={"small": [step("France."), step("Lyon?")], "large": [step("Paris.", "eos")]},
         verdicts=[verdict(GOOD), verdict(BAD)],
     )
-    spec = SpeculativeParams()
+    spec = SPEC
     events = [e async for e in SpeculativePolicy(spec).stream(request(), Decision("small", spec),
                                                               backend)]  # fmt: skip
     *deltas, finish, result = events
