@@ -120,13 +120,12 @@ def test_cascade_reports_escalation_and_bills_the_small_tier(client: openai.Open
 
 @pytest.mark.parametrize("policy", ["speculative", "cascade"])
 def test_one_tier_runs_both_roles_on_it_and_says_so(one_tier: openai.OpenAI, policy: str) -> None:
+    ttc = {"policy": policy, "max_steps": 2} if policy == "speculative" else {"policy": policy}
     reply = one_tier.chat.completions.create(
-        model="auto", messages=SHORT_QUESTION, max_tokens=32, temperature=0,
-        extra_body={"ttc": {"policy": policy, "max_steps": 2} if policy == "speculative"
-                    else {"policy": policy}},
-    )  # fmt: skip
+        model="auto", messages=SHORT_QUESTION, max_tokens=32, extra_body={"ttc": ttc}
+    )
     assert reply.choices[0].message.content
-    ttc = (reply.model_extra or {})["ttc"]
-    assert ttc["policy"] == policy
-    assert any(f"{policy}: one tier ({MODEL})" in reason for reason in ttc["reasons"])
+    report = (reply.model_extra or {})["ttc"]
+    assert report["policy"] == policy
+    assert any(f"{policy}: one tier ({MODEL})" in reason for reason in report["reasons"])
     assert {tier for _, tier in details(reply.usage)} == {MODEL}
