@@ -40,7 +40,7 @@ from core.usage import TokenUsage, UsageLedger
 from policies.answers import extract_answer
 from policies.base import Registration
 from policies.params import Budget
-from policies.probing import ProbeParams, ProbeResult, ProbeRunner, converged, first_line
+from policies.probing import AnswerProbe, ProbeParams, ProbeRunner, converged, first_line
 
 FINAL_ANSWER_PREFIX = "Final answer: "
 STEP_BOUNDARY = "\n\n"
@@ -148,7 +148,7 @@ class ConvergencePolicy:
         running_usage = {"include_usage": True, "continuous_usage_stats": True}
         body = req.body(n=None, stream_options=running_usage)
         upstream = backend.stream_chat(decision.tier, body, affinity=req.request_id)
-        winner: ProbeResult | None = None
+        winner: AnswerProbe | None = None
         try:
             async for delta in upstream:
                 chain.add(delta)
@@ -170,7 +170,7 @@ class ConvergencePolicy:
         yield Delta(index=0, text=closing, finish_reason=last.finish_reason)
         yield result
 
-    def _step(self, chain: Chain, probes: ProbeRunner) -> ProbeResult | None:
+    def _step(self, chain: Chain, probes: ProbeRunner) -> AnswerProbe | None:
         """Read finished probes; launch the next one when due and a slot is free."""
         probes.collect()
         winner = converged(probes.in_order(), self.params.agree)
@@ -185,7 +185,7 @@ class ConvergencePolicy:
         decision: Decision,
         chain: Chain,
         probes: ProbeRunner,
-        winner: ProbeResult | None,
+        winner: AnswerProbe | None,
     ) -> PolicyResult:
         text = chain.text
         estimated = chain.usage is None
@@ -209,7 +209,7 @@ class ConvergencePolicy:
         chain: Chain,
         used: TokenUsage,
         probes: ProbeRunner,
-        winner: ProbeResult | None,
+        winner: AnswerProbe | None,
         estimated: bool,
     ) -> Mapping[str, Any]:
         chain_tokens = used.completion_tokens

@@ -49,7 +49,7 @@ class ProbeParams(PolicyParams):
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class AnswerProbe:
     """One finished probe. ``index`` is its launch order, which is chain order."""
 
     index: int
@@ -113,7 +113,7 @@ def probe_body(req: GenRequest, partial: str, params: ProbeParams) -> dict[str, 
     return body
 
 
-def converged(in_order: Sequence[ProbeResult], agree: int) -> ProbeResult | None:
+def converged(in_order: Sequence[AnswerProbe], agree: int) -> AnswerProbe | None:
     """The latest probe if the last ``agree`` probes state the same answer and none hedges.
 
     ``in_order`` must be the finished probes in chain order with no gaps. A probe with no
@@ -139,8 +139,8 @@ class ProbeRunner:
         self._req = req
         self._tier = tier
         self._backend = backend
-        self._in_flight: dict[int, asyncio.Task[ProbeResult]] = {}
-        self._results: dict[int, ProbeResult] = {}
+        self._in_flight: dict[int, asyncio.Task[AnswerProbe]] = {}
+        self._results: dict[int, AnswerProbe] = {}
         self.launched = 0
         self.cancelled = 0
 
@@ -165,15 +165,15 @@ class ProbeRunner:
                 del self._in_flight[index]
                 self._results[index] = task.result()
 
-    def in_order(self) -> list[ProbeResult]:
+    def in_order(self) -> list[AnswerProbe]:
         """Finished probes in chain order, up to the first one still running."""
-        out: list[ProbeResult] = []
+        out: list[AnswerProbe] = []
         while len(out) in self._results:
             out.append(self._results[len(out)])
         return out
 
     @property
-    def results(self) -> Mapping[int, ProbeResult]:
+    def results(self) -> Mapping[int, AnswerProbe]:
         return self._results
 
     async def cancel_all(self) -> None:
@@ -189,12 +189,12 @@ class ProbeRunner:
             elif task.exception() is None:  # finished before the cancel: its tokens count
                 self._results[index] = task.result()
 
-    async def _probe(self, index: int, partial: str, at_tokens: int) -> ProbeResult:
+    async def _probe(self, index: int, partial: str, at_tokens: int) -> AnswerProbe:
         body = probe_body(self._req, partial, self._params)
         try:
             done = await self._backend.chat(self._tier, body, affinity=self._req.request_id)
         except TtcError as exc:  # a failed probe is a probe without an answer; the chain goes on
-            return ProbeResult(index, at_tokens, "", None, False, TokenUsage(), exc.code or "error")
+            return AnswerProbe(index, at_tokens, "", None, False, TokenUsage(), exc.code or "error")
         text = done.choices[0].text if done.choices else ""
         answer = probe_answer(text, self._params.answer_mode)
-        return ProbeResult(index, at_tokens, text, answer, hedges(text), done.usage)
+        return AnswerProbe(index, at_tokens, text, answer, hedges(text), done.usage)

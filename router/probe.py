@@ -30,7 +30,7 @@ class ProbeFailed(Exception):
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class DifficultyProbe:
     difficulty: float
     entropy: float  # nats, over the top-k tokens plus one bucket for the remaining mass
     usage: TokenUsage
@@ -38,7 +38,7 @@ class ProbeResult:
 
 
 class Prober(Protocol):
-    async def probe(self, req: GenRequest, backend: Backend, tier: str) -> ProbeResult: ...
+    async def probe(self, req: GenRequest, backend: Backend, tier: str) -> DifficultyProbe: ...
 
 
 def first_token_entropy(logprobs: Sequence[float]) -> tuple[float, float]:
@@ -81,7 +81,7 @@ class FirstTokenProbe:
             top_logprobs=self._config.top_logprobs,
         )
 
-    async def probe(self, req: GenRequest, backend: Backend, tier: str) -> ProbeResult:
+    async def probe(self, req: GenRequest, backend: Backend, tier: str) -> DifficultyProbe:
         try:
             async with asyncio.timeout(self._config.timeout_s):
                 # Same affinity as the policy's samples: the probe warms that worker's cache.
@@ -92,4 +92,4 @@ class FirstTokenProbe:
         if not values:
             raise ProbeFailed("probe returned no top_logprobs", completion.usage)
         entropy, normalised = first_token_entropy(values)
-        return ProbeResult(normalised, entropy, completion.usage, tier)
+        return DifficultyProbe(normalised, entropy, completion.usage, tier)

@@ -37,7 +37,7 @@ from router.counters import RouterCounters
 from router.features import Features, extract
 from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
 from router.predictor import DifficultyPredictor, build
-from router.probe import FirstTokenProbe, ProbeFailed, Prober, ProbeResult
+from router.probe import DifficultyProbe, FirstTokenProbe, ProbeFailed, Prober
 from router.routed import Recorder, Routing
 from router.stats import LocalStats, StatsSource
 from router.tools import ToolTiers, tool_params
@@ -159,7 +159,7 @@ class Router:
 
     async def _maybe_probe(
         self, req: GenRequest, backend: Backend, predicted: float, reasons: list[str]
-    ) -> tuple[ProbeResult | None, TokenUsage | None]:
+    ) -> tuple[DifficultyProbe | None, TokenUsage | None]:
         if not self._wants_probe(req, predicted):
             return None, None
         load = assess(self._load, self._probe_tier, self._config.load)

@@ -26,7 +26,7 @@ from server.router_metrics import RouterCollector
 from state.redis import SharedRedis
 from workers.breaker import BreakerState
 from workers.pool import WorkerPool
-from workers.signals import LoadSignal
+from workers.signals import WorkerLoad
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _SAMPLES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
@@ -243,7 +243,7 @@ class _LoadFamilies:
             "ttc_worker_kv_cache_usage", "Fraction of the worker's KV cache in use.", labels=labels
         )
 
-    def add(self, key: list[str], signal: LoadSignal | None) -> None:
+    def add(self, key: list[str], signal: WorkerLoad | None) -> None:
         self.known.add_metric(key, 0.0 if signal is None else 1.0)
         if signal is None:
             return

@@ -6,7 +6,7 @@ not configured or the breaker is open, and otherwise runs ``fn(client)`` within
 ``StateUnavailable`` and fall back to local state, so a slow or dead Redis costs at most one
 timeout per call while the breaker closes, and nothing once it is open.
 
-Breaker states::
+RedisBreaker states::
 
     closed --(failures_to_open consecutive failures)--> open
     open   --(open_s elapsed: the next call is the probe)--> half_open
@@ -49,7 +49,7 @@ class RedisObserver(Protocol):
     def redis_call(self, op: str, seconds: float, error: str | None) -> None: ...
 
 
-class Breaker:
+class RedisBreaker:
     """Consecutive-failure circuit breaker with a single half-open probe."""
 
     def __init__(
@@ -111,7 +111,7 @@ class SharedRedis:
     def __init__(self, config: RedisConfig, observer: RedisObserver | None = None) -> None:
         self.config = config
         self.prefix = config.key_prefix
-        self.breaker = Breaker(config.failures_to_open, config.open_s)
+        self.breaker = RedisBreaker(config.failures_to_open, config.open_s)
         self._observer = observer
         self.errors = 0
         self.calls = 0

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers.signals import LoadSignal
+from workers.signals import WorkerLoad
 
 # 4: a full KV cache costs about as much as four queued requests; new sequences preempt.
 KV_WEIGHT = 4.0
@@ -35,10 +35,10 @@ UNKNOWN_PENALTY = 1.0
 @dataclass(frozen=True)
 class Load:
     in_flight: int  # this gateway's calls on the worker, always current
-    signal: LoadSignal | None  # vLLM's view (all gateways' calls); None when stale or missing
+    signal: WorkerLoad | None  # vLLM's view (all gateways' calls); None when stale or missing
 
 
-def _queue(signal: LoadSignal) -> float:
+def _queue(signal: WorkerLoad) -> float:
     return signal.running + signal.waiting
 
 

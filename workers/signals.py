@@ -29,14 +29,14 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\
 
 
 @dataclass(frozen=True)
-class LoadSignal:
+class WorkerLoad:
     running: float
     waiting: float
     kv_usage: float | None  # 0..1; None when the worker exports neither KV metric
     at: float  # clock time of the scrape
 
 
-def parse_vllm_metrics(text: str, at: float) -> LoadSignal | None:
+def parse_vllm_metrics(text: str, at: float) -> WorkerLoad | None:
     """The load in a ``/metrics`` page; None if it has no vLLM queue gauges at all."""
     sums: dict[str, float] = {}
     peaks: dict[str, float] = {}
@@ -57,12 +57,12 @@ def parse_vllm_metrics(text: str, at: float) -> LoadSignal | None:
     if RUNNING not in sums and WAITING not in sums:
         return None
     kv = next((peaks[n] for n in KV_USAGE if n in peaks), None)
-    return LoadSignal(sums.get(RUNNING, 0.0), sums.get(WAITING, 0.0), kv, at)
+    return WorkerLoad(sums.get(RUNNING, 0.0), sums.get(WAITING, 0.0), kv, at)
 
 
 async def scrape(
     http: httpx.AsyncClient, url: str, timeout_s: float, clock: Callable[[], float]
-) -> LoadSignal | None:
+) -> WorkerLoad | None:
     """One scrape of ``url/metrics``; None when it fails (the old signal then ages out)."""
     try:
         response = await http.get(url + "/metrics", timeout=timeout_s)
@@ -79,12 +79,12 @@ class SignalBoard:
     def __init__(self, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age_s = max_age_s
         self._clock = clock
-        self._latest: dict[str, LoadSignal] = {}
+        self._latest: dict[str, WorkerLoad] = {}
 
-    def update(self, url: str, signal: LoadSignal) -> None:
+    def update(self, url: str, signal: WorkerLoad) -> None:
         self._latest[url] = signal
 
-    def fresh(self, url: str) -> LoadSignal | None:
+    def fresh(self, url: str) -> WorkerLoad | None:
         signal = self._latest.get(url)
         if signal is None or self._clock() - signal.at > self.max_age_s:
             return None

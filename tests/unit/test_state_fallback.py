@@ -10,17 +10,17 @@ from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
 from policies.adaptive_bon import AdaptiveBonParams
 from state.config import RedisConfig
-from state.redis import Breaker, SharedRedis, StateUnavailable
+from state.redis import RedisBreaker, SharedRedis, StateUnavailable
 from state.stats import Observation, RouterStats, observation
 
 
-def state(breaker: Breaker) -> str:
+def state(breaker: RedisBreaker) -> str:
     return breaker.state
 
 
 def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
     now = [0.0]
-    breaker = Breaker(failures_to_open=3, open_s=5.0, clock=lambda: now[0])
+    breaker = RedisBreaker(failures_to_open=3, open_s=5.0, clock=lambda: now[0])
     breaker.failure()
     breaker.success()  # a success resets the count
     for _ in range(2):
@@ -41,7 +41,7 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
 
 def test_a_probe_that_never_reports_does_not_wedge_the_breaker() -> None:
     now = [0.0]
-    breaker = Breaker(failures_to_open=1, open_s=5.0, clock=lambda: now[0])
+    breaker = RedisBreaker(failures_to_open=1, open_s=5.0, clock=lambda: now[0])
     breaker.failure()
     now[0] = 5.0
     assert breaker.allow()  # the probe's caller is cancelled and never reports
