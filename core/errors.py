@@ -2,6 +2,9 @@
 
     TtcError                      status  type                    code
      +-- InvalidRequest            400    invalid_request_error   (varies)
+     +-- ContractReached           (the request's compute contract is spent: core.contract)
+     |    +-- BudgetReached        400    invalid_request_error   contract_too_small
+     |    +-- DeadlineReached      504    timeout_error           deadline_exceeded
      +-- Unauthorized              401    authentication_error    invalid_api_key
      +-- Forbidden                 403    permission_error        tier_not_allowed
      +-- ModelNotFound             404    invalid_request_error   model_not_found
@@ -142,6 +145,29 @@ class WorkerFailed(TtcError):
     status = 503
     error_type = "service_unavailable"
     code = "worker_failed"
+
+
+class ContractReached(TtcError):
+    """The request's compute contract (``ttc.max_total_tokens``, ``ttc.max_cost``,
+    ``ttc.deadline_ms``) is spent: raised by the metered backend for a sub-call it will not
+    start or a stream it cut. A policy catches it, stops drawing and answers with the best it
+    has; one that has nothing lets it through, and the client gets it as this error."""
+
+    reason: str = "budget"  # the report's ``stop_reason``
+
+
+class BudgetReached(ContractReached):
+    status = 400
+    error_type = "invalid_request_error"
+    code = "contract_too_small"
+    reason = "budget"
+
+
+class DeadlineReached(ContractReached):
+    status = 504
+    error_type = "timeout_error"
+    code = "deadline_exceeded"
+    reason = "deadline"
 
 
 class ModelPrepareError(TtcError):

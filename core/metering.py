@@ -12,16 +12,27 @@ wraps the pool for one request and adds up what every upstream call cost as it h
 
 A ``chat`` call cancelled in flight reports nothing and is not counted: vLLM aborts it and says
 nothing of what it had generated.
+
+With a ``ContractMeter`` (``core.contract``) every sub-call is also admitted by the request's
+compute contract before it starts (its ``max_tokens`` clamped to what is left), runs no later
+than the contract's deadline, and a stream that spends past the contract is closed upstream:
+each of those raises ``ContractReached``, the signal policies stop on. A stream that reported no
+usage is then counted with its prompt (the contract's estimate) as well as its deltas.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from core.backend import Backend, Completion, Delta, close_now
+from core.contract import ContractMeter
+from core.errors import BudgetReached
 from core.usage import TokenUsage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,24 +56,65 @@ class StreamProgress:
 
 
 class MeteredBackend:
-    """``Backend`` for one request that keeps the running total of its upstream spend."""
+    """``Backend`` for one request that keeps the running total of its upstream spend and,
+    given a ``contract``, keeps every sub-call inside it."""
 
-    def __init__(self, inner: Backend) -> None:
+    def __init__(self, inner: Backend, contract: ContractMeter | None = None) -> None:
         self._inner = inner
+        self.contract = contract
         self.spent = TokenUsage()
 
     async def chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> Completion:
-        completion = await self._inner.chat(tier, body, affinity=affinity)
-        self.spent += completion.usage
-        return completion
+        if self.contract is None:
+            completion = await self._inner.chat(tier, body, affinity=affinity)
+            self.spent += completion.usage
+            return completion
+        handle, body = self.contract.open(tier, body, reserve=True)
+        usage: TokenUsage | None = TokenUsage()  # cancelled in flight: vLLM reports nothing
+        try:
+            completion = await self._by_deadline(self._inner.chat(tier, body, affinity=affinity))
+            usage = completion.usage
+            self.spent += usage
+            return completion
+        finally:
+            self.contract.close(handle, body, usage)
 
-    async def stream_chat(
+    def stream_chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> AsyncGenerator[Delta, None]:
+        if self.contract is None:
+            return self._metered(self._inner.stream_chat(tier, body, affinity=affinity))
+        return self._contracted(self.contract, tier, body, affinity)
+
+    async def _contracted(
+        self, contract: ContractMeter, tier: str, body: dict[str, Any], affinity: str | None
+    ) -> AsyncGenerator[Delta, None]:
+        handle, body = contract.open(tier, body, reserve=False)
         seen = StreamProgress()
         deltas = self._inner.stream_chat(tier, body, affinity=affinity)
+        try:
+            while True:
+                try:
+                    delta = await self._by_deadline(anext(deltas))
+                except StopAsyncIteration:
+                    return
+                seen.note(delta)
+                yield delta
+                known = seen.usage.prompt_tokens if seen.usage is not None else None
+                if contract.progress(handle, seen.usage_so_far().completion_tokens, known):
+                    raise BudgetReached("the compute contract was spent while this call streamed")
+        finally:
+            await close_now(deltas)
+            used = seen.usage_so_far()
+            if seen.usage is None:
+                used = TokenUsage(contract.known_prompt(body), used.completion_tokens)
+            self.spent += used
+            contract.close(handle, body, used)
+
+    async def _metered(self, deltas: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
+        seen = StreamProgress()
         try:
             async for delta in deltas:
                 seen.note(delta)
@@ -70,3 +122,15 @@ class MeteredBackend:
         finally:
             self.spent += seen.usage_so_far()
             await close_now(deltas)
+
+    async def _by_deadline(self, work: Awaitable[T]) -> T:
+        """``work``, cancelled at the contract's deadline (``DeadlineReached``)."""
+        assert self.contract is not None
+        left = self.contract.seconds_left()
+        if left is None:
+            return await work
+        try:
+            async with asyncio.timeout(left):
+                return await work
+        except TimeoutError as exc:
+            raise self.contract.reached_deadline() from exc

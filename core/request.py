@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.contract import ComputeContract
+
 
 class PolicySpec(Protocol):
     """A policy's validated parameters (``policies.params``); ``name`` keys the registry."""
@@ -39,6 +41,7 @@ class GenRequest:
     deadline: float | None = None  # time.monotonic() after which the request must end
     prompt: str | None = None  # a text completion's raw prompt (``messages`` then hold it as
     # one user message, for the router's features and the answer extraction)
+    contract: ComputeContract = ComputeContract()  # resolved by the lifecycle (core.contract)
 
     @property
     def n(self) -> int:

@@ -24,7 +24,9 @@ with one of these ``stop_reason`` values:
   difficulty_prior)``, so the router's difficulty tightens or loosens it;
 - ``decided``: the leader is ahead by more votes than samples remain, so no further sample
   could change the winner;
-- ``max_samples``: the budget ran out. Every other reason is an early stop.
+- ``max_samples``: the budget ran out. Every other reason is an early stop;
+- ``budget`` / ``deadline``: the request's compute contract (``core.contract``) refused the
+  next round or cut the one in flight; the samples already drawn vote (none: the error).
 
 Selection: plurality of the extracted answers, ties broken by mean token log-probability
 (votes weighted by probability when ``weighted``); the returned text is the leader's most
@@ -46,7 +48,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from core.backend import Backend, Choice, Delta
-from core.errors import UpstreamError
+from core.errors import ContractReached, UpstreamError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
@@ -163,7 +165,13 @@ class AdaptiveBonPolicy:
         while reason is None:
             size = self._round_size(draw)
             body = self._body(req, size, draw.requested)
-            completion = await backend.chat(decision.tier, body, affinity=req.request_id)
+            try:
+                completion = await backend.chat(decision.tier, body, affinity=req.request_id)
+            except ContractReached as stop:  # the compute contract: vote on what was drawn
+                if not draw.samples:
+                    raise
+                reason = stop.reason
+                break
             ledger.add("sample", decision.tier, completion.usage)
             draw.add(completion.choices[:size], size, p.answer_mode)
             reason = self._stop_reason(draw, required)

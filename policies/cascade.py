@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from core.backend import Backend, Delta
+from core.errors import ContractReached
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import UsageLedger
@@ -93,14 +94,18 @@ class CascadePolicy:
         small_spec = small_params(self.params)
         small = await self._stage(req, decision, backend, self.small_tier, small_spec)
         small_summary = stage_report(small.report, self.small_tier, small_spec.name)
+        answered = PolicyResult(
+            choices=small.choices,
+            usage=small.usage,
+            report=self._report(small_summary, None, small.report),
+        )
         if not should_escalate(small.report, self.params.escalate_below):
-            return PolicyResult(
-                choices=small.choices,
-                usage=small.usage,
-                report=self._report(small_summary, None, small.report),
-            )
+            return answered
         large_spec = large_params(self.params)
-        large = await self._stage(req, decision, backend, self.large_tier, large_spec)
+        try:
+            large = await self._stage(req, decision, backend, self.large_tier, large_spec)
+        except ContractReached:  # the compute contract is spent: the small tier's answer stands
+            return answered
         large_summary = stage_report(large.report, self.large_tier, large_spec.name)
         return PolicyResult(
             choices=large.choices,

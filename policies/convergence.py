@@ -34,6 +34,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from core.backend import Backend, Delta, close_now
+from core.errors import ContractReached
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
@@ -159,6 +160,10 @@ class ConvergencePolicy:
                 winner = self._step(chain, probes)
                 if winner is not None:
                     break
+        except ContractReached:  # the compute contract cut the chain: answer with it so far
+            if not chain.text:
+                raise
+            chain.finish_reason = chain.finish_reason or "length"
         finally:
             try:
                 await close_now(upstream)

@@ -16,6 +16,7 @@ from typing import Any
 from annotated_types import Ge, Le
 from pydantic import ValidationError
 
+from core.contract import CONTRACT_FIELDS
 from core.errors import InvalidRequest
 from policies import registry
 from policies.config import PoliciesConfig
@@ -30,6 +31,10 @@ from policies.params import (
     marked,
     with_updates,
 )
+
+# ``ttc`` keys that are about the request, not the policy's params: the policy it pins, and the
+# compute contract (``core.contract``), enforced around every policy.
+REQUEST_KEYS = frozenset({"policy"}) | frozenset(CONTRACT_FIELDS)
 
 
 def requested_policy(ttc: Mapping[str, Any]) -> str | None:
@@ -51,7 +56,7 @@ def with_overrides(
     base: PolicyParams, ttc: Mapping[str, Any], config: PoliciesConfig
 ) -> PolicyParams:
     """``base`` with the request's overrides applied, validated and capped."""
-    overrides = {k: v for k, v in ttc.items() if k != "policy"}
+    overrides = {k: v for k, v in ttc.items() if k not in REQUEST_KEYS}
     if not overrides:
         return base
     if not config.caps.allow_request_override:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from core.backend import Backend, Choice, Delta
-from core.errors import UpstreamError
+from core.errors import ContractReached, UpstreamError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
@@ -35,7 +35,7 @@ from policies.tiers import resolved_tier
 
 BLANK_LINE = "\n\n"
 # Stop reasons that mean the answer was cut short rather than finished.
-_TRUNCATED = frozenset({"max_tokens", "max_steps"})
+_TRUNCATED = frozenset({"max_tokens", "max_steps", "budget", "deadline"})
 # Fields of the client's request that would break step-by-step continuation if forwarded.
 _DROPPED = ("n", "logprobs", "top_logprobs", "include_stop_str_in_output", "echo",
             "stream", "stream_options", "max_completion_tokens")  # fmt: skip
@@ -192,7 +192,13 @@ class SpeculativePolicy:
         """Yield the text each settled step adds, until ``trace.stop_reason`` is set."""
         trace.stop_reason = "max_tokens" if trace.step_limit() <= 0 else None
         while trace.stop_reason is None:
-            step = await self._settle(trace, backend)
+            try:
+                step = await self._settle(trace, backend)
+            except ContractReached as stop:  # the compute contract: the settled steps answer
+                if not trace.text:
+                    raise
+                trace.stop_reason = stop.reason
+                return
             if step is None:
                 return
             yield trace.commit(step)

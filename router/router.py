@@ -33,6 +33,7 @@ from policies.tiers import TierLadder, with_tiers
 from router.bands import Band, build_bands, select
 from router.budget import BudgetController
 from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
+from router.contract import contract_tokens, probe_affordable, samples_within
 from router.counters import RouterCounters
 from router.features import Features, extract
 from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
@@ -87,6 +88,12 @@ class Router:
         self.recorder = Recorder(
             config, stats, self.counters, self._shadow_decider(), shadow_backend
         )
+
+    @property
+    def tier_costs(self) -> dict[str, float]:
+        """``cost_per_1k_tokens`` per tier (empty when the config gave no costs)."""
+        costs = self._tier_costs
+        return dict(costs) if isinstance(costs, Mapping) else {}
 
     @property
     def default_tier(self) -> str:
@@ -155,6 +162,8 @@ class Router:
         probe: ProbeConfig = self._config.probe
         if probe.mode == "never" or req.needs_single:
             return False
+        if not probe_affordable(req, contract_tokens(req, self.tier_costs, self._probe_tier)):
+            return False  # a small compute contract: samples need the tokens more
         return probe.mode == "always" or probe.unsure_low <= predicted <= probe.unsure_high
 
     async def _maybe_probe(
@@ -249,6 +258,7 @@ class Router:
             params = self._policies.named("single")
             reasons.append(f"n={req.n}: the client asked for that many samples; single")
         params = overrides.with_overrides(params, req.ttc, self._policies)
+        params = samples_within(params, req, contract_tokens(req, self.tier_costs, tier), reasons)
         params, notes = with_tiers(params, self._ladder)
         reasons.extend(notes)
         return params

@@ -58,7 +58,8 @@ class Guard:
         self._metrics = metrics
         self._enabled = shared.auth.enabled
         lim = shared.limits_config
-        self._anonymous = Caller(None, ANONYMOUS, Quota(lim.rpm, lim.tpm, lim.tokens_per_day))
+        self._anonymous = Caller(None, ANONYMOUS, Quota(lim.rpm, lim.tpm, lim.tokens_per_day,
+                                                     lim.contract))  # fmt: skip
         self._background: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, request: Request) -> Caller:

@@ -15,6 +15,7 @@ from core.backend import Delta
 from core.errors import InvalidRequest
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from server.contract import validated
 from state.cache import split_cache_flag
 
 # What a policy's stream yields; ``None`` from the lifecycle means "still working" (keep-alive).
@@ -36,7 +37,9 @@ class Call:
 
 @dataclass(frozen=True)
 class Options:
-    """The request-level fields of ``ttc`` (the rest are the router's and the policy's)."""
+    """The request-level fields of ``ttc`` (the rest are the router's and the policy's). The
+    compute contract's fields (``server.contract``) are checked here and stay in ``ttc``: the
+    lifecycle resolves them against the caller's key, the router plans within them."""
 
     ttc: dict[str, Any]
     cache: bool | None = None
@@ -49,6 +52,7 @@ def request_options(ttc: Mapping[str, Any] | None) -> Options:
     if not isinstance(include, bool):
         raise InvalidRequest("ttc.include_reasoning must be true or false",
                              param="ttc.include_reasoning")  # fmt: skip
+    validated(rest)
     return Options(rest, cache, include)
 
 

@@ -26,6 +26,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.backend import Backend, Delta, close_now
+from core.contract import ContractMeter
 from core.errors import DeadlineExceeded, InternalError, TtcError, UpstreamError
 from core.metering import MeteredBackend
 from core.request import Decision, GenRequest
@@ -36,6 +37,7 @@ from router.router import Router
 from server.auth import Guard
 from server.body import read_body
 from server.config import ServerConfig
+from server.contract import requested, resolved
 from server.endpoint import Call, Endpoint, Event
 from server.metrics import Metrics
 from server.settlement import Settlement
@@ -93,13 +95,17 @@ class RequestLifecycle:
         request_id = f"{endpoint.id_prefix}{uuid.uuid4().hex}"
         deadline = time.monotonic() + self._config.request_timeout_s
         call = await endpoint.parse(raw, request_id, deadline, life.caller.identity)
+        call = _with_contract(call, life)
         life.req, life.stream = call.req, call.stream
         await self._guard.admit(life.caller)  # before routing: a refused request never probes
         return call
 
     async def _route(self, req: GenRequest, life: Settlement) -> Decision:
         router = self.router
-        life.meter = MeteredBackend(self._backend)  # bills the probe even if routing fails
+        contract = None
+        if req.contract.bounded:
+            contract = ContractMeter(req.contract, router.tier_costs, started=life.started)
+        life.meter = MeteredBackend(self._backend, contract)  # bills a probe if routing fails
         async with within_deadline(req, " while routing"):
             routing = await router.route(req, life.meter)
         life.routed = (router, routing)
@@ -120,6 +126,7 @@ class RequestLifecycle:
                 life.from_cache()
                 return hit  # no worker call, nothing spent, nothing charged
         result = await until_disconnect(request, self._run(req, decision, life))
+        result = with_contract_report(result, life.meter)
         life.finished(result)
         if key is None:
             return result
@@ -173,6 +180,7 @@ class RequestLifecycle:
                 except TimeoutError as exc:
                     raise DeadlineExceeded("the request exceeded its deadline") from exc
                 if isinstance(event, PolicyResult):
+                    event = with_contract_report(event, backend)
                     life.finished(event)
                 elif first_token and isinstance(event, Delta) and event.text:
                     first_token = False
@@ -206,6 +214,35 @@ async def _closing(
         for source in sources:
             await close_now(source)
         life.abandoned()  # does nothing if the request settled
+
+
+# 0.5 s: a policy stopped at ttc.deadline_ms answers from what it drew (a vote, no I/O) within
+# this; past it the request is a 504 like any request past its deadline.
+DEADLINE_GRACE_S = 0.5
+
+
+def _with_contract(call: Call, life: Settlement) -> Call:
+    """The request with its compute contract resolved against the caller's key, and its
+    deadline tightened by ``ttc.deadline_ms`` (plus the grace a stopped policy answers in)."""
+    assert life.caller is not None
+    req = call.req
+    contract = resolved(requested(req.ttc), life.caller.quota.contract)
+    deadline = req.deadline
+    if contract.deadline_ms is not None:
+        own = life.started + contract.deadline_ms / 1000 + DEADLINE_GRACE_S
+        deadline = own if deadline is None else min(deadline, own)
+    return replace(call, req=replace(req, contract=contract, deadline=deadline))
+
+
+def with_contract_report(result: PolicyResult, meter: MeteredBackend | None) -> PolicyResult:
+    """``ttc.contract`` in the report: the terms, what was used, and the contract's stop."""
+    contract = meter.contract if meter is not None else None
+    if contract is None:
+        return result
+    report = {**result.report, "contract": contract.report()}
+    if contract.stop_reason is not None:
+        report.update(stop_reason=contract.stop_reason, early_stopped=True)
+    return replace(result, report=report)
 
 
 def _policy(decision: Decision) -> Policy:

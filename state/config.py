@@ -31,6 +31,36 @@ class RedisConfig(_Section):
     max_connections: int = Field(64, ge=1, description="connection pool size")
 
 
+class ContractTerms(_Section):
+    """A key's compute contract (``core.contract``): defaults for a request that sets none of
+    ``ttc.max_total_tokens`` / ``max_cost`` / ``deadline_ms``, and ceilings no request may pass."""
+
+    max_total_tokens: int | None = Field(None, ge=1, description="default; null: unbounded")
+    max_cost: float | None = Field(None, gt=0, description="default, in cost_per_1k_tokens units")
+    deadline_ms: int | None = Field(None, ge=1, description="default; null: server timeout")
+    ceiling_total_tokens: int | None = Field(None, ge=1, description="most a request may ask")
+    ceiling_cost: float | None = Field(None, gt=0, description="most a request may ask")
+    ceiling_deadline_ms: int | None = Field(None, ge=1, description="most a request may ask")
+    over_ceiling: Literal["reject", "clamp"] = Field(
+        "reject", description="a request above a ceiling: a 400, or clamped to the ceiling"
+    )
+    over_budget: Literal["reject", "shrink"] = Field(
+        "reject",
+        description="a worst case above the key's remaining daily tokens: a 429 with "
+        "Retry-After, or max_total_tokens shrunk to what remains",
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_ceilings(self) -> ContractTerms:
+        pairs = (("max_total_tokens", "ceiling_total_tokens"), ("max_cost", "ceiling_cost"),
+                 ("deadline_ms", "ceiling_deadline_ms"))  # fmt: skip
+        for default, ceiling in pairs:
+            low, high = getattr(self, default), getattr(self, ceiling)
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{default}={low} is above {ceiling}={high}")
+        return self
+
+
 class ApiKeyConfig(_Section):
     """One API key. The secret itself never appears in config: give its hash or an env var."""
 
@@ -43,6 +73,7 @@ class ApiKeyConfig(_Section):
     rpm: int | None = Field(None, ge=1, description="requests per minute; null: limits.rpm")
     tpm: int | None = Field(None, ge=1, description="tokens per minute; null: limits.tpm")
     tokens_per_day: int | None = Field(None, ge=1, description="null: limits.tokens_per_day")
+    contract: ContractTerms | None = Field(None, description="null: limits.contract")
 
     @field_validator("key_hash")
     @classmethod
@@ -80,6 +111,9 @@ class LimitsConfig(_Section):
     algorithm: Literal["sliding", "fixed"] = "sliding"
     replicas: int = Field(
         1, ge=1, description="replicas sharing the limits; the local fallback allows 1/replicas"
+    )
+    contract: ContractTerms = Field(
+        default_factory=ContractTerms, description="every key's contract terms unless its own"
     )
 
     @property

@@ -20,9 +20,9 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from state.config import ApiKeyConfig, AuthConfig, LimitsConfig
+from state.config import ApiKeyConfig, AuthConfig, ContractTerms, LimitsConfig
 from state.redis import SharedRedis, StateUnavailable
 
 # 30 s: a revoked or changed key takes effect within half a minute on every replica.
@@ -41,6 +41,7 @@ class Quota:
     rpm: int | None = None
     tpm: int | None = None
     tokens_per_day: int | None = None
+    contract: ContractTerms = field(default_factory=ContractTerms)  # limits.contract, or the key's
 
     @property
     def limited(self) -> bool:
@@ -92,6 +93,7 @@ def _parse_record(digest: str, fields: Mapping[str, str], default: Quota) -> Api
         rpm=_opt_int(fields.get("rpm")) or default.rpm,
         tpm=_opt_int(fields.get("tpm")) or default.tpm,
         tokens_per_day=_opt_int(fields.get("tokens_per_day")) or default.tokens_per_day,
+        contract=default.contract,
     )
     name = fields.get("name") or digest[:KEY_ID_CHARS]
     return ApiKey(name, digest[:KEY_ID_CHARS], frozenset(tiers) if tiers else None, quota)
@@ -112,7 +114,7 @@ class KeyStore:
         if auth.pepper_env and not pepper:
             raise ValueError(f"auth.pepper_env: ${auth.pepper_env} is not set")
         self._pepper = pepper.encode() if pepper else None
-        self._default = Quota(limits.rpm, limits.tpm, limits.tokens_per_day)
+        self._default = Quota(limits.rpm, limits.tpm, limits.tokens_per_day, limits.contract)
         self._redis = redis if auth.redis_keys and redis.configured else None
         self._clock = clock
         self._static = {
@@ -133,7 +135,8 @@ class KeyStore:
     def _from_config(self, digest: str, entry: ApiKeyConfig) -> ApiKey:
         d = self._default
         quota = Quota(
-            entry.rpm or d.rpm, entry.tpm or d.tpm, entry.tokens_per_day or d.tokens_per_day
+            entry.rpm or d.rpm, entry.tpm or d.tpm, entry.tokens_per_day or d.tokens_per_day,
+            entry.contract or d.contract,
         )
         tiers = frozenset(entry.tiers) if entry.tiers is not None else None
         return ApiKey(entry.name, digest[:KEY_ID_CHARS], tiers, quota)

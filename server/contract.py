@@ -1,0 +1,86 @@
+"""A request's compute contract from its ``ttc`` fields and its key's terms.
+
+``validated`` checks what the client sent (``request_options`` calls it while parsing):
+``ttc.max_total_tokens`` and ``ttc.deadline_ms`` are positive integers, ``ttc.max_cost`` a
+positive number, each below a sanity bound; anything else is a 400 naming the field.
+``resolved`` applies the key's terms (``auth.keys[].contract``, else ``limits.contract``): a
+default for a field the request left out, and a ceiling no request may pass: above it, a 400,
+or the ceiling itself when the terms say ``over_ceiling: clamp``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from core.contract import CONTRACT_FIELDS, ComputeContract
+from core.errors import InvalidRequest
+from state.config import ContractTerms
+
+# Sanity bounds, far above any real request: 10^9 tokens, 10^9 cost units, one hour.
+UPPER_BOUNDS: dict[str, float] = {
+    "max_total_tokens": 1_000_000_000,
+    "max_cost": 1e9,
+    "deadline_ms": 3_600_000,
+}
+_CEILINGS = {
+    "max_total_tokens": "ceiling_total_tokens",
+    "max_cost": "ceiling_cost",
+    "deadline_ms": "ceiling_deadline_ms",
+}
+
+
+def validated(ttc: Mapping[str, Any]) -> dict[str, Any]:
+    """The contract fields of ``ttc``, checked; a 400 naming the first bad one."""
+    out: dict[str, Any] = {}
+    for name in CONTRACT_FIELDS:
+        value = ttc.get(name)
+        if value is not None:
+            out[name] = _checked(name, value)
+    return out
+
+
+def _checked(name: str, value: Any) -> int | float:
+    integral = name != "max_cost"
+    wrong = isinstance(value, bool) or not isinstance(value, int if integral else (int, float))
+    if wrong:
+        what = "an integer" if integral else "a number"
+        raise InvalidRequest(f"ttc.{name} must be {what}", param=f"ttc.{name}")
+    number: float = value
+    bound = UPPER_BOUNDS[name]
+    if not math.isfinite(number) or number <= 0 or number > bound:
+        raise InvalidRequest(
+            f"ttc.{name} must be above 0 and at most {bound:g}; got {value}", param=f"ttc.{name}"
+        )
+    return int(value) if integral else float(value)
+
+
+def requested(ttc: Mapping[str, Any]) -> ComputeContract:
+    fields = validated(ttc)
+    return ComputeContract(**fields)
+
+
+def resolved(ask: ComputeContract, terms: ContractTerms) -> ComputeContract:
+    """``ask`` with the key's defaults filled in and its ceilings enforced."""
+    values: dict[str, Any] = {}
+    for name in CONTRACT_FIELDS:
+        value = getattr(ask, name)
+        if value is None:
+            value = getattr(terms, name)
+        values[name] = _within_ceiling(name, value, getattr(terms, _CEILINGS[name]), terms)
+    return ComputeContract(**values)
+
+
+def _within_ceiling(name: str, value: Any, ceiling: Any, terms: ContractTerms) -> Any:
+    if ceiling is None:
+        return value
+    if value is None or terms.over_ceiling == "clamp":
+        return ceiling if value is None or value > ceiling else value
+    if value > ceiling:
+        raise InvalidRequest(
+            f"ttc.{name}={value} is above this API key's ceiling of {ceiling:g}",
+            param=f"ttc.{name}",
+            code="above_ceiling",
+        )
+    return value
