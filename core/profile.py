@@ -37,6 +37,11 @@ class Thinking:
     budgets: Mapping[str, int] = field(
         default_factory=lambda: {"minimal": 0, "low": 256, "medium": 1024, "high": 4096}
     )
+    # The largest ``ttc.thinking_budget`` a request may ask for on this tier.
+    max_budget: int = 32768
+    # Answer tokens after forced thinking when the client set no max_tokens; with max_tokens,
+    # the room kept for the answer when thinking would take them all.
+    answer_tokens: int = 256
 
 
 @dataclass(frozen=True)
@@ -55,3 +60,21 @@ class ModelProfile:
 
 
 PLAIN = ModelProfile()
+
+
+@dataclass(frozen=True)
+class ThinkingPlan:
+    """The router's plan for one request's thinking on a reasoning tier (``Decision.thinking``):
+    the profile's ``thinking`` and the budget the request gets (0: no thinking at all)."""
+
+    thinking: Thinking
+    budget: int
+    source: str  # what set the budget: "ttc.thinking_budget", "reasoning_effort", "default"
+
+    @property
+    def forced(self) -> bool:
+        """Whether the gateway, not the worker, holds the budget."""
+        return self.thinking.budget_mechanism == "forced"
+
+    def report(self) -> dict[str, Any]:
+        return {"thinking_budget": self.budget}

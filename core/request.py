@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.contract import ComputeContract
+from core.profile import ThinkingPlan
 
 
 class PolicySpec(Protocol):
@@ -39,6 +40,7 @@ class GenRequest:
     ttc: Mapping[str, Any] = field(default_factory=dict)
     request_id: str = ""
     deadline: float | None = None  # time.monotonic() after which the request must end
+    body_bytes: int = 0  # size of the client's body: big ones are routed off the event loop
     prompt: str | None = None  # a text completion's raw prompt (``messages`` then hold it as
     # one user message, for the router's features and the answer extraction)
     contract: ComputeContract = ComputeContract()  # resolved by the lifecycle (core.contract)
@@ -102,6 +104,7 @@ class Decision:
     difficulty: float | None = None
     band: str | None = None
     reasons: tuple[str, ...] = ()
+    thinking: ThinkingPlan | None = None  # a reasoning tier's thinking budget (router.thinking)
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tier": self.tier, "policy": self.params.name}
@@ -111,4 +114,6 @@ class Decision:
             out["band"] = self.band
         if self.reasons:
             out["reasons"] = list(self.reasons)
+        if self.thinking is not None:
+            out.update(self.thinking.report())
         return out

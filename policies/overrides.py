@@ -32,9 +32,10 @@ from policies.params import (
     with_updates,
 )
 
-# ``ttc`` keys that are about the request, not the policy's params: the policy it pins, and the
-# compute contract (``core.contract``), enforced around every policy.
-REQUEST_KEYS = frozenset({"policy"}) | frozenset(CONTRACT_FIELDS)
+# ``ttc`` keys that are about the request, not the policy's params: the policy it pins, the
+# thinking budget (``router.thinking``), and the compute contract (``core.contract``),
+# enforced around every policy.
+REQUEST_KEYS = frozenset({"policy", "thinking_budget"}) | frozenset(CONTRACT_FIELDS)
 
 
 def requested_policy(ttc: Mapping[str, Any]) -> str | None:

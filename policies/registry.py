@@ -21,8 +21,9 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from core.request import PolicySpec
+from core.request import Decision, PolicySpec
 from policies.base import Policy, Registration
+from policies.budgeted import budgeted
 from policies.params import PolicyParams
 
 MODULES: tuple[str, ...] = (
@@ -67,3 +68,10 @@ def validate_params(data: Mapping[str, Any]) -> PolicyParams:
 def build(spec: PolicySpec) -> Policy:
     """The policy for validated params (``Decision.params``)."""
     return registrations()[spec.name].factory(spec)
+
+
+def for_decision(decision: Decision) -> Policy:
+    """The policy a request runs: ``build(decision.params)``, holding the request's thinking
+    budget on a reasoning tier (``policies.budgeted``)."""
+    policy = build(decision.params)
+    return policy if decision.thinking is None else budgeted(policy)

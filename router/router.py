@@ -41,6 +41,7 @@ from router.predictor import DifficultyPredictor, build
 from router.probe import DifficultyProbe, FirstTokenProbe, ProbeFailed, Prober
 from router.routed import Recorder, Routing
 from router.stats import LocalStats, StatsSource
+from router.thinking import plan_thinking
 from router.tools import ToolTiers, tool_params
 
 AUTO_MODEL = "auto"
@@ -49,7 +50,9 @@ AUTO_MODEL = "auto"
 class Router:
     """Decides each request; ``tiers`` are the configured tier names, or a mapping of them to
     ``cost_per_1k_tokens`` so that policies needing two tiers take the cheapest and the dearest
-    (``policies.tiers``; without costs the first is the cheapest)."""
+    (``policies.tiers``; without costs the first is the cheapest). ``profiles`` maps a tier to
+    its model profile (``core.profile``; a tier missing from it is a plain model): what it can
+    do (tool calls, ``router.tools``; thinking budgets, ``router.thinking``)."""
 
     def __init__(
         self,
@@ -218,7 +221,8 @@ class Router:
             reasons.append(f"budget controller: thresholds moved {self.controller.offset:+.3f}")
         tier = self._tier(req, band, reasons)
         params = self._params(req, band, tier, effort.budget_scale, reasons, count)
-        return Decision(tier, params, difficulty, band.name, tuple(reasons))
+        thinking = plan_thinking(req, self._profiles.get(tier), tier, reasons)
+        return Decision(tier, params, difficulty, band.name, tuple(reasons), thinking)
 
     def _tier(self, req: GenRequest, band: Band, reasons: list[str]) -> str:
         if req.model != AUTO_MODEL:
@@ -279,7 +283,9 @@ class Router:
 
 def _effort(table: EffortTable, level: str | None) -> EffortConfig:
     """The config of a ``reasoning_effort`` level; none (or an unknown one) is medium."""
-    efforts: dict[str | None, EffortConfig] = {"low": table.low, "high": table.high}
+    efforts: dict[str | None, EffortConfig] = {
+        "minimal": table.low, "low": table.low, "high": table.high,
+    }  # fmt: skip
     return efforts.get(level, table.medium)
 
 

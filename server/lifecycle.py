@@ -246,7 +246,7 @@ def with_contract_report(result: PolicyResult, meter: MeteredBackend | None) -> 
 
 
 def _policy(decision: Decision) -> Policy:
-    return registry.build(decision.params)
+    return registry.for_decision(decision)
 
 
 def _headers(decision: Decision) -> dict[str, str]:

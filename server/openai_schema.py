@@ -163,7 +163,7 @@ class ChatCompletionRequest(_Strict):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     ttc: dict[str, Any] | None = None
     # OPENAI_PASSTHROUGH: validated to their OpenAI shapes, forwarded as sent.
     tools: list[Tool] | None = None

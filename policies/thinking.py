@@ -1,0 +1,259 @@
+"""Thinking budgets that hold: ``ThinkingBackend``, a ``Backend`` that budgets every call.
+
+On a reasoning tier each generation call of a policy goes through it (``policies.budgeted``
+wraps every policy): the router's ``ThinkingPlan`` decides how the budget is held.
+
+- budget 0 on a family that can switch thinking off: the profile's ``off`` chat_template_kwargs;
+- ``budget_mechanism: vllm``: the worker holds the budget (``thinking_token_budget``);
+- ``budget_mechanism: forced`` (budget forcing): the first call gets ``max_tokens`` = the
+  thinking budget, so the worker itself stops the thinking at exactly that many tokens. If the
+  model has not answered by then, the gateway closes the thinking and continues on the cached
+  prefix (``continue_final_message``): the thinking, the closing delimiter and the profile's
+  answer prompt. The worker's reasoning parser sees only generated tokens, so it labels that
+  continuation ``reasoning``; the gateway labels it the answer (``content``) and its tokens
+  are not counted as reasoning. The answer is at least one token (``min_tokens``).
+
+A client ``max_tokens`` bounds both calls together; when thinking would take all of it, the
+thinking gets what is left after a reserve for the answer (``token_limits``). Calls that
+continue a message (a policy's probes, drafted steps) are the policy's own business and pass
+through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+from core.backend import Backend, Choice, Completion, Delta, close_now
+from core.profile import Thinking, ThinkingPlan
+from core.usage import TokenUsage
+
+
+def token_limits(plan: ThinkingPlan, max_tokens: int | None) -> tuple[int, int]:
+    """(thinking tokens of the first call, answer tokens after it) for one sample."""
+    answer = plan.thinking.answer_tokens
+    if max_tokens is None:
+        return plan.budget, answer
+    reserve = min(answer, max(max_tokens // 2, 1))
+    thinking = max(min(plan.budget, max_tokens - reserve), 0)
+    return thinking, max(max_tokens - thinking, 1)
+
+
+def closing_prefix(thinking: Thinking, reasoning: str, content: str, forced: bool) -> str:
+    """The assistant message the answer is continued from: the thinking so far, closed, then
+    the answer prompt (forced) or the answer the model had begun."""
+    head = f"{thinking.start}\n{reasoning.lstrip(chr(10))}{thinking.end}"
+    return head + (thinking.answer_prompt if forced else content)
+
+
+def continuation(body: Mapping[str, Any], prefix: str, max_tokens: int) -> dict[str, Any]:
+    """The body that continues ``prefix`` as the assistant's message for one sample."""
+    out = {k: v for k, v in body.items() if k not in ("n", "thinking_token_budget")}
+    out["messages"] = [*body["messages"], {"role": "assistant", "content": prefix}]
+    out.update(continue_final_message=True, add_generation_prompt=False,
+               max_tokens=max_tokens, min_tokens=1)  # fmt: skip
+    return out
+
+
+def continues(body: Mapping[str, Any]) -> bool:
+    return bool(body.get("continue_final_message")) or "messages" not in body
+
+
+def as_answer(usage: TokenUsage) -> TokenUsage:
+    """A forced continuation's usage: its tokens are answer, whatever the parser said."""
+    return TokenUsage(usage.prompt_tokens, usage.completion_tokens, 0)
+
+
+class ThinkingBackend:
+    """``Backend`` that holds ``plan``'s thinking budget on every call a policy makes, and
+    keeps the tally the ``ttc`` report shows (``report``)."""
+
+    def __init__(self, inner: Backend, plan: ThinkingPlan) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.thinking_tokens = 0
+        self.forced = 0
+
+    def report(self) -> dict[str, Any]:
+        return {"thinking_tokens": self.thinking_tokens, "budget_forced": self.forced > 0}
+
+    @property
+    def _forcing(self) -> bool:
+        return self.plan.forced and not (self.plan.budget == 0 and self.plan.thinking.off)
+
+    def _shaped(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The body of a call the worker budgets itself (thinking off, or the vLLM budget)."""
+        thinking = self.plan.thinking
+        if self.plan.budget == 0 and thinking.off:
+            kwargs = {**(body.get("chat_template_kwargs") or {}), **thinking.off}
+            return {**body, "chat_template_kwargs": kwargs}
+        limit, _ = token_limits(self.plan, body.get("max_tokens"))
+        return {**body, "thinking_token_budget": limit}
+
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
+        if continues(body):
+            return await self.inner.chat(tier, body, affinity=affinity)
+        if not self._forcing:
+            completion = await self.inner.chat(tier, self._shaped(body), affinity=affinity)
+            self.thinking_tokens += completion.usage.reasoning_tokens
+            return completion
+        limit, room = token_limits(self.plan, body.get("max_tokens"))
+        first = await self._think(tier, body, limit, affinity)
+        self.thinking_tokens += _thinking_tokens(first, limit)
+        finished = await asyncio.gather(
+            *(self._answer(tier, body, c, room, affinity) for c in first.choices)
+        )
+        usage = sum((u for _, u in finished), first.usage)
+        return Completion(tuple(c for c, _ in finished), usage, first.model)
+
+    async def _think(
+        self, tier: str, body: dict[str, Any], limit: int, affinity: str | None
+    ) -> Completion:
+        if limit > 0:
+            return await self.inner.chat(tier, {**body, "max_tokens": limit}, affinity=affinity)
+        n = int(body.get("n") or 1)  # budget 0: no thinking call at all
+        empty = tuple(Choice(index=i, text="", finish_reason="length") for i in range(n))
+        return Completion(empty, TokenUsage(), str(body.get("model", "")))
+
+    async def _answer(
+        self, tier: str, body: dict[str, Any], choice: Choice, room: int, affinity: str | None
+    ) -> tuple[Choice, TokenUsage]:
+        """``choice`` as it is if the model answered, else with the answer continued."""
+        if choice.finish_reason != "length" and choice.text.strip():
+            return choice, TokenUsage()
+        forced = not choice.text.strip()
+        self.forced += int(forced)
+        prefix = closing_prefix(self.plan.thinking, choice.reasoning, choice.text, forced)
+        seed = body.get("seed")
+        extra = {"seed": seed + choice.index} if isinstance(seed, int) else {}
+        done = await self.inner.chat(
+            tier, {**continuation(body, prefix, room), **extra}, affinity=affinity
+        )
+        answer = done.choices[0]
+        lead = self.plan.thinking.answer_prompt.lstrip() if forced else choice.text
+        text = lead + answer.reasoning + answer.text
+        raw = {"message": {"role": "assistant", "content": text, "reasoning": choice.reasoning}}
+        return Choice(index=choice.index, text=text, finish_reason=answer.finish_reason,
+                      reasoning=choice.reasoning, raw=raw), as_answer(done.usage)  # fmt: skip
+
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncGenerator[Delta, None]:
+        if continues(body):
+            source = self.inner.stream_chat(tier, body, affinity=affinity)
+        elif not self._forcing:
+            shaped = self._shaped(body)
+            source = self._counted(self.inner.stream_chat(tier, shaped, affinity=affinity))
+        elif int(body.get("n") or 1) > 1:
+            source = _replayed(self.chat(tier, body, affinity=affinity))
+        else:
+            source = ForcedStream(self, tier, body, affinity).deltas()
+        try:
+            async for delta in source:
+                yield delta
+        finally:
+            await close_now(source)
+
+    async def _counted(self, deltas: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
+        try:
+            async for delta in deltas:
+                if delta.usage is not None:
+                    self.thinking_tokens += delta.usage.reasoning_tokens
+                yield delta
+        finally:
+            await close_now(deltas)
+
+
+class ForcedStream:
+    """One streamed sample under budget forcing: the thinking as the worker streams it, then,
+    if it did not answer, the answer prompt and the continuation as ``text``."""
+
+    def __init__(
+        self, owner: ThinkingBackend, tier: str, body: dict[str, Any], affinity: str | None
+    ) -> None:
+        self.owner, self.tier, self.body, self.affinity = owner, tier, body, affinity
+        self.limit, self.room = token_limits(owner.plan, body.get("max_tokens"))
+        self.reasoning: list[str] = []
+        self.text: list[str] = []
+        self.finish: str | None = "length"
+        self.usage = TokenUsage()
+
+    async def deltas(self) -> AsyncGenerator[Delta, None]:
+        if self.limit > 0:
+            async for delta in self._thinking():
+                yield delta
+        thought = TokenUsage(0, self.usage.completion_tokens, self.usage.reasoning_tokens)
+        self.owner.thinking_tokens += _streamed_thinking(thought, self.limit, self.text)
+        answer = "".join(self.text)
+        if self.finish != "length" and answer.strip():
+            yield Delta(finish_reason=self.finish)
+            yield Delta(usage=self.usage)
+            return
+        forced = not answer.strip()
+        self.owner.forced += int(forced)
+        if forced:
+            yield Delta(text=self.owner.plan.thinking.answer_prompt.lstrip())
+        prefix = closing_prefix(self.owner.plan.thinking, "".join(self.reasoning), answer, forced)
+        async for delta in self._answer(prefix):
+            yield delta
+
+    async def _thinking(self) -> AsyncGenerator[Delta, None]:
+        body = {**self.body, "max_tokens": self.limit}
+        upstream = self.owner.inner.stream_chat(self.tier, body, affinity=self.affinity)
+        try:
+            async for delta in upstream:
+                if delta.usage is not None:
+                    self.usage = delta.usage
+                    continue
+                self.finish = delta.finish_reason or self.finish
+                self.reasoning.append(delta.reasoning)
+                self.text.append(delta.text)
+                if delta.reasoning or delta.text:
+                    yield Delta(index=0, text=delta.text, reasoning=delta.reasoning, raw=delta.raw)
+        finally:
+            await close_now(upstream)
+
+    async def _answer(self, prefix: str) -> AsyncGenerator[Delta, None]:
+        body = continuation(self.body, prefix, self.room)
+        upstream = self.owner.inner.stream_chat(self.tier, body, affinity=self.affinity)
+        finish, used = "stop", TokenUsage()
+        try:
+            async for delta in upstream:
+                if delta.usage is not None:
+                    used = as_answer(delta.usage)
+                    continue
+                finish = delta.finish_reason or finish
+                if delta.reasoning or delta.text:
+                    yield Delta(index=0, text=delta.reasoning + delta.text)
+        finally:
+            await close_now(upstream)
+        yield Delta(finish_reason=finish)
+        yield Delta(usage=self.usage + used)
+
+
+def _thinking_tokens(first: Completion, limit: int) -> int:
+    """Thinking tokens of the first call: the worker's count, else those of unanswered samples
+    (cut at ``limit``, all of it thinking)."""
+    if first.usage.reasoning_tokens:
+        return first.usage.reasoning_tokens
+    return sum(limit for c in first.choices if c.reasoning and not c.text.strip())
+
+
+def _streamed_thinking(usage: TokenUsage, limit: int, text: list[str]) -> int:
+    if usage.reasoning_tokens:
+        return usage.reasoning_tokens
+    return 0 if "".join(text).strip() else min(usage.completion_tokens, limit)
+
+
+async def _replayed(completion: Any) -> AsyncGenerator[Delta, None]:
+    """A whole completion as deltas: the thinking, the answer, the finish, the usage."""
+    done: Completion = await completion
+    for choice in done.choices:
+        if choice.reasoning:
+            yield Delta(index=choice.index, reasoning=choice.reasoning)
+        yield Delta(index=choice.index, text=choice.text)
+        yield Delta(index=choice.index, finish_reason=choice.finish_reason)
+    yield Delta(usage=done.usage)
