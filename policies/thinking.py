@@ -185,8 +185,7 @@ class ForcedStream:
         if self.limit > 0:
             async for delta in self._thinking():
                 yield delta
-        thought = TokenUsage(0, self.usage.completion_tokens, self.usage.reasoning_tokens)
-        self.owner.thinking_tokens += _streamed_thinking(thought, self.limit, self.text)
+        self.owner.thinking_tokens += self._thinking_tokens()
         answer = "".join(self.text)
         if self.finish != "length" and answer.strip():
             yield Delta(finish_reason=self.finish)
@@ -199,6 +198,12 @@ class ForcedStream:
         prefix = closing_prefix(self.owner.plan.thinking, "".join(self.reasoning), answer, forced)
         async for delta in self._answer(prefix):
             yield delta
+
+    def _thinking_tokens(self) -> int:
+        """The worker's count when it sent usage, else one token per thinking delta."""
+        if self.usage.completion_tokens:
+            return self.usage.reasoning_tokens
+        return min(sum(1 for piece in self.reasoning if piece), self.limit)
 
     async def _thinking(self) -> AsyncGenerator[Delta, None]:
         body = {**self.body, "max_tokens": self.limit}
@@ -240,12 +245,6 @@ def _thinking_tokens(first: Completion, limit: int) -> int:
     if first.usage.reasoning_tokens:
         return first.usage.reasoning_tokens
     return sum(limit for c in first.choices if c.reasoning and not c.text.strip())
-
-
-def _streamed_thinking(usage: TokenUsage, limit: int, text: list[str]) -> int:
-    if usage.reasoning_tokens:
-        return usage.reasoning_tokens
-    return 0 if "".join(text).strip() else min(usage.completion_tokens, limit)
 
 
 async def _replayed(completion: Any) -> AsyncGenerator[Delta, None]:

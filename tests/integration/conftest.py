@@ -85,15 +85,19 @@ def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-@pytest.fixture(scope="session")
-def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    reuse = os.environ.get("TTC_TEST_WORKER_URL")
+WorkerStarter = Callable[[int, Path], subprocess.Popen[bytes]]
+
+
+def session_worker(reuse_env: str, start: WorkerStarter, folder: Path) -> Iterator[str]:
+    """A worker for the session: the URL in ``reuse_env`` if set, else one started (and
+    stopped at the end) with ``start``; a worker that fails to start shows its log's tail."""
+    reuse = os.environ.get(reuse_env)
     if reuse:
         yield reuse.rstrip("/")
         return
     port = free_port()
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    proc = start_worker(port, log)
+    log = folder / "worker.log"
+    proc = start(port, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health", WORKER_STARTUP_S, proc)
@@ -103,6 +107,12 @@ def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         raise
     yield url
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("worker")
+    yield from session_worker("TTC_TEST_WORKER_URL", start_worker, folder)
 
 
 def gateway_config(worker: str, **sections: Any) -> dict[str, Any]:
@@ -211,3 +221,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+# --- a reasoning worker (issue 13) ---------------------------------------------------------
+# The thinking variant of the bundled model under vLLM's deepseek_r1 reasoning parser, started
+# only when a reasoning test runs (it costs a second worker's memory and ~3 minutes of warm-up);
+# TTC_TEST_REASONING_WORKER_URL reuses one already running.
+REASONING_MODEL = "smollm2-135m-thinking"
+
+
+def start_reasoning_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = ttc_cmd("worker", "--model", REASONING_MODEL, "--port", str(port),
+                  "--served-name", "thinking", "--profile", "smollm2_thinking")  # fmt: skip
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture(scope="session")
+def reasoning_worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("reasoning-worker")
+    yield from session_worker("TTC_TEST_REASONING_WORKER_URL", start_reasoning_worker, folder)
