@@ -33,8 +33,8 @@ from policies.params import (
 )
 
 # ``ttc`` keys that are about the request, not the policy's params: the policy it pins, the
-# thinking budget (``router.thinking``), and the compute contract (``core.contract``),
-# enforced around every policy.
+# thinking budget (``router.thinking``) that every policy on a reasoning tier honours, and the
+# compute contract (``core.contract``), enforced around every policy.
 REQUEST_KEYS = frozenset({"policy", "thinking_budget"}) | frozenset(CONTRACT_FIELDS)
 
 

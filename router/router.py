@@ -16,12 +16,13 @@ The steps, each of which adds a line to the decision's ``reasons`` (the ``ttc`` 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from core.backend import Backend
-from core.errors import ModelNotFound, TtcError
+from core.errors import InvalidRequest, ModelNotFound, TtcError
 from core.profile import ModelProfile
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
@@ -52,7 +53,7 @@ class Router:
     ``cost_per_1k_tokens`` so that policies needing two tiers take the cheapest and the dearest
     (``policies.tiers``; without costs the first is the cheapest). ``profiles`` maps a tier to
     its model profile (``core.profile``; a tier missing from it is a plain model): what it can
-    do (tool calls, ``router.tools``; thinking budgets, ``router.thinking``)."""
+    do (thinking budgets, ``router.thinking``)."""
 
     def __init__(
         self,
@@ -61,18 +62,15 @@ class Router:
         tiers: Sequence[str] | Mapping[str, float],
         *,
         stats: StatsSource | None = None,
+        profiles: Mapping[str, ModelProfile] | None = None,
         load: LoadSignal | None = None,
         shadow_backend: Backend | None = None,
         prober: Prober | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        profiles: Mapping[str, ModelProfile] | None = None,
     ) -> None:
         self._tiers = tuple(tiers)  # config order: the first is the default tier
         self._tier_costs = tiers
-        self._ladder = (
-            TierLadder.by_cost(tiers) if isinstance(tiers, Mapping) else TierLadder(self._tiers)
-        )
         problems = config.unknown_tiers(self._tiers)
         if problems:
             raise ValueError("; ".join(problems))
@@ -80,6 +78,9 @@ class Router:
         self._policies = policies
         self._profiles: Mapping[str, ModelProfile] = profiles or {}
         self._tool_tiers = ToolTiers(self._profiles, config.tools.tier)  # router.tools
+        self._ladder = (
+            TierLadder.by_cost(tiers) if isinstance(tiers, Mapping) else TierLadder(self._tiers)
+        )
         self._predictor: DifficultyPredictor = build(config.predictor)
         self._prober: Prober = prober or FirstTokenProbe(config.probe)
         self._bands = build_bands(config.bands, policies)
@@ -114,7 +115,10 @@ class Router:
     async def route(self, req: GenRequest, backend: Backend) -> Routing:
         """``decide``, refined by a probe when the predictor is unsure."""
         self.controller.tick()
-        features, predicted, reasons = self._predict(req)
+        if req.body_bytes >= OFF_LOOP_BYTES:  # a big prompt: ms of regex and hashing
+            features, predicted, reasons = await asyncio.to_thread(self._predict, req)
+        else:
+            features, predicted, reasons = self._predict(req)
         if self._wants_probe(req, predicted):
             # A dry run first: a bad model, policy or override fails before a probe is spent.
             self._plan(req, predicted, [], count=False)
@@ -255,6 +259,10 @@ class Router:
         params = overrides.scale_budget(params, scale, self._policies.caps)
         if req.needs_single:
             return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
+        if req.text_only and params.name not in TEXT_POLICIES:
+            _refuse_pinned_for_text(pinned, params.name)
+            reasons.append(f"a text completion: {params.name} needs chat messages; single")
+            return self._policies.named("single")
         if pinned is None and params.name == "adaptive_bon" and _greedy(req):
             params = self._policies.named("single")
             reasons.append("temperature 0: identical samples cannot vote; single")
@@ -287,6 +295,23 @@ def _effort(table: EffortTable, level: str | None) -> EffortConfig:
         "minimal": table.low, "low": table.low, "high": table.high,
     }  # fmt: skip
     return efforts.get(level, table.medium)
+
+
+# 64 KiB of request body: below it prediction costs about a millisecond on the event loop.
+OFF_LOOP_BYTES = 65_536
+
+# Policies that work on a raw prompt (``/v1/completions``): the others continue or judge chat
+# messages (probes with continue_final_message, judge prompts, drafted steps).
+TEXT_POLICIES = frozenset({"single", "adaptive_bon"})
+
+
+def _refuse_pinned_for_text(pinned: str | None, name: str) -> None:
+    if pinned is not None:
+        raise InvalidRequest(
+            f"the policy '{name}' needs chat messages; a text completion runs "
+            f"{' or '.join(sorted(TEXT_POLICIES))}",
+            param="ttc.policy",
+        )
 
 
 def _greedy(req: GenRequest) -> bool:

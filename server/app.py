@@ -40,9 +40,9 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
             settings.policies,
             {name: tier.cost_per_1k_tokens for name, tier in settings.tiers.items()},
             stats=SharedRouterStats(shared.stats),
+            profiles={name: tier.model_profile() for name, tier in settings.tiers.items()},
             load=PoolSaturation(pool),
             shadow_backend=pool,
-            profiles={name: tier.model_profile() for name, tier in settings.tiers.items()},
         )
 
     return build
@@ -115,7 +115,7 @@ def create_app(
     app.state.ttc = state
     errors.install(app)
     app.include_router(routes.api)
-    openapi.install(app, routes.BODIES)
+    openapi.install(app, routes.BODIES, [AUTO_MODEL, *settings.tiers])
     _add_operational_routes(app, state)
     admin.protect(app, settings.server)  # admin key on /metrics and docs; CORS
     app.add_middleware(Boundary)  # outermost: a client gone is INFO, a bug one traceback

@@ -89,8 +89,6 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         if problems := self.policies.unknown_tiers(tuple(self.tiers)):
             raise ValueError("; ".join(problems))
-        if problems := self.policies.unknown_tiers(tuple(self.tiers)):
-            raise ValueError("; ".join(problems))
         if self.policies.default not in registry.names():
             raise ValueError(f"policies.default: unknown policy {self.policies.default!r}")
         for key in self.auth.keys:

@@ -24,8 +24,9 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-def install(app: FastAPI, models: list[type[BaseModel]]) -> None:
-    """Add ``models`` (request bodies named by ``request_body``) to the generated document."""
+def install(app: FastAPI, models: list[type[BaseModel]], model_names: list[str]) -> None:
+    """Add ``models`` (request bodies named by ``request_body``) to the generated document;
+    their ``model`` field lists ``model_names`` (``auto`` and the configured tiers)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -36,6 +37,8 @@ def install(app: FastAPI, models: list[type[BaseModel]]) -> None:
                 body = model.model_json_schema(ref_template=REF)
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body
+                if "model" in body.get("properties", {}):
+                    body["properties"]["model"]["enum"] = model_names
             _stream_forms(schema)
             app.openapi_schema = schema
         return app.openapi_schema

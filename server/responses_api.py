@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from core.errors import InvalidRequest, NotFound
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
-from server.body import parse_json_object
+from server.body import decode, parse_json_object
 from server.endpoint import Call, Event, request_options
 from server.errors import from_validation_error
 from server.responses_render import assistant_message, request_of, response_object
@@ -46,10 +46,7 @@ class ResponsesEndpoint:
         self.store = store
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
-        try:
-            body = ResponsesRequest.model_validate(parse_json_object(raw))
-        except ValidationError as exc:
-            raise from_validation_error(exc) from exc
+        body = await decode(raw, _parse)
         history = await self._history(body.previous_response_id, owner)
         options = request_options(body.ttc)
         req = GenRequest(
@@ -61,6 +58,7 @@ class ResponsesEndpoint:
             ttc=options.ttc,
             request_id=request_id,
             deadline=deadline,
+            body_bytes=len(raw),
         )
         return Call(req, stream=body.stream, cache=options.cache, owner=owner, wire=body,
                     include_reasoning=options.include_reasoning)  # fmt: skip
@@ -110,6 +108,13 @@ class ResponsesEndpoint:
         messages.append(assistant_message(response["output"]))
         await self.store.put(response["id"], call.owner, {"response": response,
                                                           "messages": messages})  # fmt: skip
+
+
+def _parse(raw: bytes) -> ResponsesRequest:
+    try:
+        return ResponsesRequest.model_validate(parse_json_object(raw))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
 
 
 def _not_found(response_id: str) -> NotFound:

@@ -17,7 +17,6 @@ pool, so vLLM sees the disconnect and aborts the generation.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -99,28 +98,6 @@ def text_body(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# 64 KiB of text: below it encoding a body costs well under a millisecond on the event loop.
-OFF_LOOP_CHARS = 65_536
-
-
-def _text_size(body: Mapping[str, Any]) -> int:
-    """Characters of prompt text in a body (cheap: no encoding)."""
-    size = len(body.get("prompt") or "")
-    for message in body.get("messages") or ():
-        content = message.get("content")
-        size += len(content) if isinstance(content, str) else 0
-    return size
-
-
-async def post_args(body: dict[str, Any]) -> dict[str, Any]:
-    """The body argument of an upstream POST: a big body is JSON-encoded in a worker thread,
-    so the event loop keeps serving the requests beside it."""
-    if _text_size(body) < OFF_LOOP_CHARS:
-        return {"json": body}
-    data = await asyncio.to_thread(json.dumps, body)
-    return {"data": data, "headers": {"content-type": "application/json"}}
-
-
 def parse_completion(raw: Mapping[str, Any]) -> Completion:
     choices = tuple(parse_choice(c) for c in raw.get("choices") or [])
     return Completion(choices=choices, usage=parse_usage(raw.get("usage")), model=raw["model"])
@@ -180,15 +157,17 @@ def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
 
 
 class WorkerClient:
-    """Calls one worker's ``/v1/chat/completions`` over the pool's shared transport."""
+    """Calls one worker's ``/v1/chat/completions`` (``/v1/completions`` for a body with a
+    ``prompt``) over the pool's shared transport."""
 
     def __init__(self, transport: Transport, base_url: str) -> None:
         self._transport = transport
-        self._url = base_url.rstrip("/") + "/v1/chat/completions"
+        self._base = base_url.rstrip("/")
 
     async def chat(self, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Completion:
+        url, body = self._base + upstream_path(body), text_body(body)
         try:
-            async with self._transport.post(self._url, body, timeout) as answer:
+            async with self._transport.post(url, body, timeout) as answer:
                 status, raw = answer.status, await answer.read()
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
@@ -204,8 +183,8 @@ class WorkerClient:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
-        body = {**body, "stream": True, "stream_options": options}
-        exchange = self._transport.post(self._url, body, timeout)
+        body = {**text_body(body), "stream": True, "stream_options": options}
+        exchange = self._transport.post(self._base + upstream_path(body), body, timeout)
         try:
             answer = await exchange.__aenter__()
         except _TRANSPORT_ERRORS as exc:

@@ -43,9 +43,11 @@ class Canned:
     broken: bool = False
     sent: list[dict[str, Any]] = field(default_factory=list)
     complete: list[bool] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
 
     def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange:
         self.sent.append(body)
+        self.urls.append(url)
         return CannedExchange(self)
 
 
@@ -244,3 +246,19 @@ async def test_a_consumer_that_stops_reading_closes_the_upstream_connection(
     assert await eventually(lambda: fake.aborted_by_client == 1)
     assert fake.finished == 0 and pool.workers["t"][0].in_flight == 0
     await pool.close()
+
+
+async def test_a_prompt_body_is_a_text_completion_and_a_messages_body_a_chat() -> None:
+    text = {"model": MODEL, "choices": [{"index": 0, "text": " Paris", "finish_reason": "stop",
+            "logprobs": {"tokens": [" Paris"], "token_logprobs": [-0.1]}}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 1}}  # fmt: skip
+    canned = Canned(parts=(json.dumps(text).encode(),))
+    client = over(canned).get("http://w:1")
+    done = await client.chat({"prompt": "Capital of France:", "logprobs": True,
+                              "top_logprobs": 2}, SECONDS)  # fmt: skip
+    assert canned.urls == ["http://w:1/v1/completions"]
+    assert canned.sent[0] == {"prompt": "Capital of France:", "logprobs": 2}
+    assert done.choices[0].text == " Paris" and done.choices[0].token_logprobs == (-0.1,)
+    chat = Canned(parts=(json.dumps({"model": MODEL, "choices": []}).encode(),))
+    await over(chat).get("http://w:1").chat(BODY, SECONDS)
+    assert chat.urls == ["http://w:1/v1/chat/completions"]

@@ -30,13 +30,16 @@ async def test_every_generation_route_declares_its_body_answers_and_errors() -> 
     document = (await client(app()).get("/openapi.json")).json()
     schemas = document["components"]["schemas"]
     for path, model in (("/v1/chat/completions", "ChatCompletionRequest"),
-                        ("/v1/responses", "ResponsesRequest")):  # fmt: skip
+                        ("/v1/responses", "ResponsesRequest"),
+                        ("/v1/completions", "CompletionRequest")):  # fmt: skip
         post = document["paths"][path]["post"]
         ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{model}" and model in schemas
         assert set(post["responses"]) >= {"200", "400", "401", "404", "429", "503", "504"}
         assert "text/event-stream" in post["responses"]["200"]["content"]
     assert "messages" in schemas["ChatCompletionRequest"]["required"]
+    for body in ("ChatCompletionRequest", "ResponsesRequest", "CompletionRequest"):
+        assert schemas[body]["properties"]["model"]["enum"] == ["auto", "small"]
     assert "input" in schemas["ResponsesRequest"]["required"]
     for ref in _refs(document):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref

@@ -29,7 +29,9 @@ WEATHER: Any = {"type": "function", "name": "get_weather", "description": "Weath
 
 def settings(**extra: Any) -> Settings:
     return settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+        # llama3: a profile whose workers parse tool calls (a plain tier refuses tools)
+        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
+                            "profile": "llama3"}},
         "router": {"probe": {"mode": "never"}}, **extra,
     })  # fmt: skip
 
@@ -164,7 +166,6 @@ async def test_function_tools_give_function_call_items_and_outputs_round_trip() 
     client = sdk(create_app(settings(), backend=backend))
     response = await client.responses.create(
         model="auto", input="Weather in Paris?", tools=[WEATHER], tool_choice="auto",
-        extra_body={"ttc": {"policy": "adaptive_bon"}},
     )  # fmt: skip
     _, body = backend.calls[0]
     assert body["tools"][0]["function"]["name"] == "get_weather"
