@@ -1,7 +1,8 @@
 """A minimal, fast OpenAI-compatible upstream: isolates the gateway's own cost in benchmarks.
 
-It answers ``POST /v1/chat/completions`` at once with a fixed completion (``n`` choices, token
-log-probabilities when asked), or as a short SSE stream, one event per token; ``GET /health``
+It answers ``POST /v1/chat/completions`` (and ``POST /v1/completions``, the same reply as
+``text``) at once with a fixed completion (``n`` choices, token log-probabilities when asked),
+or as a short SSE stream, one event per token; ``GET /health``
 and ``GET /v1/models`` as vLLM does. It is a raw ``asyncio.Protocol`` on HTTP/1.1 keep-alive (no
 framework), so one request costs tens of microseconds and the bench measures the proxy, not
 this. Not a vLLM simulator: no batching, no queueing, no sampling.
@@ -54,6 +55,34 @@ def _usage(n: int) -> dict[str, int]:
         "completion_tokens": completion_tokens,
         "total_tokens": PROMPT_TOKENS + completion_tokens,
     }
+
+
+def text_completion(body: dict[str, Any]) -> dict[str, Any]:
+    """The non-streamed response to a text-completion request ``body``."""
+    logprobs = None
+    if body.get("logprobs") is not None:
+        logprobs = {"tokens": list(REPLY_TOKENS), "token_logprobs": [-0.05] * len(REPLY_TOKENS)}
+    choice = {"text": "".join(REPLY_TOKENS), "logprobs": logprobs, "finish_reason": "stop"}
+    chat = completion({**body, "logprobs": None})
+    choices = [{"index": c["index"], **choice} for c in chat["choices"]]
+    return {**chat, "id": "cmpl-fast", "object": "text_completion", "choices": choices}
+
+
+def text_stream_events(body: dict[str, Any]) -> list[bytes]:
+    """The SSE events of a streamed text completion: one per token, finish, usage, [DONE]."""
+    base = {"id": "cmpl-fast", "object": "text_completion", "created": int(time.time()),
+            "model": body.get("model", "fast")}  # fmt: skip
+
+    def event(text: str, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        return b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+
+    events = [event(token) for token in REPLY_TOKENS] + [event("", "stop")]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {**base, "choices": [], "usage": _usage(1)}
+        events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return events
 
 
 def stream_events(body: dict[str, Any]) -> list[bytes]:
@@ -126,6 +155,12 @@ class UpstreamProtocol(asyncio.Protocol):
                 self._send_stream(stream_events(request))
             else:
                 self._send(200, completion(request))
+        elif method == "POST" and path == "/v1/completions":
+            request = json.loads(body or b"{}")
+            if request.get("stream"):
+                self._send_stream(text_stream_events(request))
+            else:
+                self._send(200, text_completion(request))
         else:
             self._send(404, {"error": {"message": f"no route {method} {path}"}})
 
