@@ -22,13 +22,15 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import accumulate, count
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from core.errors import InvalidRequest, PayloadTooLarge
+from server.errors import from_validation_error
 
 # 64: ten times what the OpenAI shapes need (a tool's JSON schema nests two levels per level of
 # its properties), and far below the ~1,000 levels at which Python's recursive JSON code fails.
@@ -49,14 +51,23 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # (a 1 MiB prompt costs ~20 ms) is decoded in a worker thread so the event loop keeps serving
 # the small requests beside it.
 OFF_LOOP_BYTES = 65_536
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
-async def decode(raw: bytes, parse: Callable[[bytes], T]) -> T:
-    """``parse(raw)``, on the event loop for a small body and in a thread for a large one."""
+def parse_as(raw: bytes, model: type[M]) -> M:
+    """The body validated as ``model``; a 400 naming the field otherwise."""
+    try:
+        return model.model_validate(parse_json_object(raw))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+
+
+async def decode(raw: bytes, model: type[M]) -> M:
+    """``parse_as(raw, model)``, on the event loop for a small body and in a thread for a
+    large one."""
     if len(raw) < OFF_LOOP_BYTES:
-        return parse(raw)
-    return await asyncio.to_thread(parse, raw)
+        return parse_as(raw, model)
+    return await asyncio.to_thread(parse_as, raw, model)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -5,23 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
-from server.body import decode, parse_json_object
+from server.body import decode, parse_as
 from server.endpoint import Call, Event, request_options
-from server.errors import from_validation_error
 from server.openai_schema import ChatCompletionRequest
 from server.responses import ChunkFactory, completion_body, without_reasoning
 from server.streaming import chat_sse
 
 
 def parse_chat(raw: bytes) -> ChatCompletionRequest:
-    try:
-        return ChatCompletionRequest.model_validate(parse_json_object(raw))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from exc
+    return parse_as(raw, ChatCompletionRequest)
 
 
 class ChatEndpoint:
@@ -29,7 +23,7 @@ class ChatEndpoint:
     id_prefix: ClassVar[str] = "chatcmpl-"
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
-        chat = await decode(raw, parse_chat)
+        chat = await decode(raw, ChatCompletionRequest)
         options = request_options(chat.ttc)
         req = GenRequest(
             messages=chat.wire_messages(),

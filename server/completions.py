@@ -14,15 +14,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.backend import Delta
 from core.errors import TtcError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
-from server.body import decode, parse_json_object
+from server.body import decode
 from server.endpoint import Call, Event, request_options
-from server.errors import error_body, from_validation_error
+from server.errors import error_body
 from server.openai_schema import (
     SEED_MAX,
     SEED_MIN,
@@ -99,7 +99,7 @@ class CompletionsEndpoint:
     id_prefix: ClassVar[str] = "cmpl-"
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
-        body = await decode(raw, _parse)
+        body = await decode(raw, CompletionRequest)
         options = request_options(body.ttc)
         req = GenRequest(
             messages=({"role": "user", "content": body.text},),
@@ -127,13 +127,6 @@ class CompletionsEndpoint:
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
         return _completion_sse(call, decision, events)
-
-
-def _parse(raw: bytes) -> CompletionRequest:
-    try:
-        return CompletionRequest.model_validate(parse_json_object(raw))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from exc
 
 
 def _wire(call: Call) -> CompletionRequest:

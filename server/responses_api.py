@@ -15,14 +15,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from core.errors import InvalidRequest, NotFound
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
-from server.body import decode, parse_json_object
+from server.body import decode
 from server.endpoint import Call, Event, request_options
-from server.errors import from_validation_error
 from server.responses_render import assistant_message, request_of, response_object
 from server.responses_schema import (
     FunctionCallItem,
@@ -46,7 +43,7 @@ class ResponsesEndpoint:
         self.store = store
 
     async def parse(self, raw: bytes, request_id: str, deadline: float, owner: str) -> Call:
-        body = await decode(raw, _parse)
+        body = await decode(raw, ResponsesRequest)
         history = await self._history(body.previous_response_id, owner)
         options = request_options(body.ttc)
         req = GenRequest(
@@ -108,13 +105,6 @@ class ResponsesEndpoint:
         messages.append(assistant_message(response["output"]))
         await self.store.put(response["id"], call.owner, {"response": response,
                                                           "messages": messages})  # fmt: skip
-
-
-def _parse(raw: bytes) -> ResponsesRequest:
-    try:
-        return ResponsesRequest.model_validate(parse_json_object(raw))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from exc
 
 
 def _not_found(response_id: str) -> NotFound:
