@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -220,17 +221,7 @@ def overhead_command(
         streams=streams,
         idle_s=idle_seconds,
     )
-    from bench.processes import StartError
-
-    try:
-        report = run(options, console)
-    except StartError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print_report(console, report)
-    console.print(f"results: {out}")
+    _run_and_save(lambda: run(options, console), print_report, out)
 
 
 @bench_app.command("soak")
@@ -248,12 +239,23 @@ def soak_command(
     for MINUTES, samples the gateway's RSS and open fds, and reports start/end/peak of both,
     requests, errors, p50/p99 latency and the requests still in flight afterwards.
     """
-    from bench.processes import StartError
     from bench.soak import Options, print_report, run
 
     options = Options(minutes, clients, sample_every, port, upstream_port)
+    _run_and_save(lambda: run(options, console), print_report, out)
+
+
+def _run_and_save(
+    run: Callable[[], dict[str, Any]],
+    print_report: Callable[[Console, Any], None],
+    out: Path,
+) -> None:
+    """Run a benchmark that starts processes, write its report to ``out`` and print it; a
+    process that cannot start is a clear message and exit status 1."""
+    from bench.processes import StartError
+
     try:
-        report = run(options, console)
+        report = run()
     except StartError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

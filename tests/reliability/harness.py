@@ -155,6 +155,17 @@ def fast_upstream(model: str, folder: Path) -> tuple[str, subprocess.Popen[bytes
     return url, proc
 
 
+@contextlib.contextmanager
+def gateway_on_fast_upstream(folder: Path) -> Iterator[Gateway]:
+    """A ``ttc serve`` with one tier ``fast`` in front of ``bench.fast_upstream``."""
+    upstream, upstream_proc = fast_upstream("fast", folder)
+    try:
+        with gateway(single_tier("fast", "fast", upstream), folder) as running:
+            yield running
+    finally:
+        kill(upstream_proc)
+
+
 def fake_worker(worker_port: int, folder: Path) -> subprocess.Popen[bytes]:
     """A ``tests.reliability.fake_worker`` process on ``worker_port``, once it answers."""
     command = [sys.executable, "-m", "tests.reliability.fake_worker", "--port", str(worker_port)]

@@ -17,20 +17,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.reliability.bad_inputs import BadInput, chat, corpus
-from tests.reliability.harness import Gateway, Report, fast_upstream, gateway, kill, single_tier
+from tests.reliability.harness import Gateway, Report, gateway_on_fast_upstream
 
 HEADERS = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    folder = tmp_path_factory.mktemp("bad-input")
-    upstream, upstream_proc = fast_upstream("fast", folder)
-    try:
-        with gateway(single_tier("fast", "fast", upstream), folder) as running:
-            yield running
-    finally:
-        kill(upstream_proc)
+    with gateway_on_fast_upstream(tmp_path_factory.mktemp("bad-input")) as running:
+        yield running
 
 
 def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, dict[str, Any], str]:

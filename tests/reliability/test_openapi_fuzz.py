@@ -27,15 +27,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.reliability.harness import (
-    Gateway,
-    Report,
-    fast_upstream,
-    form,
-    gateway,
-    kill,
-    single_tier,
-)
+from tests.reliability.harness import Gateway, Report, form, gateway_on_fast_upstream
 
 CHECKS = [not_a_server_error, response_schema_conformance]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -43,13 +35,8 @@ MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    folder = tmp_path_factory.mktemp("openapi-fuzz")
-    upstream, upstream_proc = fast_upstream("fast", folder)
-    try:
-        with gateway(single_tier("fast", "fast", upstream), folder) as running:
-            yield running
-    finally:
-        kill(upstream_proc)
+    with gateway_on_fast_upstream(tmp_path_factory.mktemp("openapi-fuzz")) as running:
+        yield running
 
 
 @dataclass
