@@ -16,6 +16,18 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 REF = "#/components/schemas/{model}"
+# One server-sent event of a streamed answer: ``data`` is a JSON chunk (chat, completions) or a
+# typed event (responses), or ``[DONE]``; responses also name the event type.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "description": "a JSON object, or [DONE]"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -51,6 +63,4 @@ def _stream_forms(schema: dict[str, Any]) -> None:
     for path in ("/v1/chat/completions", "/v1/responses", "/v1/completions"):
         ok = schema["paths"].get(path, {}).get("post", {}).get("responses", {}).get("200")
         if ok is not None:
-            ok.setdefault("content", {})["text/event-stream"] = {
-                "schema": {"type": "string", "description": "server-sent events"}
-            }
+            ok.setdefault("content", {})["text/event-stream"] = {"schema": SSE_EVENT}
