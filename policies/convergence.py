@@ -35,6 +35,7 @@ from pydantic import Field
 
 from core.backend import Backend, Delta, close_now
 from core.errors import ContractReached
+from core.profile import Thinking
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
@@ -42,6 +43,7 @@ from policies.answers import extract_answer
 from policies.base import Registration
 from policies.params import Budget
 from policies.probing import AnswerProbe, ProbeParams, ProbeRunner, converged, first_line
+from policies.thinking import token_limits
 
 FINAL_ANSWER_PREFIX = "Final answer: "
 STEP_BOUNDARY = "\n\n"
@@ -65,7 +67,8 @@ class Chain:
     """The main chain as streamed so far, and when its next probe is due."""
 
     parts: list[str] = field(default_factory=list)
-    deltas: int = 0
+    thought: list[str] = field(default_factory=list)  # the thinking (reasoning tiers)
+    deltas: int = 0  # deltas of thinking or text: about one token each
     usage: TokenUsage | None = None  # the upstream's latest (cumulative) usage, if any
     finish_reason: str | None = None
     logprobs: list[Any] = field(default_factory=list)
@@ -77,17 +80,23 @@ class Chain:
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def thinking(self) -> str:
+        return "".join(self.thought)
+
     def add(self, delta: Delta) -> None:
         if delta.usage is not None:
             self.usage = delta.usage
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
-        if not delta.text:
+        piece = delta.reasoning + delta.text
+        if not piece:
             return
+        self.thought.append(delta.reasoning)
         self.parts.append(delta.text)
         self.deltas += 1
-        self.at_boundary = self.at_boundary or STEP_BOUNDARY in self._tail + delta.text
-        self._tail = delta.text[-1:]
+        self.at_boundary = self.at_boundary or STEP_BOUNDARY in self._tail + piece
+        self._tail = piece[-1:]
         self.logprobs.extend((delta.raw.get("logprobs") or {}).get("content") or ())
 
     def probe_due(self, every: int) -> bool:
@@ -145,7 +154,8 @@ class ConvergencePolicy:
         self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncGenerator[Event, None]:
         chain = Chain()
-        probes = ProbeRunner(self.params, req, decision.tier, backend)
+        thinking = thinking_of(decision)
+        probes = ProbeRunner(self.params, req, decision.tier, backend, thinking)
         running_usage = {"include_usage": True, "continuous_usage_stats": True}
         body = req.body(n=None, stream_options=running_usage)
         upstream = backend.stream_chat(decision.tier, body, affinity=req.request_id)
@@ -153,15 +163,16 @@ class ConvergencePolicy:
         try:
             async for delta in upstream:
                 chain.add(delta)
-                if delta.text:
-                    yield Delta(index=0, text=delta.text, raw=delta.raw)
+                if delta.text or delta.reasoning:
+                    yield Delta(index=0, text=delta.text, reasoning=delta.reasoning, raw=delta.raw)
                 if chain.finish_reason is not None:
                     continue  # finished by itself: only its usage is still to come
-                winner = self._step(chain, probes)
+                winner = self._step(chain, probes, thinking is not None)
                 if winner is not None:
                     break
         except ContractReached:  # the compute contract cut the chain: answer with it so far
-            if not chain.text:
+            winner = last_answer(probes) if thinking is not None and not chain.text else None
+            if not chain.text and winner is None:
                 raise
             chain.finish_reason = chain.finish_reason or "length"
         finally:
@@ -175,12 +186,15 @@ class ConvergencePolicy:
         yield Delta(index=0, text=closing, finish_reason=last.finish_reason)
         yield result
 
-    def _step(self, chain: Chain, probes: ProbeRunner) -> AnswerProbe | None:
-        """Read finished probes; launch the next one when due and a slot is free."""
+    def _step(self, chain: Chain, probes: ProbeRunner, thinks: bool) -> AnswerProbe | None:
+        """Read finished probes; launch the next one when due and a slot is free. A thinking
+        trace is probed while it thinks: once its answer has begun there is nothing to cut."""
+        if thinks and chain.text.strip():
+            return None
         probes.collect()
         winner = converged(probes.in_order(), self.params.agree)
         if winner is None and chain.probe_due(self.params.probe_every) and probes.can_launch:
-            probes.launch(chain.text, chain.deltas)
+            probes.launch(chain.thinking if thinks else chain.text, chain.deltas)
             chain.probed()
         return winner
 
@@ -193,19 +207,31 @@ class ConvergencePolicy:
         winner: AnswerProbe | None,
     ) -> PolicyResult:
         text = chain.text
+        thinking = thinking_of(decision)
         estimated = chain.usage is None
         used = chain_usage(chain) or TokenUsage(estimate_prompt_tokens(req), chain.deltas)
+        if winner is not None and thinking is not None:  # stopped while thinking: all thought
+            used = TokenUsage(used.prompt_tokens, used.completion_tokens, used.completion_tokens)
         ledger = UsageLedger()
         ledger.add("sample", decision.tier, used)
         for probe in probes.results.values():
             ledger.add("probe", decision.tier, probe.usage)
-        if winner is not None:
-            choice = ResultChoice(0, text + final_line(text, winner.text), "stop")
-        else:
+        if winner is None:
             choice = ResultChoice(0, text, chain.finish_reason or "stop")
+        elif thinking is not None:  # the thinking closed; the answer is what the probe said
+            answer = thinking.answer_prompt.lstrip() + first_line(winner.text)
+            choice = ResultChoice(0, text + answer, "stop")
+        else:
+            choice = ResultChoice(0, text + final_line(text, winner.text), "stop")
+        choice = replace(choice, reasoning=chain.thinking)
         if chain.logprobs:
             choice = replace(choice, logprobs={"content": chain.logprobs})
         report = self._report(req, chain, used, probes, winner, estimated)
+        if thinking is not None and decision.thinking is not None:
+            # What the trace could still have thought: its budget (as max_tokens leaves it).
+            limit, _ = token_limits(decision.thinking, req.max_tokens)
+            saved = max(0, limit - used.completion_tokens) if winner is not None else 0
+            report = {**report, "reasoning_tokens_saved": saved}
         return PolicyResult(choices=(choice,), usage=ledger, report=report)
 
     def _report(
@@ -238,6 +264,18 @@ class ConvergencePolicy:
             "tokens_saved": max(0, self.budget(req) - chain_tokens) if winner else 0,
             "usage_estimated": estimated,
         }
+
+
+def thinking_of(decision: Decision) -> Thinking | None:
+    """The profile's thinking when the trace thinks (a reasoning tier, a budget above 0)."""
+    plan = decision.thinking
+    return plan.thinking if plan is not None and plan.budget > 0 else None
+
+
+def last_answer(probes: ProbeRunner) -> AnswerProbe | None:
+    """The latest finished probe that stated an answer: the best a cut thinking trace has."""
+    answered = [p for p in probes.in_order() if p.answer is not None]
+    return answered[-1] if answered else None
 
 
 REGISTRATION = Registration(ConvergenceParams, ConvergencePolicy)

@@ -21,10 +21,12 @@ from pydantic import Field
 
 from core.backend import Backend
 from core.errors import TtcError
+from core.profile import Thinking
 from core.request import GenRequest
 from core.usage import TokenUsage
 from policies.answers import extract_answer, hedges, normalise_answer
 from policies.params import AnswerMode, Budget, PolicyParams
+from policies.thinking import as_answer, closing_prefix
 
 # Sampling fields of the client's request that make no sense for a probe: it is one greedy,
 # short continuation whose text is read, never shown.
@@ -94,12 +96,28 @@ def probe_messages(req: GenRequest, partial: str, suffix: str) -> list[dict[str,
     return messages
 
 
-def probe_body(req: GenRequest, partial: str, params: ProbeParams) -> dict[str, Any]:
-    """The upstream chat body of one probe at the chain position ``partial``."""
+def thinking_probe_messages(
+    req: GenRequest, thought: str, thinking: Thinking
+) -> list[dict[str, Any]]:
+    """The conversation with the thinking so far, closed, and the profile's answer prompt as
+    the final assistant message: what budget forcing would continue from at this point."""
+    prefix = closing_prefix(thinking, thought, "", forced=True)
+    return [*(dict(m) for m in req.messages), {"role": "assistant", "content": prefix}]
+
+
+def probe_body(
+    req: GenRequest, partial: str, params: ProbeParams, thinking: Thinking | None = None
+) -> dict[str, Any]:
+    """The upstream chat body of one probe at the chain position ``partial`` (the thinking so
+    far, when ``thinking`` is the profile of a reasoning tier whose trace is being probed)."""
     dropped: dict[str, Any] = dict.fromkeys(_NOT_FOR_PROBES)
+    if thinking is not None:
+        messages = thinking_probe_messages(req, partial, thinking)
+    else:
+        messages = probe_messages(req, partial, params.probe_suffix)
     body = req.body(
         **dropped,
-        messages=probe_messages(req, partial, params.probe_suffix),
+        messages=messages,
         continue_final_message=True,
         add_generation_prompt=False,
         max_tokens=params.probe_max_tokens,
@@ -134,8 +152,16 @@ class ProbeRunner:
     request. The caller must ``await cancel_all()`` on every exit (it is idempotent).
     """
 
-    def __init__(self, params: ProbeParams, req: GenRequest, tier: str, backend: Backend) -> None:
+    def __init__(
+        self,
+        params: ProbeParams,
+        req: GenRequest,
+        tier: str,
+        backend: Backend,
+        thinking: Thinking | None = None,
+    ) -> None:
         self._params = params
+        self._thinking = thinking  # probes of a thinking trace close it (``probe_body``)
         self._req = req
         self._tier = tier
         self._backend = backend
@@ -190,11 +216,15 @@ class ProbeRunner:
                 self._results[index] = task.result()
 
     async def _probe(self, index: int, partial: str, at_tokens: int) -> AnswerProbe:
-        body = probe_body(self._req, partial, self._params)
+        body = probe_body(self._req, partial, self._params, self._thinking)
         try:
             done = await self._backend.chat(self._tier, body, affinity=self._req.request_id)
         except TtcError as exc:  # a failed probe is a probe without an answer; the chain goes on
             return AnswerProbe(index, at_tokens, "", None, False, TokenUsage(), exc.code or "error")
-        text = done.choices[0].text if done.choices else ""
+        choice = done.choices[0] if done.choices else None
+        # After a closed thinking the worker's parser still labels the continuation reasoning
+        # (it sees only generated tokens): read both, and count its tokens as answer tokens.
+        text = (choice.reasoning + choice.text) if choice else ""
+        usage = as_answer(done.usage) if self._thinking else done.usage
         answer = probe_answer(text, self._params.answer_mode)
-        return AnswerProbe(index, at_tokens, text, answer, hedges(text), done.usage)
+        return AnswerProbe(index, at_tokens, text, answer, hedges(text), usage)

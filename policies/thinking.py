@@ -158,12 +158,14 @@ class ThinkingBackend:
             await close_now(source)
 
     async def _counted(self, deltas: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
+        last = 0  # the latest usage's count: a running usage is cumulative, never summed
         try:
             async for delta in deltas:
                 if delta.usage is not None:
-                    self.thinking_tokens += delta.usage.reasoning_tokens
+                    last = delta.usage.reasoning_tokens
                 yield delta
         finally:
+            self.thinking_tokens += last
             await close_now(deltas)
 
 
@@ -180,12 +182,20 @@ class ForcedStream:
         self.text: list[str] = []
         self.finish: str | None = "length"
         self.usage = TokenUsage()
+        # A caller that asked for the worker's running usage (``continuous_usage_stats``) reads
+        # every usage delta as the total so far, so the thinking call's are passed on; any
+        # other caller sums usage deltas and gets only the one total at the end.
+        self.running = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
 
     async def deltas(self) -> AsyncGenerator[Delta, None]:
-        if self.limit > 0:
-            async for delta in self._thinking():
-                yield delta
-        self.owner.thinking_tokens += self._thinking_tokens()
+        thinking = self._thinking()
+        try:
+            if self.limit > 0:
+                async for delta in thinking:
+                    yield delta
+        finally:  # a trace stopped while it thinks (convergence) has thought that much too
+            await close_now(thinking)  # now: closing it cancels the trace upstream
+            self.owner.thinking_tokens += self._thinking_tokens()
         answer = "".join(self.text)
         if self.finish != "length" and answer.strip():
             yield Delta(finish_reason=self.finish)
@@ -196,14 +206,21 @@ class ForcedStream:
         if forced:
             yield Delta(text=self.owner.plan.thinking.answer_prompt.lstrip())
         prefix = closing_prefix(self.owner.plan.thinking, "".join(self.reasoning), answer, forced)
-        async for delta in self._answer(prefix):
-            yield delta
+        answering = self._answer(prefix)
+        try:
+            async for delta in answering:
+                yield delta
+        finally:
+            await close_now(answering)
 
     def _thinking_tokens(self) -> int:
-        """The worker's count when it sent usage, else one token per thinking delta."""
-        if self.usage.completion_tokens:
+        """The worker's count when it sent one; else, while no answer has begun (a trace cut
+        in its thinking), every completion token so far, at least one per thinking delta."""
+        answered = bool("".join(self.text).strip())
+        if self.usage.reasoning_tokens or (answered and self.usage.completion_tokens):
             return self.usage.reasoning_tokens
-        return min(sum(1 for piece in self.reasoning if piece), self.limit)
+        pieces = sum(1 for piece in self.reasoning if piece)
+        return min(max(self.usage.completion_tokens, pieces), self.limit)
 
     async def _thinking(self) -> AsyncGenerator[Delta, None]:
         body = {**self.body, "max_tokens": self.limit}
@@ -212,6 +229,8 @@ class ForcedStream:
             async for delta in upstream:
                 if delta.usage is not None:
                     self.usage = delta.usage
+                    if self.running:  # the caller reads usage as cumulative: pass it on
+                        yield delta
                     continue
                 self.finish = delta.finish_reason or self.finish
                 self.reasoning.append(delta.reasoning)
