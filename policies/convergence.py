@@ -12,6 +12,17 @@ wrote it: its first non-blank line). If the chain ends first, it is returned as 
 It helps on reasoning prompts ("think step by step"), whose answer is often settled long before
 the chain ends; on any other prompt it still works, and costs only the probes.
 
+On a reasoning tier (``Decision.thinking`` with a budget above 0) the chain is the model's
+thinking, held within its budget by ``policies.thinking``. It is probed while it thinks: a
+probe continues the thinking so far, closed, followed by the profile's answer prompt ("<think>
+...</think> The final answer is"), on the cached prefix; the worker labels that continuation
+``reasoning``, the policy reads it as the answer and ledgers its tokens as answer tokens. Once
+probes agree the trace is cancelled upstream and the answer is the answer prompt followed by the
+probe's first line; the thinking streams as ``delta.reasoning`` and is the message's
+``reasoning``. Once the answer has begun (the model closed its thinking, or the budget forced
+it) nothing is probed. ``reasoning_tokens_saved`` is the thinking budget (as ``max_tokens``
+leaves it) minus the thinking generated when the trace was stopped early, else 0.
+
 Token accounting: one streamed delta counts as one token (vLLM streams one token per delta);
 that count schedules probes. Usage comes from the upstream's running usage when it sends it
 (``continuous_usage_stats``); a chain cancelled before any usage arrived is estimated (prompt:

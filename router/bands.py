@@ -22,6 +22,7 @@ class Band:
     upper: float  # exclusive; math.inf on the last band
     tier: str | None
     params: PolicyParams
+    thinking_budget: int | None = None  # on a reasoning tier; None: the profile decides
 
     def describe(self) -> str:
         upper = "inf" if math.isinf(self.upper) else f"{self.upper:g}"
@@ -35,7 +36,8 @@ def build_bands(configs: tuple[BandConfig, ...], policies: PoliciesConfig) -> tu
         base = policies.named(config.policy)
         params = with_updates(base, config.params)
         upper = math.inf if config.upto is None else config.upto
-        bands.append(Band(config.name, max(lower, 0.0), upper, config.tier, params))
+        bands.append(Band(config.name, max(lower, 0.0), upper, config.tier, params,
+                          config.thinking_budget))  # fmt: skip
         lower = upper
     return tuple(bands)
 

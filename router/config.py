@@ -29,6 +29,13 @@ class BandConfig(_Section):
     tier: str | None = Field(None, description="null: the router's default tier")
     policy: str = "single"
     params: dict[str, Any] = Field(default_factory=dict, description="over policies.<policy>")
+    thinking_budget: int | None = Field(
+        None,
+        ge=0,
+        le=131072,
+        description="thinking tokens on a reasoning tier (0: thinking off), scaled by "
+        "reasoning_effort's budget_scale; null: the tier profile's budget for the effort",
+    )
 
     @model_validator(mode="after")
     def _valid_policy(self) -> BandConfig:

@@ -42,7 +42,7 @@ from router.predictor import DifficultyPredictor, build
 from router.probe import DifficultyProbe, FirstTokenProbe, ProbeFailed, Prober
 from router.routed import Recorder, Routing
 from router.stats import LocalStats, StatsSource
-from router.thinking import plan_thinking
+from router.thinking import BandThinking, plan_thinking
 from router.tools import ToolTiers, tool_params
 
 AUTO_MODEL = "auto"
@@ -225,7 +225,8 @@ class Router:
             reasons.append(f"budget controller: thresholds moved {self.controller.offset:+.3f}")
         tier = self._tier(req, band, reasons)
         params = self._params(req, band, tier, effort.budget_scale, reasons, count)
-        thinking = plan_thinking(req, self._profiles.get(tier), tier, reasons)
+        banded = BandThinking(band.name, band.thinking_budget, effort.budget_scale)
+        thinking = plan_thinking(req, self._profiles.get(tier), tier, reasons, banded)
         return Decision(tier, params, difficulty, band.name, tuple(reasons), thinking)
 
     def _tier(self, req: GenRequest, band: Band, reasons: list[str]) -> str:

@@ -74,7 +74,7 @@ def gateway(backend: SettlingThinker) -> openai.AsyncOpenAI:
                                "profile": "smollm2_thinking"}},
         "router": {"probe": {"mode": "never"}},
     })  # fmt: skip
-    app = create_app(settings, backend=backend)  # type: ignore[arg-type]
+    app = create_app(settings, backend=backend)
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
     return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http)
 
@@ -99,7 +99,8 @@ def check_probes(backend: SettlingThinker) -> None:
     for body in backend.probes:
         prefix = body["messages"][-1]["content"]
         assert body["continue_final_message"] is True and body["temperature"] == 0.0
-        assert prefix.startswith("<think>\n") and prefix.endswith("</think>\n\nThe final answer is ")
+        assert prefix.startswith("<think>\n")
+        assert prefix.endswith("</think>\n\nThe final answer is ")
 
 
 async def test_probes_inside_the_thinking_stop_it_once_they_agree() -> None:
