@@ -36,24 +36,31 @@ sample of each of the top ``n`` distinct answers, ordered by votes: fewer choice
 distinct answers were drawn. ``min_samples == max_samples`` with the gate off is one round:
 plain fixed best-of-N majority vote, the baseline. A request deadline cancels the round in
 flight (the service's timeout); nothing here catches the cancellation.
+
+``stream`` yields a ``core.progress.Progress`` after every round (samples so far, the leading
+answer, its votes and confidence, completion tokens, and the stop reason on the last round),
+then the decided answer at once: the winner's thinking and text as deltas, its finish, the
+result. A round is one non-streamed call, so a losing sample's thinking is never streamed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from core.backend import Backend, Choice, Delta
+from core.backend import Backend, Choice
 from core.errors import ContractReached, UpstreamError
+from core.progress import Progress, short_leader
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
 from policies.answers import answer_span_confidence, cluster_key, extract_answer
-from policies.base import Registration, stream_whole
+from policies.base import PolicyEvent, Registration, answer_deltas
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
 from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import (
@@ -121,7 +128,6 @@ class _Draw:
     question: str | None = None
     schemas: Schemas | None = None  # a tools request: samples vote on their calls
 
-
     def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
         self.rounds += 1
         self.requested += requested
@@ -157,6 +163,28 @@ class AdaptiveBonPolicy:
         )
 
     async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
+        async with contextlib.aclosing(self._rounds(req, decision, backend)) as events:
+            async for event in events:
+                if isinstance(event, PolicyResult):
+                    return event
+        raise RuntimeError("adaptive_bon's rounds ended without a result")
+
+    async def stream(
+        self, req: GenRequest, decision: Decision, backend: Backend
+    ) -> AsyncGenerator[PolicyEvent, None]:
+        """``Progress`` after every round, then the decided answer (``answer_deltas``: the
+        winner's thinking, text and finish), then the result."""
+        async with contextlib.aclosing(self._rounds(req, decision, backend)) as events:
+            async for event in events:
+                if isinstance(event, PolicyResult):
+                    for delta in answer_deltas(event):
+                        yield delta
+                yield event
+
+    async def _rounds(
+        self, req: GenRequest, decision: Decision, backend: Backend
+    ) -> AsyncGenerator[Progress | PolicyResult, None]:
+        """Draw rounds until a stop rule fires: ``Progress`` after each, then the result."""
         p = self.params
         required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
@@ -175,14 +203,26 @@ class AdaptiveBonPolicy:
             ledger.add("sample", decision.tier, completion.usage)
             draw.add(completion.choices[:size], size, p.answer_mode)
             reason = self._stop_reason(draw, required)
+            yield self._progress(decision.tier, draw, ledger, reason)
         if not draw.samples:
             raise UpstreamError("the worker returned no samples", code="no_samples")
-        return self._result(req, draw, ledger, reason, required)
+        yield self._result(req, draw, ledger, reason, required)
 
-    def stream(
-        self, req: GenRequest, decision: Decision, backend: Backend
-    ) -> AsyncIterator[Delta | PolicyResult]:
-        return stream_whole(self, req, decision, backend)
+    def _progress(
+        self, tier: str, draw: _Draw, ledger: UsageLedger, reason: str | None
+    ) -> Progress:
+        current = tally(draw.votes(), weighted=self.params.weighted)
+        return Progress(
+            policy=self.name,
+            tier=tier,
+            round=draw.rounds,
+            samples=len(draw.samples),
+            completion_tokens=ledger.total.completion_tokens,
+            leader=short_leader(current.leader),
+            votes=current.leader_count if current.leader is not None else 0,
+            confidence=answer_confidence(draw, current, reason),
+            stop_reason=reason,
+        )
 
     def _round_size(self, draw: _Draw) -> int:
         p = self.params
@@ -242,6 +282,7 @@ class AdaptiveBonPolicy:
                 finish_reason=draw.samples[position].finish_reason or "stop",
                 logprobs=draw.samples[position].raw.get("logprobs") if keep_logprobs else None,
                 tool_calls=sample_tool_calls(draw.samples[position].raw),
+                reasoning=draw.samples[position].reasoning,
             )
             for index, position in enumerate(ranked[: req.n])
         )
@@ -262,13 +303,7 @@ class AdaptiveBonPolicy:
             "rounds": draw.rounds,
             "early_stopped": early,
             "stop_reason": reason,
-            # The answer's confidence: the gate's measure when the gate alone decided.
-            "confidence": round(
-                (first_sample_confidence(draw) or 0.0)
-                if reason == "confident_first_sample"
-                else leader_confidence(current),
-                4,
-            ),
+            "confidence": round(answer_confidence(draw, current, reason), 4),
             "votes": dict(list(current.counts.items())[:REPORTED_VOTES]),
             "answer": current.leader,
             "required_confidence": round(required, 4),
@@ -295,6 +330,14 @@ def first_sample_confidence(draw: _Draw) -> float | None:
         return None
     first = draw.samples[0]
     return answer_span_confidence(first.tokens, first.token_logprobs, draw.answers[0])
+
+
+def answer_confidence(draw: _Draw, current: Tally, reason: str | None) -> float:
+    """The answer's confidence: the gate's measure when the gate alone decided, else the
+    leader's (``leader_confidence``)."""
+    if reason == "confident_first_sample":
+        return first_sample_confidence(draw) or 0.0
+    return leader_confidence(current)
 
 
 def leader_confidence(current: Tally) -> float:

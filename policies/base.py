@@ -2,21 +2,27 @@
 policies that only know their answer at the end.
 
 A policy turns one validated request plus the router's ``Decision`` into either a whole
-``PolicyResult`` (``run``) or a stream of ``Delta`` events that ends with exactly one
-``PolicyResult`` (``stream``). Every token a policy spends, of samples, probes, judge calls and
-rejected drafts, is recorded in its ``UsageLedger`` so ``usage`` is honest.
+``PolicyResult`` (``run``) or a stream of events (``PolicyEvent``) that ends with exactly one
+``PolicyResult`` (``stream``): ``Delta`` pieces of the answer, and, from a policy that works in
+rounds before it knows its answer, ``Progress`` after each round (``core.progress``). Every
+token a policy spends, of samples, probes, judge calls and rejected drafts, is recorded in its
+``UsageLedger`` so ``usage`` is honest.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol
 
 from core.backend import Backend, Delta
+from core.progress import Progress
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from policies.params import P
+
+# What a policy's ``stream`` yields; the last event is the ``PolicyResult``.
+PolicyEvent = Delta | Progress | PolicyResult
 
 
 class Policy(Protocol):
@@ -26,7 +32,7 @@ class Policy(Protocol):
 
     def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
-    ) -> AsyncIterator[Delta | PolicyResult]: ...
+    ) -> AsyncIterator[PolicyEvent]: ...
 
 
 @dataclass(frozen=True)
@@ -44,19 +50,27 @@ class Registration(Generic[P]):
 
 async def stream_whole(
     policy: Policy, req: GenRequest, decision: Decision, backend: Backend
-) -> AsyncIterator[Delta | PolicyResult]:
+) -> AsyncIterator[PolicyEvent]:
     """``stream`` for a policy that only knows its answer at the end.
 
     The server keeps the stream alive with SSE comments while ``run`` works, then this emits the
-    whole answer as one delta per choice.
+    whole answer (``answer_deltas``).
     """
     result = await policy.run(req, decision, backend)
+    for delta in answer_deltas(result):
+        yield delta
+    yield result
+
+
+def answer_deltas(result: PolicyResult) -> Iterator[Delta]:
+    """A decided answer as deltas, per choice: its thinking (as a reasoning tier streams it),
+    its text, its tool calls whole (as the first delta of a streamed call would carry them),
+    then its finish."""
     for choice in result.choices:
-        if choice.reasoning:  # the thinking first, as a reasoning tier streams it
+        if choice.reasoning:
             yield Delta(index=choice.index, reasoning=choice.reasoning)
         yield Delta(index=choice.index, text=choice.text)
-        if choice.tool_calls:  # the calls whole, as the first delta of a streamed call would
+        if choice.tool_calls:
             calls = [{"index": i, **call} for i, call in enumerate(choice.tool_calls)]
             yield Delta(index=choice.index, raw={"delta": {"tool_calls": calls}})
         yield Delta(index=choice.index, finish_reason=choice.finish_reason)
-    yield result

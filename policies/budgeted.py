@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import ClassVar
 
-from core.backend import Backend, Delta
+from core.backend import Backend
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
-from policies.base import Policy
+from policies.base import Policy, PolicyEvent
 from policies.thinking import ThinkingBackend
 
 
@@ -42,7 +42,7 @@ class Budgeted:
 
     async def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
-    ) -> AsyncIterator[Delta | PolicyResult]:
+    ) -> AsyncIterator[PolicyEvent]:
         thinking = self._backend(decision, backend)
         events = self.policy.stream(req, decision, thinking or backend)
         async for event in events:

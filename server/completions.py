@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.backend import Delta
 from core.errors import TtcError
+from core.progress import Progress
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from server.body import decode
@@ -149,12 +150,16 @@ async def _completion_sse(
     call: Call, decision: Decision, events: AsyncIterator[Event | None]
 ) -> AsyncIterator[bytes]:
     """Text-completion chunks; the last one carries ``ttc`` (and usage when asked), then
-    ``[DONE]``; an error mid-stream is an error event, then ``[DONE]``."""
+    ``[DONE]``; a policy's ``Progress`` is a chunk with empty ``choices`` and
+    ``ttc.progress`` (as in chat); an error mid-stream is an error event, then ``[DONE]``."""
     echoed: set[int] = set()
     try:
         async for event in events:
             if event is None:
                 yield KEEPALIVE
+            elif isinstance(event, Progress):
+                progress = {"progress": event.body()}
+                yield sse({**_base(call, decision), "choices": [], "ttc": progress})
             elif isinstance(event, Delta):
                 text = event.text
                 if _wire(call).echo and event.index not in echoed:

@@ -13,13 +13,15 @@ from typing import Any, ClassVar, Protocol
 
 from core.backend import Delta
 from core.errors import InvalidRequest
+from core.progress import Progress
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from server.contract import validated
 from state.cache import split_cache_flag
 
-# What a policy's stream yields; ``None`` from the lifecycle means "still working" (keep-alive).
-Event = Delta | PolicyResult
+# What a policy's stream yields (``policies.base.PolicyEvent``); ``None`` from the lifecycle
+# means "still working" (keep-alive). ``Progress`` is rendered by each endpoint in its own form.
+Event = Delta | Progress | PolicyResult
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@
                                                    for each tool call
     response.completed (or response.incomplete)    the whole response, usage and ``ttc``
 
+A policy's ``Progress`` (a round of samples done, before the answer) is a
+``response.ttc.progress`` event, ``{"type", "sequence_number", "progress": {...}}``: an event
+type OpenAI does not send, which the official SDKs pass through (the Python SDK yields it from
+``create(stream=True)`` and ``responses.stream``) without touching the response they assemble.
+
 Each event is ``event: <type>`` plus ``data: {"type": ..., "sequence_number": n, ...}``,
 numbered from 0. A failure mid-stream sends ``error`` and then ``response.failed`` (a status
 and an error object on the response). A busy policy sends SSE comments as keep-alives.
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.backend import Delta
 from core.errors import TtcError
+from core.progress import Progress
 from core.request import Decision
 from core.result import PolicyResult
 from server.endpoint import Call, Event
@@ -184,6 +190,8 @@ async def response_events(
         async for event in events:
             if event is None:
                 yield KEEPALIVE
+            elif isinstance(event, Progress):
+                yield emit("response.ttc.progress", progress=event.body())
             elif isinstance(event, Delta):
                 yield state.delta(event)
             else:

@@ -1,7 +1,9 @@
 """Server-sent events for a policy's stream: chunks, keep-alives, the final ``ttc`` and usage.
 
 ``with_keepalive`` turns a policy's events into events or ``None`` (nothing for a while: send a
-keep-alive); ``chat_sse`` renders them as chat chunks. The chunk that carries the last
+keep-alive); ``chat_sse`` renders them as chat chunks. A policy's ``Progress`` (a round of
+samples done) is a chunk with empty ``choices`` and ``ttc: {"progress": {...}}``, as the usage
+chunk has empty ``choices``: the official SDKs parse it. The chunk that carries the last
 ``finish_reason`` is held back until the policy's result arrives so the ``ttc`` report rides
 on it; with ``stream_options.include_usage`` a final chunk
 with empty ``choices`` carries ``usage`` (as OpenAI sends it). A policy busy for longer than
@@ -18,6 +20,7 @@ from typing import Any
 
 from core.backend import Delta
 from core.errors import TtcError
+from core.progress import Progress
 from core.request import Decision
 from core.result import PolicyResult
 from server.endpoint import Event
@@ -70,6 +73,11 @@ async def chat_sse(
         async for event in events:
             if event is None:
                 yield KEEPALIVE
+            elif isinstance(event, Progress):
+                if held is not None:
+                    yield sse(held)
+                    held = None
+                yield sse(progress_chunk(chunks, event))
             elif isinstance(event, Delta):
                 if held is not None:
                     yield sse(held)
@@ -82,6 +90,10 @@ async def chat_sse(
     except TtcError as exc:
         yield (sse(held) if held is not None else b"") + sse(error_body(exc))
     yield DONE
+
+
+def progress_chunk(chunks: ChunkFactory, progress: Progress) -> dict[str, Any]:
+    return chunks.chunk([], ttc={"progress": progress.body()})
 
 
 def _closing(

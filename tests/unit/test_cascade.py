@@ -10,11 +10,12 @@ from typing import Any, ClassVar
 import pytest
 
 from core.backend import Backend, Delta
+from core.progress import Progress
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
 from policies.adaptive_bon import AdaptiveBonParams
-from policies.base import Policy
+from policies.base import Policy, PolicyEvent, stream_whole
 from policies.cascade import CascadeParams, CascadePolicy
 from policies.params import PolicyParams
 from policies.single import SingleParams
@@ -44,8 +45,8 @@ class StagePolicy:
 
     def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
-    ) -> AsyncIterator[Delta | PolicyResult]:
-        raise AssertionError("cascade runs its stages whole")
+    ) -> AsyncIterator[PolicyEvent]:
+        return stream_whole(self, req, decision, backend)
 
 
 @dataclass
@@ -124,11 +125,13 @@ async def test_confidence_exactly_at_threshold_does_not_escalate() -> None:
     assert result.report["escalated"] is False
 
 
-async def test_stream_emits_the_final_answer_whole() -> None:
+async def test_stream_says_it_escalates_then_streams_the_large_answer_only() -> None:
     spec = CascadeParams(**TIERS)
     policy = CascadePolicy(spec, build=stages(confidence=0.1))
     events = [e async for e in policy.stream(REQ, Decision("auto", spec), UNUSED)]
     assert [e.text for e in events if isinstance(e, Delta)] == ["Paris", ""]
+    verdict = next(e for e in events if isinstance(e, Progress))
+    assert (verdict.stage, verdict.escalating, verdict.samples) == ("small", True, 4)
     assert isinstance(events[-1], PolicyResult) and events[-1].report["escalated"] is True
 
 
