@@ -1,9 +1,10 @@
-"""Every deployed worker of a tier that calls tools carries its tool-call parser flags.
+"""Every deployed worker of a tier that calls tools or thinks carries its profile's parser flags.
 
 A tier whose model profile names a tool-call parser (``core.profile.ModelProfile.calls_tools``)
 is only useful if each worker serving it runs vLLM with ``--enable-auto-tool-choice
 --tool-call-parser X`` (``workers.profiles.worker_args``): without them vLLM refuses
-``tool_choice: auto``. A worker's arguments are either vLLM's own (the vllm/vllm-openai image)
+``tool_choice: auto``. A reasoning tier (``ModelProfile.thinks``) needs ``--reasoning-parser
+X``: without it the thinking arrives inside ``content`` and no budget or probe can find it. A worker's arguments are either vLLM's own (the vllm/vllm-openai image)
 or ``ttc worker``'s (the CPU image), where ``--profile NAME`` stands for that preset's flags.
 Used by ``deploy/check.py`` for compose and by ``deploy/kube.py`` for the overlays.
 """
@@ -24,8 +25,8 @@ WorkerArgs = Callable[[str], Sequence[str] | None]
 
 
 def tool_flags(profile: ModelProfile) -> tuple[str, ...]:
-    """The tool-call flags of ``profile`` (its thinking flags are not this check's business)."""
-    return worker_args(ModelProfile(name=profile.name, tool_parser=profile.tool_parser))
+    """The parser flags of ``profile``: its reasoning parser and its tool-call parser."""
+    return worker_args(profile)
 
 
 def effective_args(argv: Sequence[str]) -> list[str]:
@@ -64,18 +65,22 @@ def tier_hosts(settings: Settings, tier: str) -> list[str]:
 
 
 def problems(settings: Settings, workers: WorkerArgs, where: str) -> Problems:
-    """Each worker of each tools-capable tier of ``settings`` that lacks its parser flags."""
+    """Each worker of each tools-capable or reasoning tier of ``settings`` that lacks its
+    parser flags."""
     found: Problems = []
     for name, tier in settings.tiers.items():
         profile = tier.model_profile()
-        if not profile.calls_tools:
+        does = [w for w, yes in (("thinks", profile.thinks), ("calls tools", profile.calls_tools))
+                if yes]  # fmt: skip
+        if not does:
             continue
         for host in tier_hosts(settings, name):
             argv = workers(host)
             lacking = [] if argv is None else missing_flags(argv, profile)
             if lacking:
-                found.append(f"{where}: tier {name} (profile {profile.name}) calls tools but "
-                             f"its worker {host} lacks {', '.join(lacking)}")  # fmt: skip
+                found.append(f"{where}: tier {name} (profile {profile.name}) "
+                             f"{' and '.join(does)} but its worker {host} lacks "
+                             f"{', '.join(lacking)}")  # fmt: skip
     return found
 
 
@@ -104,6 +109,7 @@ def kube_worker_args(docs: list[dict[str, Any]]) -> WorkerArgs:
             if selector and selector <= template["metadata"].get("labels", {}).items():
                 container = template["spec"]["containers"][0]
                 by_host[f"{meta['name']}.{meta['namespace']}.svc.cluster.local"] = [
-                    *container.get("command", []), *container.get("args", [])
+                    *container.get("command", []),
+                    *container.get("args", []),
                 ]
     return by_host.get

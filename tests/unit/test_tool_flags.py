@@ -37,7 +37,33 @@ def test_a_deployed_worker_without_the_flags_is_a_problem() -> None:
         "vllm-plain": {"command": ["--model", "x"]},
     }
     found = tool_flags.problems(settings, tool_flags.compose_worker_args(services), "gpu.yaml")
-    assert found == ["gpu.yaml: tier small (profile qwen2.5) calls tools but its worker "
-                     "vllm-small lacks --enable-auto-tool-choice, --tool-call-parser hermes"]
+    assert found == [
+        "gpu.yaml: tier small (profile qwen2.5) calls tools but its worker "
+        "vllm-small lacks --enable-auto-tool-choice, --tool-call-parser hermes"
+    ]
     services["vllm-small"]["command"] += worker_args(PRESETS["qwen2.5"])
+    assert tool_flags.problems(settings, tool_flags.compose_worker_args(services), "x") == []
+
+
+def test_a_reasoning_tiers_worker_needs_its_reasoning_parser() -> None:
+    settings = settings_from_dict({"tiers": {
+        "think": {"model": "t", "endpoints": ["http://vllm-think:8000"], "profile": "qwen3"},
+    }})  # fmt: skip
+    services: dict[str, Any] = {
+        "vllm-think": {
+            "command": [
+                "--model",
+                "Qwen/Qwen3-8B",
+                "--enable-auto-tool-choice",
+                "--tool-call-parser",
+                "hermes",
+            ]
+        }
+    }
+    found = tool_flags.problems(settings, tool_flags.compose_worker_args(services), "gpu.yaml")
+    assert found == [
+        "gpu.yaml: tier think (profile qwen3) thinks and calls tools but its "
+        "worker vllm-think lacks --reasoning-parser qwen3"
+    ]
+    services["vllm-think"]["command"] += ["--reasoning-parser", "qwen3"]
     assert tool_flags.problems(settings, tool_flags.compose_worker_args(services), "x") == []
