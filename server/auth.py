@@ -4,9 +4,12 @@ The route calls, in order: ``authenticate`` (401 ``invalid_api_key`` for a missi
 ``Authorization: Bearer`` key, only when ``auth.enabled``), ``admit`` (429 with
 ``Retry-After`` over rpm, tpm or the daily budget; before planning, because planning may
 already call a model for a difficulty probe), then plans, then ``authorize`` (403 when the key
-may not use the decided tier); ``charge`` bills a settled request's tokens
-(``server.settlement``). With auth off and no limits configured none of these touches the
-network.
+may not use the decided tier). A key with a daily budget then ``reserve``s the routed
+request's worst case (``state.reservations``: a 429 with ``Retry-After`` when the budget left
+cannot hold it, or less than asked under ``over_budget: shrink``); ``settle`` releases that
+reservation and bills the request's real spend, ``charge`` bills a request that holds none
+(``server.settlement`` calls one of them once). With auth off and no limits configured none of
+these touches the network.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from core.errors import Forbidden, LimitExceeded, Unauthorized, UpstreamUnavaila
 from core.request import Decision
 from server.metrics import Metrics
 from state.keys import ApiKey, KeysUnavailable, Quota
+from state.reservations import BudgetReservations, Refusal, Reservation
 from state.shared import SharedState
 
 log = logging.getLogger("ttc.server")
@@ -61,6 +65,9 @@ class Guard:
         self._anonymous = Caller(None, ANONYMOUS, Quota(lim.rpm, lim.tpm, lim.tokens_per_day,
                                                      lim.contract))  # fmt: skip
         self._background: set[asyncio.Task[None]] = set()
+        self._reservations = BudgetReservations(shared.limiter, shared.redis)
+        self.context_tokens = lim.context_tokens
+        self.reservation_margin_s = lim.reservation_margin_s
 
     async def authenticate(self, request: Request) -> Caller:
         if not self._enabled:
@@ -96,6 +103,34 @@ class Guard:
             self._metrics.rate_limited.labels(exc.reason).inc()
             raise
 
+    async def reserve(
+        self, caller: Caller, want: int, least: int, ttl_s: float
+    ) -> Reservation | None:
+        """Hold ``want`` tokens of the caller's daily budget (at least ``least``) for ``ttl_s``;
+        None when the key has no daily budget; ``LimitExceeded`` when it cannot hold them."""
+        budget = caller.quota.tokens_per_day
+        if budget is None:
+            return None
+        held = await self._reservations.reserve(caller.identity, budget, want, least, ttl_s)
+        if isinstance(held, Refusal):
+            self._metrics.budget_rejected.labels(held.cause).inc()
+            self._metrics.rate_limited.labels("tokens_per_day").inc()
+            raise held.error()
+        self._metrics.budget_reserved.inc(held.tokens)
+        self._metrics.budget_in_flight.inc(held.tokens)
+        if held.shrunk:
+            self._metrics.budget_shrunk.inc()
+        return held
+
+    def settle(self, caller: Caller, reservation: Reservation | None, tokens: int) -> None:
+        """Release ``reservation`` and charge ``tokens`` in one step, in the background (as
+        ``charge``); without a reservation, ``charge``."""
+        if reservation is None:
+            self.charge(caller, tokens)
+            return
+        self._metrics.budget_in_flight.dec(reservation.tokens)
+        self._later(self._reservations.settle(reservation, caller.quota, tokens))
+
     def charge(self, caller: Caller, tokens: int) -> None:
         """Charge ``tokens`` to the caller's limits, in the background: this runs where a
         request is being settled (maybe a cancelled handler or a closed stream)."""
@@ -105,6 +140,7 @@ class Guard:
     def _later(self, charge: Coroutine[Any, Any, None]) -> None:
         if len(self._background) >= _MAX_BACKGROUND:
             charge.close()
+            # A dropped settlement's reservation is freed when it expires (state.reservations).
             log.warning("dropping a token charge: %d charges already pending", _MAX_BACKGROUND)
             return
         task = asyncio.ensure_future(charge)

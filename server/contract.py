@@ -6,16 +6,35 @@ positive number, each below a sanity bound; anything else is a 400 naming the fi
 ``resolved`` applies the key's terms (``auth.keys[].contract``, else ``limits.contract``): a
 default for a field the request left out, and a ceiling no request may pass: above it, a 400,
 or the ceiling itself when the terms say ``over_ceiling: clamp``.
+
+``reserve_budget`` runs once the request is routed, on a key with a daily budget: it reserves
+the request's worst case, which is what the router's probe already spent plus the policy's
+bound (``policies.worst_case``), or the contract's own bound when that is smaller. When the
+budget left cannot hold it, ``over_budget: reject`` is a 429; ``over_budget: shrink`` takes
+what is left if that covers the prompt and ``MIN_SAMPLE_TOKENS`` of answer, and makes it the
+request's ``max_total_tokens``, which the metered backend then enforces.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from core.contract import CONTRACT_FIELDS, ComputeContract
+from core.contract import (
+    CONTRACT_FIELDS,
+    MIN_SAMPLE_TOKENS,
+    ComputeContract,
+    ContractMeter,
+    prompt_estimate,
+)
 from core.errors import InvalidRequest
+from core.metering import MeteredBackend
+from policies.worst_case import worst_case_tokens
+from server.auth import Guard
+from server.settlement import Settlement
 from state.config import ContractTerms
 
 # Sanity bounds, far above any real request: 10^9 tokens, 10^9 cost units, one hour.
@@ -84,3 +103,36 @@ def _within_ceiling(name: str, value: Any, ceiling: Any, terms: ContractTerms) -
             code="above_ceiling",
         )
     return value
+
+
+async def reserve_budget(guard: Guard, life: Settlement, costs: Mapping[str, float]) -> None:
+    """Reserve the routed request's worst case against its key's daily budget (see above);
+    ``life.reservation`` holds it until the settlement releases it."""
+    caller, req, meter, decision = life.caller, life.req, life.meter, life.decision
+    if caller is None or caller.quota.tokens_per_day is None:
+        return
+    assert req is not None and meter is not None and decision is not None
+    spent = meter.spent.total_tokens  # the router's probe
+    want = spent + worst_case_tokens(req, decision, guard.context_tokens)
+    bound = req.contract.worst_case_tokens(costs)
+    if bound is not None:
+        want = min(want, max(bound, spent))
+    least = want
+    if caller.quota.contract.over_budget == "shrink":
+        least = min(want, spent + prompt_estimate(req.body()) + MIN_SAMPLE_TOKENS)
+    deadline = req.deadline if req.deadline is not None else life.started
+    ttl_s = max(deadline - time.monotonic(), 0.0) + guard.reservation_margin_s
+    life.reservation = await guard.reserve(caller, want, least, ttl_s)
+    if life.reservation is not None and life.reservation.shrunk:
+        shrink(meter, life.reservation.tokens, costs, life.started)
+
+
+def shrink(meter: MeteredBackend, tokens: int, costs: Mapping[str, float], started: float) -> None:
+    """Make ``tokens`` the request's ``max_total_tokens`` (what it spent so far included)."""
+    if meter.contract is None:
+        contract = ComputeContract(max_total_tokens=tokens)
+        used = meter.spent.total_tokens
+        meter.contract = ContractMeter(contract, costs, started=started, used_tokens=used)
+    else:
+        terms = meter.contract.contract
+        meter.contract.contract = replace(terms, max_total_tokens=tokens)

@@ -37,12 +37,13 @@ from router.router import Router
 from server.auth import Guard
 from server.body import read_body
 from server.config import ServerConfig
-from server.contract import requested, resolved
+from server.contract import requested, reserve_budget, resolved
 from server.endpoint import Call, Endpoint, Event
 from server.metrics import Metrics
 from server.settlement import Settlement
 from server.streaming import with_keepalive
 from state.cache import ResponseCache
+from state.reservations import Reservation
 
 log = logging.getLogger("ttc.server")
 T = TypeVar("T")
@@ -109,6 +110,7 @@ class RequestLifecycle:
         async with within_deadline(req, " while routing"):
             routing = await router.route(req, life.meter)
         life.routed = (router, routing)
+        await reserve_budget(self._guard, life, router.tier_costs)  # before anything is drawn
         return routing.decision
 
     async def _complete(
@@ -126,7 +128,7 @@ class RequestLifecycle:
                 life.from_cache()
                 return hit  # no worker call, nothing spent, nothing charged
         result = await until_disconnect(request, self._run(req, decision, life))
-        result = with_contract_report(result, life.meter)
+        result = with_contract_report(result, life.meter, life.reservation)
         life.finished(result)
         if key is None:
             return result
@@ -180,7 +182,7 @@ class RequestLifecycle:
                 except TimeoutError as exc:
                     raise DeadlineExceeded("the request exceeded its deadline") from exc
                 if isinstance(event, PolicyResult):
-                    event = with_contract_report(event, backend)
+                    event = with_contract_report(event, backend, life.reservation)
                     life.finished(event)
                 elif first_token and isinstance(event, Delta) and event.text:
                     first_token = False
@@ -234,13 +236,24 @@ def _with_contract(call: Call, life: Settlement) -> Call:
     return replace(call, req=replace(req, contract=contract, deadline=deadline))
 
 
-def with_contract_report(result: PolicyResult, meter: MeteredBackend | None) -> PolicyResult:
-    """``ttc.contract`` in the report: the terms, what was used, and the contract's stop."""
+def with_contract_report(
+    result: PolicyResult, meter: MeteredBackend | None, reservation: Reservation | None = None
+) -> PolicyResult:
+    """``ttc.contract`` in the report: the terms, what was used, and the contract's stop; with
+    a budget reservation, ``reserved`` (and ``shrunk_from``, the worst case it asked for, when
+    ``over_budget: shrink`` made the reservation the request's ``max_total_tokens``)."""
     contract = meter.contract if meter is not None else None
-    if contract is None:
+    if contract is None and reservation is None:
         return result
-    report = {**result.report, "contract": contract.report()}
-    if contract.stop_reason is not None:
+    used = meter.spent.total_tokens if meter is not None else 0
+    terms = contract.report() if contract is not None else {"max_total_tokens": None,
+                                                             "used_tokens": used}  # fmt: skip
+    if reservation is not None:
+        terms["reserved"] = reservation.tokens
+        if reservation.shrunk:
+            terms["shrunk_from"] = reservation.wanted
+    report = {**result.report, "contract": terms}
+    if contract is not None and contract.stop_reason is not None:
         report.update(stop_reason=contract.stop_reason, early_stopped=True)
     return replace(result, report=report)
 

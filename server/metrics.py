@@ -134,6 +134,27 @@ class Metrics:
         self.rate_limited = Counter(
             "ttc_rate_limited", "Requests refused with a 429, by limit.", ["reason"], registry=r
         )
+        # Budget reservations (state.reservations): a request's worst case held before dispatch.
+        self.budget_reserved = Counter(
+            "ttc_budget_reserved_tokens", "Tokens reserved against daily budgets.", registry=r
+        )
+        self.budget_rejected = Counter(
+            "ttc_budget_reservation_rejected",
+            "Reservations refused (429), by cause: spent (the day's spend leaves no room) or "
+            "reserved (requests in flight hold it).",
+            ["reason"],
+            registry=r,
+        )
+        self.budget_shrunk = Counter(
+            "ttc_budget_reservation_shrunk",
+            "Requests whose contract was shrunk to the budget left (over_budget: shrink).",
+            registry=r,
+        )
+        self.budget_in_flight = Gauge(
+            "ttc_budget_reserved_in_flight_tokens",
+            "Tokens this replica's requests in flight hold in reservations.",
+            registry=r,
+        )
 
     def redis_call(self, op: str, seconds: float, error: str | None) -> None:
         """``state.redis.RedisObserver``: one Redis call's latency and outcome."""

@@ -11,16 +11,25 @@ from core.request import Decision
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
 
+# The token terms of ``ttc.contract`` repeated in ``usage.ttc_contract`` (the SDKs keep extra
+# usage fields, as they keep ``ttc_details``); the rest stays in ``ttc.contract``.
+USAGE_CONTRACT_FIELDS = ("max_total_tokens", "used_tokens", "reserved", "shrunk_from")
 
-def usage_body(ledger: UsageLedger) -> dict[str, Any]:
+
+def usage_body(ledger: UsageLedger, report: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``usage``; with the result's ``report``, its contract's token terms as ``ttc_contract``."""
     total = ledger.total
-    return {
+    body: dict[str, Any] = {
         "prompt_tokens": total.prompt_tokens,
         "completion_tokens": total.completion_tokens,
         "total_tokens": total.total_tokens,
         "completion_tokens_details": {"reasoning_tokens": total.reasoning_tokens},
         "ttc_details": ledger.details(),
     }
+    contract = (report or {}).get("contract")
+    if isinstance(contract, Mapping):
+        body["ttc_contract"] = {k: contract[k] for k in USAGE_CONTRACT_FIELDS if k in contract}
+    return body
 
 
 def ttc_body(decision: Decision, report: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,7 +59,7 @@ def completion_body(
         "created": int(time.time()),
         "model": model,
         "choices": [_choice_body(c) for c in result.choices],
-        "usage": usage_body(result.usage),
+        "usage": usage_body(result.usage, result.report),
         "ttc": ttc_body(decision, result.report),
     }
 

@@ -14,6 +14,9 @@ these ends it; later calls do nothing, so every path may call the one it knows i
                        is charged (``outcome="disconnect"``)
 
 In every case ``ttc_requests_in_flight`` goes back down once.
+
+A budget reservation (``reservation``, taken once the request is routed) is settled to what
+was charged, 0 included, in the one call that charges it (``Guard.settle``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from core.usage import TokenUsage
 from router.router import Router, Routing
 from server.auth import Caller, Guard
 from server.metrics import Metrics
+from state.reservations import Reservation
 
 CLIENT_CLOSED = "499"  # nginx's status for a client that closed the connection first
 
@@ -42,6 +46,7 @@ class Settlement:
         self.stream = False
         self.meter: MeteredBackend | None = None
         self.routed: tuple[Router, Routing] | None = None  # the router that decided, and how
+        self.reservation: Reservation | None = None  # held of the key's daily budget
         self.settled = False
         metrics.in_flight.inc()
 
@@ -68,6 +73,7 @@ class Settlement:
     def from_cache(self) -> None:
         if self._settle():
             self._count(self.decision, "ok")
+            self._charge(TokenUsage())  # releases a reservation
 
     def failed(self, error: TtcError) -> None:
         if not self._settle():
@@ -97,8 +103,8 @@ class Settlement:
         spent = self.meter.spent if self.meter is not None else TokenUsage()
         if spent.total_tokens > 0:
             self._metrics.unfinished_tokens.labels(outcome).inc(spent.total_tokens)
-            self._charge(spent)
+        self._charge(spent)  # with nothing spent, still releases a reservation
 
     def _charge(self, spent: TokenUsage) -> None:
         if self.caller is not None:
-            self._guard.charge(self.caller, spent.total_tokens)
+            self._guard.settle(self.caller, self.reservation, spent.total_tokens)

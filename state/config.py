@@ -115,6 +115,21 @@ class LimitsConfig(_Section):
     contract: ContractTerms = Field(
         default_factory=ContractTerms, description="every key's contract terms unless its own"
     )
+    # 32768: the context of most served chat models; a sample sent without max_tokens can
+    # fill its tier's context and nothing smaller bounds it, so its reservation is that.
+    context_tokens: int = Field(
+        32768,
+        ge=128,
+        description="worst case of a sample without max_tokens, prompt "
+        "included: the largest max_model_len of the tiers",
+    )
+    # 60 s: a settlement is written within redis.timeout_s of the request's end; a reservation
+    # still held a minute past its request's deadline belongs to a replica that died.
+    reservation_margin_s: float = Field(
+        60.0,
+        gt=0,
+        description="an unsettled reservation expires this long after its request's deadline",
+    )
 
     @property
     def any(self) -> bool:

@@ -5,9 +5,13 @@ Each identity (an API key's id, or ``anonymous`` when auth is off) has up to thr
 per UTC day). ``admit`` checks all three and takes one request slot atomically in one Lua
 script (all or nothing, Redis's own clock so replicas agree; the script reads TIME before
 writing, which needs Redis >= 5 or script effects replication); ``charge`` adds the tokens a
-finished request spent, every sample, probe and judge call, to ``tpm`` and the budget. A
-request admitted with room left may overshoot a token limit by its own size: its size is
-known only at the end.
+finished request spent, every sample, probe and judge call, to ``tpm`` and the budget.
+
+A key with a daily budget also reserves each request's worst case before it is dispatched and
+settles it to the real spend when the request ends (``state.reservations``, same windows), so
+concurrent requests cannot overshoot the budget together: reserved plus spent stays within it.
+``tpm`` is not reserved (a rate, not a budget): a request's tokens count there when it ends,
+and a request admitted with room left may overshoot it by its own size.
 
 While Redis is unavailable the same rules run in process memory (``state.windows``): an
 approximate per-replica fallback with the shared limits divided by ``limits.replicas``.
@@ -113,6 +117,10 @@ class RateLimiter:
         self.fallbacks = 0  # decisions taken locally because Redis was unavailable
         self._lua: AsyncScript | None = None
 
+    def now_ms(self) -> int:
+        """This replica's clock (the local fallback's; Redis decisions use Redis's TIME)."""
+        return self._clock_ms()
+
     def windows(self, quota: Quota, *, tokens: int | None = None) -> list[Window]:
         """Admission windows (``tokens`` None), or the token windows charging ``tokens``."""
         specs = [("tpm", quota.tpm, MINUTE_MS, self._sliding)]
@@ -130,7 +138,7 @@ class RateLimiter:
                 out.append(Window(reason, limit, window_ms, sliding, need=0, charge=tokens))
         return out
 
-    def _keys(self, identity: str, windows: Sequence[Window]) -> list[str]:
+    def keys(self, identity: str, windows: Sequence[Window]) -> list[str]:
         # {identity}: a hash tag keeps one identity's windows in one Redis Cluster slot.
         return [self._redis.key("limit", "{" + identity + "}", w.reason) for w in windows]
 
@@ -139,7 +147,7 @@ class RateLimiter:
         windows = self.windows(quota)
         if not windows:
             return
-        keys = self._keys(identity, windows)
+        keys = self.keys(identity, windows)
         try:
             reply = await self._script(keys, windows, force=False)
         except StateUnavailable:
@@ -156,14 +164,15 @@ class RateLimiter:
 
     def _admit_locally(self, keys: list[str], windows: list[Window]) -> None:
         self.fallbacks += 1
-        local = [self._local(w) for w in windows]
+        local = [self.local_window(w) for w in windows]
         now_ms = self._clock_ms()
         full = self.local.admit(keys, now_ms, local)
         if full is not None:
             prev, cur = self.local.counts(keys[local.index(full)], now_ms, full)
             raise _exceeded(full, prev, cur, now_ms)
 
-    def _local(self, window: Window) -> Window:
+    def local_window(self, window: Window) -> Window:
+        """``window`` as this replica enforces it alone: its limit divided by the replicas."""
         limit = max(1, math.ceil(window.limit / self._replicas))
         return Window(window.reason, limit, window.window_ms, window.sliding, window.need,
                       window.charge)  # fmt: skip
@@ -173,14 +182,18 @@ class RateLimiter:
         windows = self.windows(quota, tokens=tokens)
         if not windows or tokens <= 0:
             return
-        keys = self._keys(identity, windows)
+        keys = self.keys(identity, windows)
         try:
             await self._script(keys, windows, force=True)
         except StateUnavailable:
-            self.fallbacks += 1
-            now_ms = self._clock_ms()
-            for key, window in zip(keys, windows, strict=True):
-                self.local.add(key, now_ms, self._local(window), tokens)
+            self.charge_locally(keys, windows, tokens)
+
+    def charge_locally(self, keys: list[str], windows: Sequence[Window], tokens: int) -> None:
+        """``charge`` in this replica's memory (Redis is unavailable)."""
+        self.fallbacks += 1
+        now_ms = self._clock_ms()
+        for key, window in zip(keys, windows, strict=True):
+            self.local.add(key, now_ms, self.local_window(window), tokens)
 
     async def _script(self, keys: list[str], windows: Sequence[Window], *, force: bool) -> Any:
         args: list[str | int] = ["1" if force else "0"]
