@@ -10,10 +10,11 @@
                                                    for each tool call
     response.completed (or response.incomplete)    the whole response, usage and ``ttc``
 
-A policy's ``Progress`` (a round of samples done, before the answer) is a
-``response.ttc.progress`` event, ``{"type", "sequence_number", "progress": {...}}``: an event
-type OpenAI does not send, which the official SDKs pass through (the Python SDK yields it from
-``create(stream=True)`` and ``responses.stream``) without touching the response they assemble.
+A policy's ``Progress`` (a round of samples done; it always comes before any output) is one
+more ``response.in_progress`` whose response (still without output) carries
+``ttc: {"progress": {...}}``. A type of our own would be neater, but the Node SDK's stream
+helper throws on an event type it does not know; ``response.in_progress`` is one both SDKs
+handle, and replacing their snapshot with an empty-output response is harmless before output.
 
 Each event is ``event: <type>`` plus ``data: {"type": ..., "sequence_number": n, ...}``,
 numbered from 0. A failure mid-stream sends ``error`` and then ``response.failed`` (a status
@@ -191,7 +192,8 @@ async def response_events(
             if event is None:
                 yield KEEPALIVE
             elif isinstance(event, Progress):
-                yield emit("response.ttc.progress", progress=event.body())
+                progress = {**shell, "ttc": {"progress": event.body()}}
+                yield emit("response.in_progress", response=progress)
             elif isinstance(event, Delta):
                 yield state.delta(event)
             else:

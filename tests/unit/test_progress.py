@@ -169,20 +169,23 @@ async def test_the_chat_stream_helper_assembles_the_answer_around_progress() -> 
     assert done.choices[0].message.content == "Paris"
 
 
-async def test_responses_progress_is_a_typed_event_the_sdk_passes_through() -> None:
+async def test_responses_progress_is_one_more_in_progress_event_before_the_output() -> None:
     client = sdk(app_with(ScriptedBackend(in_order(*AGREE_LATE))))
     raw = await client.responses.create(model="auto", input="Capital of France?", stream=True,
                                         extra_body=ADAPTIVE)  # fmt: skip
     kinds: list[str] = [event.type async for event in raw]
     assert kinds[:2] == ["response.created", "response.in_progress"]
-    assert kinds.index("response.ttc.progress") < kinds.index("response.output_text.delta")
+    assert kinds.count("response.in_progress") == 3  # one as OpenAI sends it, one per round
+    assert kinds.index("response.output_text.delta") > len(kinds) - kinds[::-1].index(
+        "response.in_progress"
+    )
     assert kinds[-1] == "response.completed"
     async with client.responses.stream(model="auto", input="Capital of France?",
                                        extra_body=ADAPTIVE) as helper:  # fmt: skip
         events = [event async for event in helper]
         final = await helper.get_final_response()
-    progress = [e for e in events if str(e.type) == "response.ttc.progress"]
-    assert [(e.model_extra or {})["progress"]["samples"] for e in progress] == [2, 4]
+    progress = [progress_of(e.response) for e in events if e.type == "response.in_progress"]
+    assert [p["samples"] for p in progress if p] == [2, 4]
     assert final.output_text == "Paris"
 
 
