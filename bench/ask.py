@@ -17,7 +17,8 @@ def openai_ask(
 
     ``temperature`` (None: not sent) applies unless the setting fixes its own.
 
-    ``usage.completion_tokens`` counts every token the gateway spent (all samples and probes);
+    ``usage.completion_tokens`` counts every token the gateway spent (all samples and probes),
+    of which ``completion_tokens_details.reasoning_tokens`` were thinking (reasoning tiers);
     ``samples`` comes from the response's ``ttc`` object (1 when a peer gateway has none).
     """
 
@@ -34,9 +35,11 @@ def openai_ask(
         ttc: dict[str, Any] = dict((response.model_extra or {}).get("ttc") or {})
         usage = response.usage
         reply = response.choices[0].message.content if response.choices else None
+        details = usage.completion_tokens_details if usage else None
         return Outcome(
             reply=reply or "",
             completion_tokens=usage.completion_tokens if usage else 0,
+            reasoning_tokens=(details.reasoning_tokens or 0) if details else 0,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             samples=int(ttc.get("samples") or 1),
             ttc=ttc,

@@ -117,6 +117,7 @@ class Outcome:
     prompt_tokens: int
     samples: int
     ttc: Mapping[str, Any] = field(default_factory=dict)
+    reasoning_tokens: int = 0  # the part of completion_tokens spent thinking
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Record:
     correct: bool = False
     reply: str = ""
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
     prompt_tokens: int = 0
     samples: int = 0
     latency_s: float = 0.0
@@ -254,6 +256,7 @@ async def ask_one(ask: Ask, setting: Setting, question: Question) -> Record:
         correct=is_correct(outcome.reply, question),
         reply=outcome.reply,
         completion_tokens=outcome.completion_tokens,
+        reasoning_tokens=outcome.reasoning_tokens,
         prompt_tokens=outcome.prompt_tokens,
         samples=outcome.samples,
         latency_s=round(latency, 4),

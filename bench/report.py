@@ -2,7 +2,9 @@
 
 Definitions (per setting, over the questions answered without error):
 accuracy = correct / answered; tokens per question = mean ``usage.completion_tokens`` (every
-sample, probe and judge token the gateway spent); samples per question = mean ``ttc.samples``;
+sample, probe and judge token the gateway spent), split into thinking tokens per question (the
+``completion_tokens_details.reasoning_tokens`` of reasoning tiers) and answer tokens per
+question (the rest: answers, probes, judges); samples per question = mean ``ttc.samples``;
 latency = wall time of one request as the client saw it, queueing at the worker included;
 cost-of-pass = all completion tokens / correct answers (None with no correct answer);
 accuracy_ci95 = the 95% Wilson score interval of the accuracy.
@@ -30,6 +32,7 @@ def summarise(setting: Setting, records: Sequence[Record]) -> dict[str, Any]:
     answered = [r for r in records if r.error is None]
     correct = sum(r.correct for r in answered)
     tokens = sum(r.completion_tokens for r in answered)
+    thinking = sum(r.reasoning_tokens for r in answered)
     stops = [r.early_stopped for r in answered if r.early_stopped is not None]
     return {
         "setting": setting.name,
@@ -42,6 +45,9 @@ def summarise(setting: Setting, records: Sequence[Record]) -> dict[str, Any]:
         "accuracy": _mean_of(correct, len(answered), 4),
         "accuracy_ci95": wilson_interval(correct, len(answered)),
         "completion_tokens_per_question": _mean_of(tokens, len(answered), 2),
+        # Thinking and answer (every other completion token: answers, probes, judges) apart.
+        "thinking_tokens_per_question": _mean_of(thinking, len(answered), 2),
+        "answer_tokens_per_question": _mean_of(tokens - thinking, len(answered), 2),
         "prompt_tokens_per_question": _mean_of(
             sum(r.prompt_tokens for r in answered), len(answered), 2
         ),
@@ -108,7 +114,9 @@ def results_table(summaries: Sequence[Mapping[str, Any]], title: str) -> Table:
     """Accuracy, tokens, samples, early stops, latency (s), tokens per correct answer, errors."""
     table = Table(title=title)
     table.add_column("setting", no_wrap=True)
-    for column in ("acc", "tok/q", "smp/q", "early", "p50", "p90", "p99", "tok/ok", "err"):
+    columns = ("acc", "tok/q", "think/q", "ans/q", "smp/q", "early", "p50", "p90", "p99",
+               "tok/ok", "err")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
     for s in summaries:
         latency = s["latency_s"]
@@ -116,6 +124,8 @@ def results_table(summaries: Sequence[Mapping[str, Any]], title: str) -> Table:
             s["setting"],
             _fmt(s["accuracy"], ".1%"),
             _fmt(s["completion_tokens_per_question"], ".1f"),
+            _fmt(s.get("thinking_tokens_per_question"), ".1f"),
+            _fmt(s.get("answer_tokens_per_question"), ".1f"),
             _fmt(s["samples_per_question"], ".2f"),
             _fmt(s["early_stop_rate"], ".0%"),
             _fmt(latency["p50"], ".2f"),

@@ -182,3 +182,15 @@ def test_summary_without_correct_answers_has_no_cost_of_pass() -> None:
     summary = summarise(parse_setting("single", tier="small"), records)
     assert summary["accuracy"] == 0.0
     assert summary["cost_of_pass"] is None
+
+
+def test_summary_splits_thinking_from_answer_tokens() -> None:
+    records = [
+        Record("c", "q0", correct=True, completion_tokens=100, reasoning_tokens=80, samples=1),
+        Record("c", "q1", correct=False, completion_tokens=50, reasoning_tokens=30, samples=1),
+        Record("c", "q2", error="TimeoutError: slow", completion_tokens=999, reasoning_tokens=999),
+    ]
+    summary = summarise(parse_setting("convergence", tier="thinking"), records)
+    assert summary["completion_tokens_per_question"] == 75
+    assert summary["thinking_tokens_per_question"] == 55
+    assert summary["answer_tokens_per_question"] == 20
