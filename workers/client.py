@@ -158,16 +158,20 @@ def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
 
 class WorkerClient:
     """Calls one worker's ``/v1/chat/completions`` (``/v1/completions`` for a body with a
-    ``prompt``) over the pool's shared transport."""
+    ``prompt``) over the pool's shared transport; ``headers`` (the pool's ``traceparent`` when
+    tracing is on) go with the call."""
 
     def __init__(self, transport: Transport, base_url: str) -> None:
         self._transport = transport
         self._base = base_url.rstrip("/")
 
-    async def chat(self, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Completion:
+    async def chat(
+        self, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> Completion:  # fmt: skip
         url, body = self._base + upstream_path(body), text_body(body)
         try:
-            async with self._transport.post(url, body, timeout) as answer:
+            async with self._transport.post(url, body, timeout, headers) as answer:
                 status, raw = answer.status, await answer.read()
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
@@ -178,13 +182,14 @@ class WorkerClient:
             raise UpstreamError("worker sent a malformed completion") from exc
 
     async def stream(
-        self, body: dict[str, Any], timeout: aiohttp.ClientTimeout
-    ) -> AsyncIterator[Delta]:
+        self, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Delta]:  # fmt: skip
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         body = {**text_body(body), "stream": True, "stream_options": options}
-        exchange = self._transport.post(self._base + upstream_path(body), body, timeout)
+        exchange = self._transport.post(self._base + upstream_path(body), body, timeout, headers)
         try:
             answer = await exchange.__aenter__()
         except _TRANSPORT_ERRORS as exc:

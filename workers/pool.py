@@ -55,6 +55,7 @@ from core.errors import (
     WorkerFailed,
 )
 from core.metering import StreamProgress
+from core.tracing import CallTracer, traced_call, traced_stream
 from workers.balance import Load, affinity_key, choose, scores
 from workers.breaker import BreakerState, CircuitBreaker
 from workers.client import WorkerClient, WorkerClients, attempt_timeout
@@ -95,10 +96,13 @@ class WorkerPool:
         resolver: Resolver = resolve_addresses,
         transport: httpx.AsyncBaseTransport | None = None,
         chat_transport: Transport | None = None,
+        tracer: CallTracer | None = None,
     ) -> None:
         """``clock``, ``rng``, ``resolver``, ``transport`` (the httpx control plane's: health
-        checks, ``/metrics``) and ``chat_transport`` (the data plane's) are seams for tests."""
+        checks, ``/metrics``) and ``chat_transport`` (the data plane's) are seams for tests;
+        ``tracer`` (tracing on) opens a span per upstream attempt (``core.tracing``)."""
         self._tiers = tiers
+        self._tracer = tracer
         self._config = config
         self._clock = clock
         self._rng = rng or random.Random()
@@ -257,7 +261,11 @@ class WorkerPool:
             worker, client, timeout = self._begin(tier, key, tried, deadline, stream=False)
             # _attempt blames the worker, then suppress moves on to the next attempt.
             with contextlib.suppress(WorkerFailed, UpstreamError), self._attempt(worker):
-                return await unless_hung(worker, client.chat(body, timeout))
+                if self._tracer is None:
+                    return await unless_hung(worker, client.chat(body, timeout))
+                span = self._tracer.start(tier, worker.url, stream=False, attempt=len(tried))
+                call = unless_hung(worker, client.chat(body, timeout, span.headers))
+                return await traced_call(span, call)
         raise self._unavailable(tier, tried)
 
     async def stream_chat(
@@ -269,7 +277,12 @@ class WorkerPool:
             worker, client, timeout = self._begin(tier, key, tried, deadline, stream=True)
             seen = StreamProgress()
             up = functools.partial(answered, worker)
-            deltas = after_output(client.stream(body, timeout), seen, up)
+            if self._tracer is None:
+                deltas = after_output(client.stream(body, timeout), seen, up)
+            else:
+                span = self._tracer.start(tier, worker.url, stream=True, attempt=len(tried))
+                upstream = client.stream(body, timeout, span.headers)
+                deltas = traced_stream(span, after_output(upstream, seen, up), seen)
             try:
                 with self._attempt(worker):
                     async for delta in deltas:

@@ -6,8 +6,9 @@ speak HTTP over a transport: ``AiohttpTransport`` is the real one (a shared
 socket is not the point (parsing, error translation). Tests of timeouts, resets and
 connection reuse keep the real transport against ``FakeUpstream``.
 
-Contract of ``post``: entering the context sends the request and waits for the status line
-(a refused connection or a timeout raises ``aiohttp.ClientError`` or ``TimeoutError``);
+Contract of ``post``: entering the context sends the request, with ``headers`` if given (a
+``traceparent`` when tracing is on), and waits for the status line (a refused connection or a
+timeout raises ``aiohttp.ClientError`` or ``TimeoutError``);
 ``Answer.read`` returns the whole body, ``Answer.chunks`` yields it as it arrives (raising the
 same errors if the connection breaks). Leaving the context returns the connection to the pool
 if the body was read to its end, and closes it otherwise, so vLLM sees the disconnect and
@@ -43,7 +44,10 @@ class Exchange(Protocol):
 
 
 class Transport(Protocol):
-    def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange: ...
+    def post(
+        self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> Exchange: ...  # fmt: skip
 
 
 class _AiohttpAnswer:
@@ -83,18 +87,20 @@ async def post_args(body: dict[str, Any]) -> dict[str, Any]:
     return {"data": data, "headers": {"content-type": "application/json"}}
 
 
-
 class _AiohttpExchange:
     def __init__(
         self, session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-        timeout: aiohttp.ClientTimeout,
+        timeout: aiohttp.ClientTimeout, headers: Mapping[str, str] | None,
     ) -> None:  # fmt: skip
-        self._send = (session, url, body, timeout)
+        self._send = (session, url, body, timeout, headers)
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> Answer:
-        session, url, body, timeout = self._send
-        self._response = await session.post(url, timeout=timeout, **await post_args(body))
+        session, url, body, timeout, headers = self._send
+        args = await post_args(body)
+        if headers:  # a traceparent when tracing is on (core.tracing)
+            args["headers"] = {**args.get("headers", {}), **headers}
+        self._response = await session.post(url, timeout=timeout, **args)
         return _AiohttpAnswer(self._response)
 
     async def __aexit__(
@@ -121,8 +127,11 @@ class AiohttpTransport:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
-    def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange:
-        return _AiohttpExchange(self._open(), url, body, timeout)
+    def post(
+        self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> Exchange:  # fmt: skip
+        return _AiohttpExchange(self._open(), url, body, timeout, headers)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:

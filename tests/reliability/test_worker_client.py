@@ -12,7 +12,7 @@ transport against ``FakeUpstream`` on loopback.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -45,7 +45,10 @@ class Canned:
     complete: list[bool] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
 
-    def post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Exchange:
+    def post(
+        self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> Exchange:  # fmt: skip
         self.sent.append(body)
         self.urls.append(url)
         return CannedExchange(self)
