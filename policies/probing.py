@@ -23,6 +23,7 @@ from core.backend import Backend
 from core.errors import TtcError
 from core.profile import Thinking
 from core.request import GenRequest
+from core.tracing import subcall
 from core.usage import TokenUsage
 from policies.answers import extract_answer, hedges, normalise_answer
 from policies.params import AnswerMode, Budget, PolicyParams
@@ -218,7 +219,8 @@ class ProbeRunner:
     async def _probe(self, index: int, partial: str, at_tokens: int) -> AnswerProbe:
         body = probe_body(self._req, partial, self._params, self._thinking)
         try:
-            done = await self._backend.chat(self._tier, body, affinity=self._req.request_id)
+            with subcall("probe"):
+                done = await self._backend.chat(self._tier, body, affinity=self._req.request_id)
         except TtcError as exc:  # a failed probe is a probe without an answer; the chain goes on
             return AnswerProbe(index, at_tokens, "", None, False, TokenUsage(), exc.code or "error")
         choice = done.choices[0] if done.choices else None

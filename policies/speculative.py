@@ -26,6 +26,7 @@ from core.backend import Backend, Choice, Delta
 from core.errors import ContractReached, UpstreamError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
+from core.tracing import subcall
 from core.usage import UsageLedger
 from policies.answers import cluster_key, extract_answer
 from policies.base import Registration
@@ -240,7 +241,8 @@ class SpeculativePolicy:
             stop=[BLANK_LINE, *sorted(stops - {BLANK_LINE})],
             **dict.fromkeys(_DROPPED),
         )
-        completion = await backend.chat(tier, body, affinity=req.request_id)
+        with subcall(kind):
+            completion = await backend.chat(tier, body, affinity=req.request_id)
         trace.ledger.add(kind, tier, completion.usage)
         if not completion.choices:
             raise UpstreamError(f"tier {tier!r} returned no choices for a reasoning step")
@@ -250,7 +252,8 @@ class SpeculativePolicy:
     async def _accepts(self, trace: Trace, backend: Backend, draft: Step) -> bool:
         tier = self.judge_tier
         body = judge_body(trace.req.messages, trace.text, draft.text)
-        completion = await backend.chat(tier, body, affinity=trace.req.request_id)
+        with subcall("judge"):
+            completion = await backend.chat(tier, body, affinity=trace.req.request_id)
         trace.ledger.add("judge", tier, completion.usage)
         choices = completion.choices
         score = choice_score(choices[0].raw, self.params.score) if choices else None

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from core.backend import Backend, Completion
 from core.request import GenRequest
+from core.tracing import subcall
 from core.usage import TokenUsage
 from router.config import ProbeConfig
 
@@ -85,7 +86,8 @@ class FirstTokenProbe:
         try:
             async with asyncio.timeout(self._config.timeout_s):
                 # Same affinity as the policy's samples: the probe warms that worker's cache.
-                completion = await backend.chat(tier, self.body(req), affinity=req.request_id)
+                with subcall("route_probe"):
+                    completion = await backend.chat(tier, self.body(req), affinity=req.request_id)
         except TimeoutError as exc:
             raise ProbeFailed(f"probe timed out after {self._config.timeout_s}s") from exc
         values = top_logprobs(completion)

@@ -1,10 +1,11 @@
 """Trace records of routed requests, and a JSONL sink that writes them off the event loop.
 
 One record per finished request: features, predictor scores, decision, samples used, answer
-agreement among samples, tokens, latency. Never the prompt text unless ``traces.include_prompt``;
-by default the hashed n-gram ids instead (bucket numbers, enough for ``ttc router train`` to
-refit on the same hashing space). Agreement is the leader's share of the votes, a difficulty
-label that needs no ground truth.
+agreement among samples, tokens, latency, and the request's ``trace_id`` when tracing is on
+(the OpenTelemetry trace that holds its spans). Never the prompt text unless
+``traces.include_prompt``; by default the hashed n-gram ids instead (bucket numbers, enough
+for ``ttc router train`` to refit on the same hashing space). Agreement is the leader's share
+of the votes, a difficulty label that needs no ground truth.
 
 ``TraceSink.emit`` never blocks: records go to a bounded queue drained by one writer thread;
 when the writer falls behind by ``traces.buffer`` records, new records are dropped and counted.
@@ -23,6 +24,7 @@ from typing import Any
 
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from core.tracing import current_trace_id
 from core.usage import TokenUsage
 from router.config import TracesConfig
 from router.features import prompt_text
@@ -141,6 +143,8 @@ def request_record(
         "probe_tokens": probe.total_tokens,
         "latency_s": round(latency_s, 4),
     }
+    if trace_id := current_trace_id():  # tracing on: the record leads to the request's trace
+        record["trace_id"] = trace_id
     text = prompt_text(req)
     if config.include_ngrams:
         record["ngram_buckets"] = DEFAULT_BUCKETS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from opentelemetry.sdk.trace.export import SpanExporter
+from prometheus_client.exposition import choose_encoder
 
 from core.backend import Backend
 from router.router import AUTO_MODEL, Router
@@ -24,6 +26,7 @@ from server.metrics import Metrics
 from server.reload import ConfigReloader
 from server.responses_api import ResponsesEndpoint
 from server.router_seams import PoolSaturation, SharedRouterStats
+from server.tracing import Tracing
 from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
@@ -48,10 +51,14 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
     return build
 
 
-def build_context(settings: Settings, backend: Backend | None = None) -> AppContext:
-    """Everything the app needs; ``backend`` replaces the pool for generation (unit tests)."""
+def build_context(
+    settings: Settings, backend: Backend | None = None, tracing: Tracing | None = None
+) -> AppContext:
+    """Everything the app needs; ``backend`` replaces the pool for generation (unit tests);
+    ``tracing`` (None: off) traces each request and the pool's upstream calls."""
     metrics = Metrics()
-    pool = WorkerPool(dict(settings.tiers), settings.pool)
+    calls = tracing.calls if tracing is not None else None
+    pool = WorkerPool(dict(settings.tiers), settings.pool, tracer=calls)
     metrics.watch_pool(pool)
     shared = SharedState(
         settings.redis, settings.auth, settings.limits, settings.cache, observer=metrics,
@@ -61,7 +68,9 @@ def build_context(settings: Settings, backend: Backend | None = None) -> AppCont
     guard = Guard(shared, metrics)
     router = router_factory(pool, shared)(settings)
     generate = backend or pool
-    lifecycle = RequestLifecycle(router, generate, guard, shared.cache, metrics, settings.server)
+    lifecycle = RequestLifecycle(
+        router, generate, guard, shared.cache, metrics, settings.server, tracing
+    )
     metrics.watch_router(lambda: lifecycle.router)
     supervisors = [
         WorkerSupervisor(t.launch, t.model_profile()) for t in settings.tiers.values() if t.launch
@@ -80,11 +89,17 @@ def _unique(supervisors: list[WorkerSupervisor]) -> list[WorkerSupervisor]:
 
 
 def create_app(
-    settings: Settings, config_path: Path | None = None, *, backend: Backend | None = None
+    settings: Settings,
+    config_path: Path | None = None,
+    *,
+    backend: Backend | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """The app; with ``config_path`` it reloads the router and policies when the file changes
-    or on SIGHUP (see ``server.reload``). ``backend`` stands in for the worker pool in tests."""
-    state = build_context(settings, backend)
+    or on SIGHUP (see ``server.reload``). ``backend`` stands in for the worker pool in tests,
+    ``span_exporter`` for the OTLP exporter when ``tracing.enabled`` (``server.tracing``)."""
+    tracing = Tracing.build(settings.tracing, span_exporter)
+    state = build_context(settings, backend, tracing)
     reloader = (
         ConfigReloader(config_path, state, router_factory(state.pool, state.shared))
         if config_path is not None
@@ -110,6 +125,8 @@ def create_app(
             await state.pool.close()
             for supervisor in state.supervisors:
                 await supervisor.stop()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)  # exports the spans still queued
 
     app = FastAPI(title="ttc-gateway", version="0.1.0", lifespan=lifespan)
     app.state.ttc = state
@@ -161,5 +178,7 @@ def _add_operational_routes(app: FastAPI, state: AppContext) -> None:
         return {"object": "list", "data": data}
 
     @app.get("/metrics")
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        # A scraper that asks for OpenMetrics gets the exemplars (trace ids) too.
+        encode, media_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(state.metrics.registry), media_type=media_type)

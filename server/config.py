@@ -50,6 +50,28 @@ class ServerConfig(_Section):
     )
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry traces of every request and upstream call (``server.tracing``)."""
+
+    enabled: bool = Field(False, description="off: no spans, no traceparent sent to workers")
+    endpoint: str = Field(
+        "http://127.0.0.1:4318/v1/traces",
+        description="OTLP/HTTP traces endpoint (an OpenTelemetry collector, Jaeger, Tempo)",
+    )
+    service_name: str = Field("ttc-gateway", min_length=1, description="service.name of spans")
+    sample_ratio: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="share of new traces recorded; a caller's traceparent decides for its own",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra headers to the collector; secrets belong in the environment"
+        " (OTEL_EXPORTER_OTLP_TRACES_HEADERS), read when this is empty",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TTC_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -65,6 +87,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     cache: CacheConfig = CacheConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @classmethod
     def settings_customise_sources(

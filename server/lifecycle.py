@@ -42,6 +42,7 @@ from server.endpoint import Call, Endpoint, Event
 from server.metrics import Metrics
 from server.settlement import Settlement
 from server.streaming import with_keepalive
+from server.tracing import Tracing, traced_events
 from state.cache import ResponseCache
 from state.reservations import Reservation
 
@@ -58,8 +59,10 @@ class RequestLifecycle:
         cache: ResponseCache,
         metrics: Metrics,
         config: ServerConfig,
+        tracing: Tracing | None = None,
     ) -> None:
         self.router = router  # replaced on a config reload; a running request keeps its own
+        self._tracing = tracing
         self._backend = backend
         self._guard = guard
         self._cache = cache
@@ -68,6 +71,13 @@ class RequestLifecycle:
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         life = Settlement(self._metrics, self._guard)
+        if self._tracing is None:
+            return await self._handle(request, endpoint, life)
+        life.trace = self._tracing.request(request.headers, endpoint.name, request.url.path)
+        with life.trace.active():  # upstream calls open their spans under the request's
+            return await self._handle(request, endpoint, life)
+
+    async def _handle(self, request: Request, endpoint: Endpoint, life: Settlement) -> Response:
         try:
             call = await self._admit(request, endpoint, life)
             decision = await self._route(call.req, life)
@@ -145,6 +155,7 @@ class RequestLifecycle:
     ) -> Response:
         assert life.meter is not None
         events = self._settled_events(call.req, decision, life.meter, life)
+        events = traced_events(life.trace, events)  # the request's span current in each step
         first: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
         # An error before the first event (no healthy worker, upstream 400) keeps its status.
         await asyncio.wait({first}, timeout=self._config.stream_keepalive_s)

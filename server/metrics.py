@@ -19,6 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from core.metering import MeteredBackend
 from core.request import Decision
 from core.usage import UsageLedger
 from router.router import Router
@@ -31,6 +32,7 @@ from workers.signals import WorkerLoad
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _SAMPLES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 _TOKENS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+Exemplar = dict[str, str]  # {"trace_id": ...}: links a sample to its trace (OpenMetrics)
 _REDIS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)  # calls end at timeout_s
 
 
@@ -111,6 +113,7 @@ class Metrics:
             "ttc_errors", "Errors returned to clients, by code.", ["status", "code"], registry=r
         )
         self._add_state_metrics(r)
+        self._add_contract_metrics(r)
 
     def _add_state_metrics(self, r: CollectorRegistry) -> None:
         self.redis_latency = Histogram(
@@ -171,12 +174,19 @@ class Metrics:
     def watch_pool(self, pool: WorkerPool) -> None:
         self.registry.register(PoolCollector(pool))
 
-    def record(self, decision: Decision, usage: UsageLedger, report: Mapping[str, Any]) -> None:
+    def record(
+        self,
+        decision: Decision,
+        usage: UsageLedger,
+        report: Mapping[str, Any],
+        exemplar: Exemplar | None = None,
+    ) -> None:
+        """A finished request; ``exemplar`` (its trace id, tracing on) rides on its tokens."""
         policy = decision.params.name
         for kind, tier, used in usage.items():
-            self.tokens.labels(tier, kind, "prompt").inc(used.prompt_tokens)
-            self.tokens.labels(tier, kind, "completion").inc(used.completion_tokens)
-        self.tokens_per_request.labels(policy).observe(usage.total.completion_tokens)
+            self.tokens.labels(tier, kind, "prompt").inc(used.prompt_tokens, exemplar)
+            self.tokens.labels(tier, kind, "completion").inc(used.completion_tokens, exemplar)
+        self.tokens_per_request.labels(policy).observe(usage.total.completion_tokens, exemplar)
         self.samples.labels(policy).observe(float(report.get("samples", 1)))
         if report.get("early_stopped"):
             self.early_stops.labels(policy, str(report.get("stop_reason", "unknown"))).inc()
@@ -190,6 +200,33 @@ class Metrics:
         self.decisions.labels(decision.band or "none", decision.tier, policy).inc()
         if decision.difficulty is not None:
             self.difficulty.observe(decision.difficulty)
+
+    def _add_contract_metrics(self, r: CollectorRegistry) -> None:
+        self.contract_requests = Counter(
+            "ttc_contract_requests",
+            "Requests with a compute contract, by what stopped them (none, budget, deadline) "
+            "and outcome (ok, or the HTTP status: 400 contract_too_small, 504, 499).",
+            ["stop_reason", "status"],
+            registry=r,
+        )
+        self.contract_tokens = Counter(
+            "ttc_contract_tokens",
+            "Tokens of requests with ttc.max_total_tokens: what their contracts allowed "
+            "(allowed) and what they used (used), every ending.",
+            ["kind"],
+            registry=r,
+        )
+
+    def contract(self, meter: MeteredBackend | None, status: str) -> None:
+        """A settled request's compute contract, if it had one (``status`` as in requests)."""
+        contract = meter.contract if meter is not None else None
+        if contract is None:
+            return
+        self.contract_requests.labels(contract.stop_reason or "none", status).inc()
+        allowed = contract.contract.max_total_tokens
+        if allowed is not None:
+            self.contract_tokens.labels("allowed").inc(allowed)
+            self.contract_tokens.labels("used").inc(contract.report()["used_tokens"])
 
 
 class PoolCollector(Collector):

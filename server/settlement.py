@@ -13,7 +13,8 @@ these ends it; later calls do nothing, so every path may call the one it knows i
     abandoned()        the client went away: counted as status 499, what was spent upstream
                        is charged (``outcome="disconnect"``)
 
-In every case ``ttc_requests_in_flight`` goes back down once.
+In every case ``ttc_requests_in_flight`` goes back down once, and the request's span (tracing
+on, ``server.tracing``) ends with its outcome.
 
 A budget reservation (``reservation``, taken once the request is routed) is settled to what
 was charged, 0 included, in the one call that charges it (``Guard.settle``).
@@ -22,6 +23,7 @@ was charged, 0 included, in the one call that charges it (``Guard.settle``).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from core.errors import TtcError
 from core.metering import MeteredBackend
@@ -32,6 +34,9 @@ from router.router import Router, Routing
 from server.auth import Caller, Guard
 from server.metrics import Metrics
 from state.reservations import Reservation
+
+if TYPE_CHECKING:
+    from server.tracing import RequestTrace
 
 CLIENT_CLOSED = "499"  # nginx's status for a client that closed the connection first
 
@@ -47,6 +52,7 @@ class Settlement:
         self.meter: MeteredBackend | None = None
         self.routed: tuple[Router, Routing] | None = None  # the router that decided, and how
         self.reservation: Reservation | None = None  # held of the key's daily budget
+        self.trace: RequestTrace | None = None  # the request's span when tracing is on
         self.settled = False
         metrics.in_flight.inc()
 
@@ -62,11 +68,12 @@ class Settlement:
         routing.bill_probe(result)
         decision = routing.decision
         latency = time.monotonic() - self.started
+        exemplar = self.trace.finished(result) if self.trace is not None else None
         self._count(decision, "ok")
         m = self._metrics
         policy = decision.params.name
-        m.latency.labels(decision.tier, policy, str(self.stream).lower()).observe(latency)
-        m.record(decision, result.usage, result.report)
+        m.latency.labels(decision.tier, policy, str(self.stream).lower()).observe(latency, exemplar)
+        m.record(decision, result.usage, result.report, exemplar)
         router.record(routing, self.req, result, latency)
         self._charge(result.usage.total)
 
@@ -78,6 +85,8 @@ class Settlement:
     def failed(self, error: TtcError) -> None:
         if not self._settle():
             return
+        if self.trace is not None:
+            self.trace.failed(error)
         self._count(self.decision, str(error.status))
         self._metrics.errors.labels(str(error.status), error.code or error.error_type).inc()
         self._charge_unfinished("error")
@@ -98,6 +107,9 @@ class Settlement:
         tier = decision.tier if decision else "none"
         policy = decision.params.name if decision else "none"
         self._metrics.requests.labels(tier, policy, status).inc()
+        self._metrics.contract(self.meter, status)
+        if self.trace is not None:
+            self.trace.end(self, status)  # the request's span ends with its one settlement
 
     def _charge_unfinished(self, outcome: str) -> None:
         spent = self.meter.spent if self.meter is not None else TokenUsage()
