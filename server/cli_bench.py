@@ -1,4 +1,4 @@
-"""``ttc eval``, ``ttc bench overhead`` and ``ttc bench soak``: typer front ends of ``bench``.
+"""``ttc eval``, ``ttc bench overhead|soak|streams``: typer front ends of ``bench``.
 
 ``register(app)`` adds both to the main ``ttc`` app. The ``bench`` package (and matplotlib, from
 the ``bench`` extra) are imported only when a command runs, so ``ttc serve`` never loads them.
@@ -242,6 +242,39 @@ def soak_command(
     from bench.soak import Options, print_report, run
 
     options = Options(minutes, clients, sample_every, port, upstream_port)
+    _run_and_save(lambda: run(options, console), print_report, out)
+
+
+@bench_app.command("streams")
+def streams_command(
+    upstream: Annotated[str, typer.Option(help="the worker's base URL")] = (
+        "http://127.0.0.1:8100"
+    ),
+    model: Annotated[str, typer.Option(help="model the worker serves (the tier)")] = (
+        "smollm2-135m"
+    ),
+    policies: Annotated[
+        str, typer.Option(help="comma-separated policy[:key=value...] (default: bench.streams)")
+    ] = "",
+    requests: Annotated[int, typer.Option(min=1, help="streamed requests per policy")] = 5,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 32,
+    gateway: Annotated[
+        str | None, typer.Option(help="a running gateway (default: start one)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench/results/streams.json"),
+) -> None:
+    """Time to first byte and to first content token of streamed answers, per policy, against
+    single in the same run (policies interleaved, one request at a time)."""
+    from bench.streams import POLICIES, Options, print_report, run, ttc_of
+
+    chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
+    try:
+        for spec in chosen:
+            ttc_of(spec)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    options = Options(upstream.rstrip("/"), model, chosen, requests, max_tokens, gateway)
     _run_and_save(lambda: run(options, console), print_report, out)
 
 

@@ -9,6 +9,7 @@ same policies from the real vLLM worker.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx2
 import openai
 from fastapi import FastAPI
 
+from bench.streams import Chunks, ttc_of
 from core.backend import Completion, Delta
 from core.progress import LEADER_CHARS, Progress, short_leader
 from core.request import Decision
@@ -198,3 +200,21 @@ async def test_completions_progress_is_a_chunk_with_no_choices() -> None:
     assert [p["samples"] for p in steps if p] == [2, 4]
     assert all(c.choices == [] for c in chunks if progress_of(c))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "Paris"
+
+
+# --- the streams benchmark's reading of a stream -----------------------------------------------
+
+
+def test_the_streams_bench_times_first_byte_progress_and_content() -> None:
+    seen = Chunks(started=time.perf_counter())
+    seen.line('data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}')
+    seen.line(": keep-alive")
+    seen.line('data: {"choices": [], "ttc": {"progress": {"round": 2, "samples": 4}}}')
+    seen.line('data: {"choices": [{"index": 0, "delta": {"content": "Tokyo"}}]}')
+    timing = seen.timing
+    assert timing.first_byte is not None and timing.first_progress is not None
+    assert timing.first_content is not None and timing.round_s is not None
+    assert timing.first_byte <= timing.first_progress <= timing.first_content
+    assert timing.round_s <= timing.first_progress
+    assert ttc_of("adaptive_bon:single_sample_confidence=null:max_samples=4") == {
+        "policy": "adaptive_bon", "single_sample_confidence": None, "max_samples": 4}  # fmt: skip
