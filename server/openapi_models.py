@@ -59,7 +59,9 @@ class ChatChoice(_Open):
 
 class ChatCompletion(_Open):
     """``POST /v1/chat/completions`` without ``stream``; with it, ``text/event-stream`` of
-    ``chat.completion.chunk`` objects, the last one carrying ``ttc``, then ``data: [DONE]``."""
+    ``chat.completion.chunk`` objects, the last one carrying ``ttc``, then ``data: [DONE]``.
+    A policy that draws in rounds sends, before the answer, a chunk with empty ``choices`` and
+    ``ttc: {"progress": {...}}`` after each round (``core.progress.Progress.body``)."""
 
     id: str
     object: Literal["chat.completion"]
@@ -80,7 +82,8 @@ class ResponseUsage(_Open):
 
 class ResponseObject(_Open):
     """``POST /v1/responses`` without ``stream``, and ``GET /v1/responses/{id}``; with
-    ``stream``, ``text/event-stream`` of typed events ending in ``response.completed``."""
+    ``stream``, ``text/event-stream`` of typed events ending in ``response.completed`` (a
+    round's progress: one more ``response.in_progress`` with ``ttc.progress``)."""
 
     id: str
     object: Literal["response"]
