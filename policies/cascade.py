@@ -26,6 +26,7 @@ from core.errors import ContractReached
 from core.progress import Progress, short_leader
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from core.tracing import streamed_as, subcall
 from core.usage import UsageLedger
 from policies import registry
 from policies.adaptive_bon import AdaptiveBonParams
@@ -180,7 +181,8 @@ class CascadePolicy:
             return self._answered(small)
         large_spec = large_params(self.params)
         try:
-            large = await self._stage(req, decision, backend, self.large_tier, large_spec)
+            with subcall("escalation"):  # the large stage's calls, in traces
+                large = await self._stage(req, decision, backend, self.large_tier, large_spec)
         except ContractReached:  # the compute contract is spent: the small tier's answer stands
             return self._answered(small)
         return self._escalated(small, large)
@@ -204,6 +206,7 @@ class CascadePolicy:
         if escalate:
             large_spec = large_params(self.params)
             stage = self._events(req, decision, backend, self.large_tier, large_spec)
+            stage = streamed_as("escalation", stage)  # the large stage's calls, in traces
             large, live = _Stage("large", stage), not req.contract.bounded
             try:
                 async with contextlib.aclosing(large.follow(relay, live=live)) as events:

@@ -158,6 +158,37 @@ async def test_speculative_spans_drafts_and_judge_calls_on_their_tiers(
     assert by_kind == billed_by(reply.usage)  # rewrites: ("sample", "large") in both
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_cascade_spans_the_escalated_stage_as_escalation(
+    worker_url: str, exporter: InMemorySpanExporter, stream: bool
+) -> None:
+    """``escalate_below: 1.0`` always escalates: a vote's Beta confidence is below 1."""
+    roles = {"cascade": {"small_tier": "small", "large_tier": "large"}}
+    ttc = {"policy": "cascade", "escalate_below": 1.0, "large_policy": "single"}
+    config = gateway_config(worker_url, policies=roles, router={"probe": {"mode": "never"}},
+                            **TRACED)  # fmt: skip
+    async with serving(config, exporter) as sdk:
+        if stream:
+            chunks = [c async for c in await sdk.chat.completions.create(
+                model="auto", messages=QUESTION, max_tokens=16, stream=True,
+                stream_options={"include_usage": True}, extra_body={"ttc": ttc},
+            )]  # fmt: skip
+            report, usage = (chunks[-1].model_extra or {})["ttc"], chunks[-1].usage
+        else:
+            reply = await sdk.chat.completions.create(
+                model="auto", messages=QUESTION, max_tokens=16, extra_body={"ttc": ttc}
+            )
+            report, usage = (reply.model_extra or {})["ttc"], reply.usage
+    assert report["escalated"] is True
+    _, calls = tree(exporter)
+    by_kind = spent_by(calls)
+    assert {kind for kind, _ in by_kind} == {"sample", "escalation"}
+    assert {tier for kind, tier in by_kind if kind == "escalation"} == {"large"}
+    billed = billed_by(usage)
+    assert by_kind[("escalation", "large")] == billed.pop(("sample", "large"))
+    assert {k: v for k, v in by_kind.items() if k[0] == "sample"} == billed  # the small stage
+
+
 async def test_a_stream_the_client_leaves_ends_its_spans_cancelled_and_499(
     worker_url: str, exporter: InMemorySpanExporter
 ) -> None:
@@ -181,6 +212,21 @@ async def test_a_stream_the_client_leaves_ends_its_spans_cancelled_and_499(
     assert attrs(call)["ttc.cancelled"] is True
     assert 3 <= attrs(call)["ttc.tokens.completion"] < 1500
     assert attrs(request)["ttc.tokens.completion"] == attrs(call)["ttc.tokens.completion"]
+
+
+async def test_the_router_probe_is_a_route_probe_span(
+    worker_url: str, exporter: InMemorySpanExporter
+) -> None:
+    config = gateway_config(worker_url, router={"probe": {"mode": "always"}}, **TRACED)
+    async with serving(config, exporter) as sdk:
+        reply = await sdk.chat.completions.create(
+            model="auto", messages=QUESTION, max_tokens=8, extra_body={"ttc": {"policy": "single"}}
+        )
+    _, calls = tree(exporter)
+    by_kind = spent_by(calls)
+    billed = billed_by(reply.usage)  # the ledger bills the router's probe as kind "probe"
+    assert sorted(kind for kind, _ in by_kind) == ["route_probe", "sample"]
+    assert {(k.replace("route_", ""), tier): v for (k, tier), v in by_kind.items()} == billed
 
 
 async def test_a_caller_traceparent_parents_the_request_and_its_calls(
