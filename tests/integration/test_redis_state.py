@@ -16,6 +16,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.contract import prompt_estimate
 from core.errors import LimitExceeded
 from state.config import LimitsConfig, RedisConfig
 from state.keys import Quota, hash_key, key_record
@@ -28,6 +29,7 @@ PREFIX = "ttc-test:"
 KEYS = {name: f"sk-test-{name}-7f3a9c" for name in
         ("limited", "budget", "streamer", "small_only", "cacher", "outage", "leaver")}  # fmt: skip
 MSG: Any = [{"role": "user", "content": "What is the capital of France? One word."}]
+VOTE_WORST = prompt_estimate({"messages": MSG}) + 3 * 4  # one round of 3 samples of 4 tokens
 
 
 def key_id(name: str) -> str:
@@ -37,7 +39,9 @@ def key_id(name: str) -> str:
 def shared_config(worker: str, redis_url: str) -> dict[str, Any]:
     keys = [
         {"name": "limited", "key_hash": hash_key(KEYS["limited"]), "rpm": 3},
-        {"name": "budget", "key_hash": hash_key(KEYS["budget"]), "tokens_per_day": 20},
+        # Room for one worst case of the vote below: reserved before dispatch, so no request can
+        # overshoot the budget; what it really spent leaves too little for another prompt.
+        {"name": "budget", "key_hash": hash_key(KEYS["budget"]), "tokens_per_day": VOTE_WORST},
         {"name": "streamer", "key_hash": hash_key(KEYS["streamer"]), "tpm": 100_000},
         {"name": "small_only", "key_hash": hash_key(KEYS["small_only"]), "tiers": ["small"]},
         {"name": "cacher", "key_hash": hash_key(KEYS["cacher"])},
@@ -143,7 +147,7 @@ def test_budget_is_charged_every_token_of_a_multi_sample_policy(
     spent = reply.usage.total_tokens
     assert reply.usage.completion_tokens > 4  # more than one sample's worth was billed
     assert counted(redis_server, "budget", "tokens_per_day") == spent
-    with pytest.raises(openai.RateLimitError) as info:  # 20 tokens a day: spent, everywhere
+    with pytest.raises(openai.RateLimitError) as info:  # the day's budget: spent, everywhere
         ask(pair[1], "budget")
     assert info.value.code == "insufficient_quota"
     assert int(info.value.response.headers["retry-after"]) <= 86_400
