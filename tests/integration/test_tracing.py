@@ -6,10 +6,7 @@ What must hold: one ``ttc.request chat`` span per request, a child ``ttc.upstrea
 per upstream call with the right kind and tier, and the spans' tokens adding up, per kind and
 tier, to the itemised usage the client was billed; a stream the client leaves ends its spans
 (the upstream one cancelled, the request 499); an incoming ``traceparent`` is honoured.
-
-The last two tests check the ``traceparent`` a worker receives, which vLLM does not expose (it
-reads the header only to parent its own spans, when started with ``--otlp-traces-endpoint``):
-there a tiny aiohttp upstream stands in for the worker and records the headers it got.
+What leaves the gateway (the header to workers, spans to a collector): test_tracing_wire.py.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from typing import Any
 import openai
 import pytest
 import uvicorn
-from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -242,68 +238,3 @@ async def test_a_caller_traceparent_parents_the_request_and_its_calls(
     assert request.parent is not None
     assert trace.format_span_id(request.parent.span_id) == CALLER_SPAN
     assert [attrs(c)["ttc.kind"] for c in calls] == ["sample"]
-
-
-@contextlib.asynccontextmanager
-async def recording_upstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
-    """A stand-in worker serving the tier ``m``: its URL and the headers of each chat call."""
-    seen: list[dict[str, str]] = []
-
-    async def chat(request: web.Request) -> web.Response:
-        seen.append(dict(request.headers))
-        usage = {"prompt_tokens": 3, "completion_tokens": 1}
-        choice = {"index": 0, "message": {"role": "assistant", "content": "Paris"},
-                  "finish_reason": "stop"}  # fmt: skip
-        return web.json_response({"model": "m", "choices": [choice], "usage": usage})
-
-    async def health(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"data": [{"id": "m"}]})
-
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
-
-
-def fake_tier_config(url: str, enabled: bool) -> dict[str, Any]:
-    return {"tiers": {"m": {"model": "m", "endpoints": [url]}},
-            "router": {"probe": {"mode": "never"}}, "tracing": {"enabled": enabled}}  # fmt: skip
-
-
-async def test_the_worker_receives_the_traceparent_of_its_call_span(
-    exporter: InMemorySpanExporter,
-) -> None:
-    header = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-    async with recording_upstream() as (url, seen), serving(fake_tier_config(url, True),
-                                                              exporter) as sdk:  # fmt: skip
-        await sdk.chat.completions.create(model="m", messages=QUESTION, extra_headers=header,
-                                          extra_body={"ttc": {"policy": "single"}})  # fmt: skip
-    _, (call,) = tree(exporter)
-    (headers,) = seen
-    version, trace_id, parent_id, flags = headers["traceparent"].split("-")
-    assert (version, trace_id, flags) == ("00", CALLER_TRACE, "01")
-    assert parent_id == trace.format_span_id(call.context.span_id)  # the call span, not ours
-
-
-async def test_tracing_off_sends_no_traceparent_and_records_nothing(
-    exporter: InMemorySpanExporter,
-) -> None:
-    header = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-    async with recording_upstream() as (url, seen), serving(fake_tier_config(url, False),
-                                                              exporter) as sdk:  # fmt: skip
-        await sdk.chat.completions.create(model="m", messages=QUESTION, extra_headers=header,
-                                          extra_body={"ttc": {"policy": "single"}})  # fmt: skip
-    (headers,) = seen
-    assert "traceparent" not in {name.lower() for name in headers}
-    assert exporter.get_finished_spans() == ()
