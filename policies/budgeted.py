@@ -3,7 +3,9 @@
 On a reasoning tier (``Decision.thinking`` set by the router) the policy's calls go through a
 ``ThinkingBackend`` (``policies.thinking``), so samples, chains and judge calls all think
 within the budget and always answer; the policy's report gains ``thinking_tokens`` and
-``budget_forced``. On any other tier the policy runs as it is.
+``budget_forced`` (unless the policy reports its own: one that continues the thinking itself,
+such as ``speculative``, makes calls the backend passes through uncounted). On any other tier
+the policy runs as it is.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Budgeted:
         if thinking is None:
             return await self.policy.run(req, decision, backend)
         result = await self.policy.run(req, decision, thinking)
-        return replace(result, report={**result.report, **thinking.report()})
+        return replace(result, report={**thinking.report(), **result.report})
 
     async def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
@@ -47,7 +49,7 @@ class Budgeted:
         events = self.policy.stream(req, decision, thinking or backend)
         async for event in events:
             if isinstance(event, PolicyResult) and thinking is not None:
-                event = replace(event, report={**event.report, **thinking.report()})
+                event = replace(event, report={**thinking.report(), **event.report})
             yield event
 
 

@@ -46,7 +46,6 @@ from pydantic import Field
 
 from core.backend import Backend, Delta, close_now
 from core.errors import ContractReached
-from core.profile import Thinking
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
@@ -54,7 +53,7 @@ from policies.answers import extract_answer
 from policies.base import Registration
 from policies.params import Budget
 from policies.probing import AnswerProbe, ProbeParams, ProbeRunner, converged, first_line
-from policies.thinking import token_limits
+from policies.thinking import thinking_of, token_limits
 
 FINAL_ANSWER_PREFIX = "Final answer: "
 STEP_BOUNDARY = "\n\n"
@@ -129,7 +128,8 @@ def chain_usage(chain: Chain) -> TokenUsage | None:
     """The upstream's latest usage, which may lag the text by the delta just read."""
     if chain.usage is None:
         return None
-    return TokenUsage(chain.usage.prompt_tokens, max(chain.usage.completion_tokens, chain.deltas))
+    used = chain.usage
+    return replace(used, completion_tokens=max(used.completion_tokens, chain.deltas))
 
 
 def estimate_prompt_tokens(req: GenRequest) -> int:
@@ -275,12 +275,6 @@ class ConvergencePolicy:
             "tokens_saved": max(0, self.budget(req) - chain_tokens) if winner else 0,
             "usage_estimated": estimated,
         }
-
-
-def thinking_of(decision: Decision) -> Thinking | None:
-    """The profile's thinking when the trace thinks (a reasoning tier, a budget above 0)."""
-    plan = decision.thinking
-    return plan.thinking if plan is not None and plan.budget > 0 else None
 
 
 def last_answer(probes: ProbeRunner) -> AnswerProbe | None:

@@ -12,6 +12,13 @@ Usage kinds: ``draft`` (every draft, accepted or not) on the draft tier, ``judge
 (steps the judge tier rewrote) on the judge tier. ``stream`` emits each step once it is settled.
 The two tiers come from the config (``policies.tiers``: named, else cheapest drafts and dearest
 judges); on a one-tier config that tier does both, which checks the mechanics, not a speedup.
+
+On a reasoning tier (a thinking budget above 0) the steps are the thinking: each continues the
+open thinking (the profile's opening, then the settled steps), within the thinking budget; the
+worker's parser labels them ``reasoning`` and they stream as ``delta.reasoning``. When the
+chain stops, the judge tier answers from the closed thinking with the profile's answer prompt
+(as budget forcing does), within the room ``max_tokens`` leaves for the answer; that call is
+ledgered ``sample`` as answer tokens, the steps as reasoning tokens.
 """
 
 from __future__ import annotations
@@ -24,14 +31,16 @@ from pydantic import Field
 
 from core.backend import Backend, Choice, Delta
 from core.errors import ContractReached, UpstreamError
+from core.profile import Thinking
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.tracing import subcall
-from core.usage import UsageLedger
+from core.usage import TokenUsage, UsageLedger
 from policies.answers import cluster_key, extract_answer
 from policies.base import Registration
 from policies.judge import choice_score, judge_body
 from policies.params import Budget, PolicyParams, TierRole
+from policies.thinking import as_answer, closing_prefix, continuation, thinking_of, token_limits
 from policies.tiers import resolved_tier
 
 BLANK_LINE = "\n\n"
@@ -39,7 +48,7 @@ BLANK_LINE = "\n\n"
 _TRUNCATED = frozenset({"max_tokens", "max_steps", "budget", "deadline"})
 # Fields of the client's request that would break step-by-step continuation if forwarded.
 _DROPPED = ("n", "logprobs", "top_logprobs", "include_stop_str_in_output", "echo",
-            "stream", "stream_options", "max_completion_tokens")  # fmt: skip
+            "stream", "stream_options", "max_completion_tokens", "min_tokens")  # fmt: skip
 
 
 class SpeculativeParams(PolicyParams):
@@ -93,6 +102,9 @@ class Trace:
 
     req: GenRequest
     params: SpeculativeParams
+    thinking: Thinking | None = None  # on a reasoning tier the steps are the thinking
+    think_limit: int = 0  # its budget, as max_tokens leaves it (``token_limits``)
+    answer_room: int = 0  # the answer's max_tokens after the thinking
     ledger: UsageLedger = field(default_factory=UsageLedger)
     text: str = ""
     separator: str = ""  # joins the next step to ``text``: a blank line, or nothing after a cut
@@ -107,11 +119,12 @@ class Trace:
 
     @property
     def prefix(self) -> str:
-        """The assistant message the next step continues."""
-        return self.text + self.separator
+        """The assistant message the next step continues (inside the open thinking)."""
+        opening = f"{self.thinking.start}\n" if self.thinking is not None else ""
+        return opening + self.text + self.separator
 
     def step_limit(self) -> int:
-        budget = self.req.max_tokens
+        budget = self.think_limit if self.thinking is not None else self.req.max_tokens
         cap = self.params.max_step_tokens
         return cap if budget is None else min(cap, budget - self.spent)
 
@@ -161,9 +174,20 @@ class Trace:
             "tokens_by_tier": per_tier,
         }
 
-    def result(self) -> PolicyResult:
-        choice = ResultChoice(index=0, text=self.text, finish_reason=self.finish_reason)
-        return PolicyResult(choices=(choice,), usage=self.ledger, report=self.report())
+    def answer_text(self, answer: Step) -> str:
+        """What the client reads after a closed thinking: the answer prompt, then the answer."""
+        assert self.thinking is not None
+        return self.thinking.answer_prompt.lstrip() + answer.text
+
+    def result(self, answer: Step | None = None) -> PolicyResult:
+        report = self.report()
+        if answer is None:
+            choice = ResultChoice(index=0, text=self.text, finish_reason=self.finish_reason)
+        else:  # the steps were the thinking; the answer followed it
+            finish = "length" if answer.ended == "length" else "stop"
+            choice = ResultChoice(0, self.answer_text(answer), finish, reasoning=self.text)
+            report.update(thinking_tokens=self.spent, budget_forced=True)
+        return PolicyResult(choices=(choice,), usage=self.ledger, report=report)
 
 
 class SpeculativePolicy:
@@ -174,20 +198,38 @@ class SpeculativePolicy:
         self.draft_tier = resolved_tier(params, "draft_tier")
         self.judge_tier = resolved_tier(params, "judge_tier")
 
+    def _trace(self, req: GenRequest, decision: Decision) -> Trace:
+        thinking = thinking_of(decision)
+        if thinking is None or decision.thinking is None:
+            return Trace(req, self.params)
+        limit, room = token_limits(decision.thinking, req.max_tokens)
+        return Trace(req, self.params, thinking, limit, room)
+
     async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
-        trace = Trace(req, self.params)
+        trace = self._trace(req, decision)
         async for _added in self._settled_steps(trace, backend):
             pass
-        return trace.result()
+        answer = await self._answer(trace, backend) if trace.thinking is not None else None
+        return trace.result(answer)
 
     async def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
     ) -> AsyncIterator[Delta | PolicyResult]:
-        trace = Trace(req, self.params)
+        trace = self._trace(req, decision)
         async for added in self._settled_steps(trace, backend):
-            yield Delta(index=0, text=added)
-        yield Delta(index=0, finish_reason=trace.finish_reason)
-        yield trace.result()
+            if trace.thinking is None:
+                yield Delta(index=0, text=added)
+            else:
+                yield Delta(index=0, reasoning=added)
+        if trace.thinking is None:
+            yield Delta(index=0, finish_reason=trace.finish_reason)
+            yield trace.result()
+            return
+        answer = await self._answer(trace, backend)
+        result = trace.result(answer)
+        yield Delta(index=0, text=result.choices[0].text)
+        yield Delta(index=0, finish_reason=result.choices[0].finish_reason)
+        yield result
 
     async def _settled_steps(self, trace: Trace, backend: Backend) -> AsyncIterator[str]:
         """Yield the text each settled step adds, until ``trace.stop_reason`` is set."""
@@ -243,11 +285,32 @@ class SpeculativePolicy:
         )
         with subcall(kind):
             completion = await backend.chat(tier, body, affinity=req.request_id)
-        trace.ledger.add(kind, tier, completion.usage)
+        used = completion.usage
+        if trace.thinking is not None:  # a step of the open thinking: all of it thought
+            used = TokenUsage(used.prompt_tokens, used.completion_tokens, used.completion_tokens)
+        trace.ledger.add(kind, tier, used)
         if not completion.choices:
             raise UpstreamError(f"tier {tier!r} returned no choices for a reasoning step")
         choice = completion.choices[0]
-        return Step(choice.text, completion.usage.completion_tokens, step_ending(choice, stops))
+        # Inside the thinking the worker's parser labels the continuation reasoning.
+        text = choice.reasoning + choice.text
+        return Step(text, completion.usage.completion_tokens, step_ending(choice, stops))
+
+    async def _answer(self, trace: Trace, backend: Backend) -> Step:
+        """Close the thinking the steps wrote and let the judge tier answer from it, with the
+        profile's answer prompt (as budget forcing does), within the room left for answers."""
+        assert trace.thinking is not None
+        req, tier = trace.req, self.judge_tier
+        prefix = closing_prefix(trace.thinking, trace.text, "", forced=True)
+        body = continuation(req.body(**dict.fromkeys(_DROPPED)), prefix, trace.answer_room)
+        with subcall("sample"):
+            completion = await backend.chat(tier, body, affinity=req.request_id)
+        trace.ledger.add("sample", tier, as_answer(completion.usage))
+        if not completion.choices:
+            raise UpstreamError(f"tier {tier!r} returned no choices for the answer")
+        choice = completion.choices[0]
+        ended = step_ending(choice, client_stop_strings(req))
+        return Step(choice.reasoning + choice.text, completion.usage.completion_tokens, ended)
 
     async def _accepts(self, trace: Trace, backend: Backend, draft: Step) -> bool:
         tier = self.judge_tier

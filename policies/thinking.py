@@ -23,11 +23,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from core.backend import Backend, Choice, Completion, Delta, close_now
 from core.profile import Thinking, ThinkingPlan
+from core.request import Decision
 from core.usage import TokenUsage
+
+
+def thinking_of(decision: Decision) -> Thinking | None:
+    """The profile's thinking when the request thinks (a reasoning tier, a budget above 0):
+    what a policy that drives the thinking itself (convergence, speculative) needs."""
+    plan = decision.thinking
+    return plan.thinking if plan is not None and plan.budget > 0 else None
 
 
 def token_limits(plan: ThinkingPlan, max_tokens: int | None) -> tuple[int, int]:
@@ -53,6 +62,15 @@ def continuation(body: Mapping[str, Any], prefix: str, max_tokens: int) -> dict[
     out["messages"] = [*body["messages"], {"role": "assistant", "content": prefix}]
     out.update(continue_final_message=True, add_generation_prompt=False,
                max_tokens=max_tokens, min_tokens=1)  # fmt: skip
+    return out
+
+
+def thinking_call(body: Mapping[str, Any], limit: int) -> dict[str, Any]:
+    """The body of a forced sample's thinking call: at most ``limit`` tokens (a client's
+    ``min_tokens`` above that would be a 400 from the worker)."""
+    out = {**body, "max_tokens": limit}
+    if isinstance(body.get("min_tokens"), int):
+        out["min_tokens"] = min(body["min_tokens"], limit)
     return out
 
 
@@ -97,12 +115,13 @@ class ThinkingBackend:
         if continues(body):
             return await self.inner.chat(tier, body, affinity=affinity)
         if not self._forcing:
-            completion = await self.inner.chat(tier, self._shaped(body), affinity=affinity)
+            shaped = self._shaped(body)
+            completion = labelled(await self.inner.chat(tier, shaped, affinity=affinity))
             self.thinking_tokens += completion.usage.reasoning_tokens
             return completion
         limit, room = token_limits(self.plan, body.get("max_tokens"))
-        first = await self._think(tier, body, limit, affinity)
-        self.thinking_tokens += _thinking_tokens(first, limit)
+        first = labelled(await self._think(tier, body, limit, affinity))
+        self.thinking_tokens += first.usage.reasoning_tokens
         finished = await asyncio.gather(
             *(self._answer(tier, body, c, room, affinity) for c in first.choices)
         )
@@ -113,7 +132,7 @@ class ThinkingBackend:
         self, tier: str, body: dict[str, Any], limit: int, affinity: str | None
     ) -> Completion:
         if limit > 0:
-            return await self.inner.chat(tier, {**body, "max_tokens": limit}, affinity=affinity)
+            return await self.inner.chat(tier, thinking_call(body, limit), affinity=affinity)
         n = int(body.get("n") or 1)  # budget 0: no thinking call at all
         empty = tuple(Choice(index=i, text="", finish_reason="length") for i in range(n))
         return Completion(empty, TokenUsage(), str(body.get("model", "")))
@@ -159,10 +178,16 @@ class ThinkingBackend:
 
     async def _counted(self, deltas: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
         last = 0  # the latest usage's count: a running usage is cumulative, never summed
+        pieces = 0  # thinking deltas: one token each, for a worker that does not count them
         try:
             async for delta in deltas:
+                pieces += bool(delta.reasoning)
                 if delta.usage is not None:
-                    last = delta.usage.reasoning_tokens
+                    used = delta.usage
+                    if not used.reasoning_tokens and pieces:
+                        used = replace(used, reasoning_tokens=min(pieces, used.completion_tokens))
+                        delta = replace(delta, usage=used)
+                    last = used.reasoning_tokens
                 yield delta
         finally:
             self.thinking_tokens += last
@@ -195,7 +220,9 @@ class ForcedStream:
                     yield delta
         finally:  # a trace stopped while it thinks (convergence) has thought that much too
             await close_now(thinking)  # now: closing it cancels the trace upstream
-            self.owner.thinking_tokens += self._thinking_tokens()
+            thought = self._thinking_tokens()
+            self.usage = replace(self.usage, reasoning_tokens=thought)
+            self.owner.thinking_tokens += thought
         answer = "".join(self.text)
         if self.finish != "length" and answer.strip():
             yield Delta(finish_reason=self.finish)
@@ -214,16 +241,18 @@ class ForcedStream:
             await close_now(answering)
 
     def _thinking_tokens(self) -> int:
-        """The worker's count when it sent one; else, while no answer has begun (a trace cut
-        in its thinking), every completion token so far, at least one per thinking delta."""
-        answered = bool("".join(self.text).strip())
-        if self.usage.reasoning_tokens or (answered and self.usage.completion_tokens):
-            return self.usage.reasoning_tokens
+        """The worker's count when it sent one (vLLM 0.32 does not); else one token per
+        thinking delta when the model went on to answer, and otherwise (it only thought, or
+        was cut while thinking) every completion token so far."""
         pieces = sum(1 for piece in self.reasoning if piece)
+        if self.usage.reasoning_tokens or not pieces:
+            return self.usage.reasoning_tokens
+        if "".join(self.text).strip():
+            return pieces
         return min(max(self.usage.completion_tokens, pieces), self.limit)
 
     async def _thinking(self) -> AsyncGenerator[Delta, None]:
-        body = {**self.body, "max_tokens": self.limit}
+        body = thinking_call(self.body, self.limit)
         upstream = self.owner.inner.stream_chat(self.tier, body, affinity=self.affinity)
         try:
             async for delta in upstream:
@@ -258,12 +287,18 @@ class ForcedStream:
         yield Delta(usage=self.usage + used)
 
 
-def _thinking_tokens(first: Completion, limit: int) -> int:
-    """Thinking tokens of the first call: the worker's count, else those of unanswered samples
-    (cut at ``limit``, all of it thinking)."""
-    if first.usage.reasoning_tokens:
-        return first.usage.reasoning_tokens
-    return sum(limit for c in first.choices if c.reasoning and not c.text.strip())
+def labelled(done: Completion) -> Completion:
+    """``done`` with its thinking counted in its usage. vLLM (0.32) reports
+    ``reasoning_tokens`` 0 even where its parser split the thinking off, so the gateway counts
+    it: every completion token of a call whose choices only thought, else the thinking's share
+    of the characters generated."""
+    used = done.usage
+    if used.reasoning_tokens or not any(c.reasoning for c in done.choices):
+        return done
+    thought = sum(len(c.reasoning) for c in done.choices)
+    said = sum(len(c.text) for c in done.choices)
+    reasoning = round(used.completion_tokens * thought / (thought + said))
+    return replace(done, usage=replace(used, reasoning_tokens=reasoning))
 
 
 async def _replayed(completion: Any) -> AsyncGenerator[Delta, None]:

@@ -23,7 +23,8 @@ from core.errors import ModelPrepareError
 from workers.chat_templates import SMOLLM2_TOOLS
 
 _MARKER = "ttc-model.json"
-_FORMAT_VERSION = 2  # 2: the chat template renders tools and tool calls
+# 2: the chat template renders tools and tool calls; 3: the thinking variant seeds its thinking
+_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)

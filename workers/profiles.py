@@ -8,6 +8,7 @@ vLLM flags a profile needs, used by every worker the project launches or deploys
 from __future__ import annotations
 
 from core.profile import PLAIN, ModelProfile, Thinking
+from workers.thinking_model import THINK_OPENING
 
 PRESETS: dict[str, ModelProfile] = {
     "plain": PLAIN,
@@ -43,12 +44,14 @@ PRESETS: dict[str, ModelProfile] = {
     # which SmolLM2's vocabulary lacks (hermes needs <tool_call>, llama3_json <|python_tag|>).
     "smollm2": ModelProfile(name="smollm2", tool_parser="pythonic"),
     # The bundled thinking variant (``ttc models prepare smollm2-135m-thinking``): its template
-    # opens <think>, it never closes it, so the gateway forces every budget; a 135M model needs
-    # small budgets to answer in seconds on a CPU.
+    # opens <think> with a seed sentence, it never closes it, so the gateway forces every
+    # budget; a 135M model needs small budgets to answer in seconds on a CPU. ``start`` is the
+    # whole opening, so a closed thinking (forcing, probes) is the prefix the model wrote after.
     "smollm2_thinking": ModelProfile(
         name="smollm2_thinking",
         thinking=Thinking(
             parser="deepseek_r1",
+            start=THINK_OPENING,
             budget_mechanism="forced",
             budgets={"minimal": 0, "low": 32, "medium": 96, "high": 256},
         ),

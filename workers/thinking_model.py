@@ -17,6 +17,11 @@ from pathlib import Path
 THINK_START = "<think>"
 THINK_END = "</think>"
 
+# The opening of every thinking turn: the delimiter and a seed sentence. With the delimiter
+# alone the bare model ends at once (1 token, ENVIRONMENT.md); seeded, it thinks until stopped:
+# the runaway trace budgets and convergence exist for, on every request.
+THINK_OPENING = THINK_START + "\nLet me think step by step."
+
 # SmolLM2's ChatML template; the assistant turn opens the thinking, as DeepSeek-R1's does.
 THINKING_TEMPLATE = (
     "{% for message in messages %}"
@@ -25,7 +30,9 @@ THINKING_TEMPLATE = (
     "Face<|im_end|>\\n' }}{% endif %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>\\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n" + THINK_START + "\\n' }}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n"
+    + THINK_OPENING.replace("\n", "\\n")
+    + "' }}"
     "{% endif %}"
 )
 

@@ -9,13 +9,16 @@ quality of the answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from tests.integration.conftest import GatewayFactory
+from tests.integration.test_cancellation import wait_until_idle
 
 QUESTION: Any = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -107,3 +110,50 @@ def test_adaptive_bon_samples_each_hold_the_budget(thinker: openai.OpenAI) -> No
     report = ttc_of(reply)
     assert reply.choices[0].message.content
     assert report["thinking_tokens"] <= 8 * report["samples"]
+
+
+# A trace of at least MIN_THINKING tokens: the seeded variant would otherwise often end its
+# thinking by itself within a few dozen tokens (vLLM's min_tokens holds back its end of text).
+MIN_THINKING = 160
+STEP_BY_STEP: Any = [{"role": "user", "content": "What is 2 + 3? Think step by step."}]
+LONG_TRACE = {"min_tokens": MIN_THINKING}
+
+
+def generated(worker_url: str) -> float:
+    """The worker's own count of tokens it generated (``vllm:generation_tokens_total``)."""
+    text = httpx.get(worker_url + "/metrics", trust_env=False).text
+    return sum(float(v) for v in re.findall(r"vllm:generation_tokens_total\{[^}]*\} (\S+)", text))
+
+
+def test_convergence_stops_a_thinking_trace_once_probes_agree(
+    thinker: openai.OpenAI, reasoning_worker_url: str
+) -> None:
+    """The same seeded trace thinks MIN_THINKING+ tokens under ``single``; ``convergence`` probes
+    it while it thinks and stops it once two probes agree. The worker's own generation counter
+    shows the trace was cut upstream: it could not have ended before MIN_THINKING tokens."""
+    ask: Any = {"model": "thinking", "messages": STEP_BY_STEP, "temperature": 0.7, "seed": 1}
+    full = thinker.chat.completions.create(
+        **ask, extra_body={**LONG_TRACE, "ttc": {"policy": "single", "thinking_budget": 200}}
+    )
+    full_thinking = ttc_of(full)["thinking_tokens"]
+    assert full_thinking >= MIN_THINKING
+    before = generated(reasoning_worker_url)
+    reply = thinker.chat.completions.create(
+        **ask, extra_body={**LONG_TRACE, "ttc": {"policy": "convergence", "thinking_budget": 200,
+                                                 "probe_every": 16}},
+    )  # fmt: skip
+    report = ttc_of(reply)
+    assert report["early_stopped"] is True and report["stop_reason"] == "converged"
+    assert report["thinking_tokens"] < MIN_THINKING <= full_thinking
+    assert report["reasoning_tokens_saved"] == 200 - report["thinking_tokens"]
+    message = reply.choices[0].message
+    assert message.content == "The final answer is " + str(report["answer"])
+    assert reasoning_of(message) and "</think>" not in reasoning_of(message)
+    usage = reply.usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == report["thinking_tokens"]
+    # Cut upstream: the worker generated what the gateway billed (the trace and the probes),
+    # give or take the tokens already in flight when the stop arrived; never MIN_THINKING.
+    assert wait_until_idle(reasoning_worker_url)
+    spent = generated(reasoning_worker_url) - before
+    assert usage.completion_tokens <= spent < MIN_THINKING

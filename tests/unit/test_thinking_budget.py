@@ -21,6 +21,7 @@ from core.usage import TokenUsage
 from server.app import create_app
 from server.config import settings_from_dict
 from tests.fakes import ScriptedBackend
+from workers.thinking_model import THINK_OPENING as OPENING
 
 QUESTION: Any = [{"role": "user", "content": "What is 2 + 3?"}]
 ANSWER = "5"
@@ -80,7 +81,8 @@ def thinking_of(message: Any) -> str:
 async def test_a_budget_of_n_stops_the_thinking_at_n_and_forces_an_answer() -> None:
     backend = RunawayThinker(lambda t, b: [])
     reply = await gateway(backend).chat.completions.create(
-        model="thinking", messages=QUESTION, extra_body=ttc(thinking_budget=8))
+        model="thinking", messages=QUESTION, extra_body=ttc(thinking_budget=8)
+    )
     message = reply.choices[0].message
     assert len(thinking_of(message).split()) == 8
     assert message.content == "The final answer is " + ANSWER  # labelled answer, not thinking
@@ -90,7 +92,7 @@ async def test_a_budget_of_n_stops_the_thinking_at_n_and_forces_an_answer() -> N
     first, forced = (body for _, body in backend.calls)
     assert first["max_tokens"] == 8
     prefix = forced["messages"][-1]["content"]
-    assert forced["continue_final_message"] and prefix.startswith("<think>\nt0 t1")
+    assert forced["continue_final_message"] and prefix.startswith(OPENING + "\nt0 t1")
     assert prefix.endswith("t7</think>\n\nThe final answer is ") and forced["min_tokens"] == 1
     assert reply.usage is not None and reply.usage.completion_tokens == 9  # both calls
     assert reply.usage.completion_tokens_details is not None
@@ -120,7 +122,8 @@ async def test_reasoning_effort_picks_the_tier_profiles_budget(
     backend = RunawayThinker(lambda t, b: [])
     extra: Any = {"reasoning_effort": effort} if effort else {}
     reply = await gateway(backend).chat.completions.create(
-        model="thinking", messages=QUESTION, extra_body={**ttc(), **extra})
+        model="thinking", messages=QUESTION, extra_body={**ttc(), **extra}
+    )
     report = (reply.model_extra or {})["ttc"]
     assert report["thinking_budget"] == budget and report["thinking_tokens"] == budget
     assert reply.choices[0].message.content == "The final answer is " + ANSWER
@@ -130,7 +133,8 @@ async def test_reasoning_effort_picks_the_tier_profiles_budget(
 async def test_max_tokens_that_thinking_would_exhaust_keeps_room_for_the_answer() -> None:
     backend = RunawayThinker(lambda t, b: [])
     reply = await gateway(backend).chat.completions.create(
-        model="thinking", messages=QUESTION, max_tokens=10, extra_body=ttc(thinking_budget=64))
+        model="thinking", messages=QUESTION, max_tokens=10, extra_body=ttc(thinking_budget=64)
+    )
     first, forced = (body for _, body in backend.calls)
     assert first["max_tokens"] == 5 and forced["max_tokens"] == 5  # 10 in all
     assert reply.choices[0].message.content == "The final answer is " + ANSWER
@@ -166,7 +170,8 @@ async def test_bad_thinking_options_are_400s_naming_the_field(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await gateway(RunawayThinker(lambda t, b: [])).chat.completions.create(
-            model=model, messages=QUESTION, extra_body=extra)
+            model=model, messages=QUESTION, extra_body=extra
+        )
     assert caught.value.status_code == 400
     body: Any = caught.value.body
     assert body["param"] == param
@@ -175,7 +180,8 @@ async def test_bad_thinking_options_are_400s_naming_the_field(
 async def test_a_plain_tier_keeps_todays_behaviour() -> None:
     backend = ScriptedBackend(lambda t, b: ["4"])
     reply = await gateway(backend).chat.completions.create(
-        model="plain", messages=QUESTION, reasoning_effort="minimal", extra_body=ttc())
+        model="plain", messages=QUESTION, reasoning_effort="minimal", extra_body=ttc()
+    )
     assert reply.choices[0].message.content == "4"
     assert "thinking_budget" not in (reply.model_extra or {})["ttc"]
     assert "max_tokens" not in backend.calls[0][1]
