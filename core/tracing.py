@@ -77,10 +77,12 @@ def current_trace_id() -> str | None:
     return trace.format_trace_id(context.trace_id) if context.trace_flags.sampled else None
 
 
-def set_usage(span: trace.Span, usage: TokenUsage) -> None:
-    span.set_attribute("ttc.tokens.prompt", usage.prompt_tokens)
-    span.set_attribute("ttc.tokens.completion", usage.completion_tokens)
-    span.set_attribute("ttc.tokens.reasoning", usage.reasoning_tokens)
+def usage_attributes(usage: TokenUsage) -> dict[str, AttributeValue]:
+    return {
+        "ttc.tokens.prompt": usage.prompt_tokens,
+        "ttc.tokens.completion": usage.completion_tokens,
+        "ttc.tokens.reasoning": usage.reasoning_tokens,
+    }
 
 
 class UpstreamSpan:
@@ -101,12 +103,13 @@ class UpstreamSpan:
         self._ended = True
         span = self.span
         cancelled = isinstance(error, asyncio.CancelledError | GeneratorExit)
-        span.set_attribute("ttc.cancelled", cancelled)
-        if usage is not None:
-            set_usage(span, usage)
-        if error is not None and not cancelled:
-            span.set_attribute("error.type", type(error).__name__)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
+        if span.is_recording():
+            attributes = usage_attributes(usage) if usage is not None else {}
+            attributes["ttc.cancelled"] = cancelled
+            if error is not None and not cancelled:
+                attributes["error.type"] = type(error).__name__
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.set_attributes(attributes)
         span.end()
 
 

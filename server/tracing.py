@@ -33,10 +33,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from core.errors import TtcError
 from core.result import PolicyResult
-from core.tracing import PROPAGATOR, CallTracer, set_usage
+from core.tracing import PROPAGATOR, CallTracer, usage_attributes
 from server.config import TracingConfig
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ class RequestTrace:
     def __init__(self, span: trace.Span) -> None:
         self.span = span
         self._context = trace.set_span_in_context(span)
-        self._answered = False  # the result's usage is on the span
+        self._attributes: dict[str, AttributeValue] = {}  # set at once when the span ends
+        self._answered = False  # the result's usage is in the attributes
         self._ended = False
 
     @contextlib.contextmanager
@@ -111,17 +113,17 @@ class RequestTrace:
 
     def finished(self, result: PolicyResult) -> dict[str, str] | None:
         """What the policy reported (before ``end``); returns the exemplar."""
-        report, span = result.report, self.span
-        set_usage(span, result.usage.total)
+        report, attributes = result.report, self._attributes
+        attributes.update(usage_attributes(result.usage.total))
         self._answered = True
         for name in ("samples", "early_stopped", "stop_reason", "confidence", "cache"):
             value = report.get(name)
             if isinstance(value, bool | int | float | str):
-                span.set_attribute(f"ttc.{name}", value)
+                attributes[f"ttc.{name}"] = value
         return self.exemplar()
 
     def failed(self, error: TtcError) -> None:
-        self.span.set_attribute("error.type", error.code or error.error_type)
+        self._attributes["error.type"] = error.code or error.error_type
         if error.status >= 500:  # a 4xx is the client's: the server span is not in error
             self.span.set_status(Status(StatusCode.ERROR, error.message))
 
@@ -130,28 +132,33 @@ class RequestTrace:
         if self._ended:
             return
         self._ended = True
-        span = self.span
-        span.set_attribute("ttc.status", status)
-        span.set_attribute("http.response.status_code", 200 if status == "ok" else int(status))
-        span.set_attribute("ttc.stream", life.stream)
+        if self.span.is_recording():  # an unsampled request costs no attributes
+            self.span.set_attributes(self._ending(life, status))
+        self.span.end()
+
+    def _ending(self, life: Settlement, status: str) -> dict[str, AttributeValue]:
+        attributes = self._attributes
+        attributes["ttc.status"] = status
+        attributes["http.response.status_code"] = 200 if status == "ok" else int(status)
+        attributes["ttc.stream"] = life.stream
         if life.req is not None:
-            span.set_attribute("ttc.request_id", life.req.request_id)
-            span.set_attribute("ttc.model", life.req.model)
+            attributes["ttc.request_id"] = life.req.request_id
+            attributes["ttc.model"] = life.req.model
         decision = life.decision
         if decision is not None:
-            span.set_attribute("ttc.tier", decision.tier)
-            span.set_attribute("ttc.policy", decision.params.name)
-            span.set_attribute("ttc.band", decision.band or "none")
+            attributes["ttc.tier"] = decision.tier
+            attributes["ttc.policy"] = decision.params.name
+            attributes["ttc.band"] = decision.band or "none"
             if decision.difficulty is not None:
-                span.set_attribute("ttc.difficulty", round(decision.difficulty, 4))
+                attributes["ttc.difficulty"] = round(decision.difficulty, 4)
         meter = life.meter
         if meter is not None and not self._answered:
-            set_usage(span, meter.spent)  # no result: what was spent upstream
+            attributes.update(usage_attributes(meter.spent))  # no result: spent upstream
         if meter is not None and meter.contract is not None:
-            span.set_attribute("ttc.contract.used_tokens", meter.contract.report()["used_tokens"])
+            attributes["ttc.contract.used_tokens"] = meter.contract.report()["used_tokens"]
             if meter.contract.stop_reason is not None:
-                span.set_attribute("ttc.contract.stop_reason", meter.contract.stop_reason)
-        span.end()
+                attributes["ttc.contract.stop_reason"] = meter.contract.stop_reason
+        return attributes
 
 
 def traced_events(
