@@ -54,14 +54,16 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from core.backend import Backend, Choice
+from core.contract import prompt_estimate
 from core.errors import ContractReached, UpstreamError
 from core.progress import Progress, short_leader
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
-from core.usage import UsageLedger
+from core.usage import TokenUsage, UsageLedger
 from policies.answers import answer_span_confidence, cluster_key, extract_answer
 from policies.base import PolicyEvent, Registration, answer_deltas
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
+from policies.pruning import calibrated_threshold, draw_pruned
 from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import (
     Tally,
@@ -111,6 +113,13 @@ class AdaptiveBonParams(PolicyParams):
     difficulty_prior: float = Field(0.5, ge=0.0, le=1.0)
     # The voting samples' temperature when the client sends none; a client's replaces it.
     temperature: float = Field(0.7, ge=0.0, le=2.0)
+    # DeepConf-style pruning (``policies.pruning``): once ``prune_warmup`` sampled answers have
+    # finished, later samples stream one by one and stop when their mean log-probability over
+    # their last ``prune_window`` tokens falls below what ``prune_keep`` of those held.
+    prune: bool = False
+    prune_window: int = Field(32, ge=2, le=4096)
+    prune_warmup: int = Field(2, ge=1, le=64)
+    prune_keep: float = Field(0.9, gt=0.0, le=1.0)
 
 
 # 5 answers: enough to see how the votes split without bloating every response.
@@ -127,6 +136,8 @@ class _Draw:
     rounds: int = 0
     question: str | None = None
     schemas: Schemas | None = None  # a tools request: samples vote on their calls
+    pruned: int = 0  # samples stopped for low confidence (``policies.pruning``)
+    threshold: float | None = None  # the pruning threshold, once calibrated
 
     def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
         self.rounds += 1
@@ -192,16 +203,15 @@ class AdaptiveBonPolicy:
         reason: str | None = None
         while reason is None:
             size = self._round_size(draw)
-            body = self._body(req, size, draw.requested)
             try:
-                completion = await backend.chat(decision.tier, body, affinity=req.request_id)
+                choices, used = await self._draw(req, decision.tier, backend, draw, size)
             except ContractReached as stop:  # the compute contract: vote on what was drawn
                 if not draw.samples:
                     raise
                 reason = stop.reason
                 break
-            ledger.add("sample", decision.tier, completion.usage)
-            draw.add(completion.choices[:size], size, p.answer_mode)
+            ledger.add("sample", decision.tier, used)
+            draw.add(choices, size, p.answer_mode)
             reason = self._stop_reason(draw, required)
             yield self._progress(decision.tier, draw, ledger, reason)
         if not draw.samples:
@@ -223,6 +233,37 @@ class AdaptiveBonPolicy:
             confidence=answer_confidence(draw, current, reason),
             stop_reason=reason,
         )
+
+    async def _draw(
+        self, req: GenRequest, tier: str, backend: Backend, draw: _Draw, size: int
+    ) -> tuple[Sequence[Choice], TokenUsage]:
+        """One round: one call of ``n = size``; once pruning is calibrated, ``size`` streams
+        of one sample each, any of which may be stopped (``policies.pruning``)."""
+        threshold = self._threshold(draw)
+        if threshold is None:
+            body = self._body(req, size, draw.requested)
+            completion = await backend.chat(tier, body, affinity=req.request_id)
+            return completion.choices[:size], completion.usage
+        bodies = [self._body(req, 1, draw.requested + i) for i in range(size)]
+        done = await draw_pruned(
+            backend, tier, bodies, threshold=threshold, window=self.params.prune_window,
+            prompt_estimate=prompt_estimate(bodies[0]), affinity=req.request_id,
+        )  # fmt: skip
+        draw.pruned += done.pruned
+        draw.threshold = threshold
+        return done.choices, done.usage
+
+    def _threshold(self, draw: _Draw) -> float | None:
+        """The pruning threshold, calibrated on the sampled answers drawn so far (never on the
+        gate's greedy first sample); None while pruning is off or not yet calibrated."""
+        p = self.params
+        if not p.prune or draw.schemas is not None:
+            return None
+        sampled = draw.samples[1:] if self._gated and p.greedy_first else draw.samples
+        traces = [s.token_logprobs for s in sampled if s.token_logprobs]
+        if len(traces) < p.prune_warmup:
+            return None
+        return calibrated_threshold(traces, p.prune_window, p.prune_keep)
 
     def _round_size(self, draw: _Draw) -> int:
         p = self.params
@@ -310,6 +351,9 @@ class AdaptiveBonPolicy:
             "tokens_saved": round((p.max_samples - samples) * per_sample) if early else 0,
             "max_samples": p.max_samples,
         }
+        if p.prune:
+            threshold = None if draw.threshold is None else round(draw.threshold, 4)
+            report.update(pruned=draw.pruned, prune_threshold=threshold)
         if self._gated:
             gate_value = first_sample_confidence(draw)
             report["first_sample_confidence"] = None if gate_value is None else round(gate_value, 4)

@@ -1,0 +1,152 @@
+"""DeepConf-style pruning of low-confidence samples for ``adaptive_bon`` (``prune: true``).
+
+DeepConf (Fu et al. 2025) watches each trace's *group confidence*: the mean token
+log-probability over a sliding window of its last ``window`` tokens. The first finished samples
+calibrate a threshold: each one's *lowest* group confidence, and the threshold is the value that
+``keep`` of them stay at or above (``calibrated_threshold``). Every later sample is drawn as its
+own stream (n=1, so one can be stopped without the others) and is stopped the moment its group
+confidence falls below the threshold: its stream is closed, which makes vLLM abort it, and it
+does not vote. A sample shorter than one window is never pruned.
+
+Tokens: a pruned sample's tokens were generated and are billed (ledger kind "sample"). Each
+stream asks for the worker's running usage (``continuous_usage_stats``), so a pruned sample's
+usage is the worker's count when it was stopped; without one it is estimated (the request's
+prompt estimate, one token per delta).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from core.backend import Backend, Choice, Delta, close_now
+from core.usage import TokenUsage
+
+
+def lowest_window_mean(logprobs: Sequence[float], window: int) -> float | None:
+    """The lowest mean over any ``window`` consecutive log-probabilities (the whole trace's
+    mean when it is shorter; None when it has none)."""
+    if not logprobs:
+        return None
+    if len(logprobs) <= window:
+        return sum(logprobs) / len(logprobs)
+    running = sum(logprobs[:window])
+    lowest = running
+    for i in range(window, len(logprobs)):
+        running += logprobs[i] - logprobs[i - window]
+        lowest = min(lowest, running)
+    return lowest / window
+
+
+def calibrated_threshold(
+    traces: Iterable[Sequence[float]], window: int, keep: float
+) -> float | None:
+    """The group confidence that ``keep`` of the calibration traces never fell below (None
+    without a trace that has log-probabilities)."""
+    lows = sorted(v for t in traces if (v := lowest_window_mean(t, window)) is not None)
+    if not lows:
+        return None
+    # keep 0.9 of 10 traces: the 2nd lowest is the threshold, so 9 of them stay at or above it.
+    position = min(len(lows) - 1, max(0, math.floor(len(lows) * (1 - keep))))
+    return lows[position]
+
+
+@dataclass
+class _Stream:
+    """One sample as it streams: its text, thinking, token log-probabilities and usage."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    entries: list[Any] = field(default_factory=list)
+    deltas: int = 0
+    finish: str | None = None
+    usage: TokenUsage | None = None
+
+    def add(self, delta: Delta) -> None:
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.finish_reason:
+            self.finish = delta.finish_reason
+        if delta.text or delta.reasoning:
+            self.deltas += 1
+            self.text.append(delta.text)
+            self.reasoning.append(delta.reasoning)
+        for entry in (delta.raw.get("logprobs") or {}).get("content") or ():
+            if isinstance(entry, dict) and isinstance(entry.get("logprob"), (int, float)):
+                self.entries.append(entry)
+                self.tokens.append(str(entry.get("token", "")))
+                self.logprobs.append(float(entry["logprob"]))
+
+    def spent(self, prompt_estimate: int) -> TokenUsage:
+        """The worker's running usage, which may lag the last delta read; else the estimate."""
+        if self.usage is None:
+            return TokenUsage(prompt_estimate, self.deltas)
+        return replace(self.usage, completion_tokens=max(self.usage.completion_tokens,
+                                                         self.deltas))  # fmt: skip
+
+    def choice(self, index: int) -> Choice:
+        text, reasoning = "".join(self.text), "".join(self.reasoning)
+        message = {"role": "assistant", "content": text, "reasoning": reasoning or None}
+        raw = {"message": message, "logprobs": {"content": self.entries}}
+        return Choice(index=index, text=text, finish_reason=self.finish or "stop",
+                      token_logprobs=tuple(self.logprobs), reasoning=reasoning,
+                      tokens=tuple(self.tokens), raw=raw)  # fmt: skip
+
+
+@dataclass
+class PrunedRound:
+    """What one round of separately streamed samples gave: the samples that finished (in
+    launch order), what all of them spent, and how many were pruned."""
+
+    choices: list[Choice]
+    usage: TokenUsage
+    pruned: int
+    lowest: list[float | None]  # per finished sample, its lowest group confidence
+
+
+async def draw_pruned(
+    backend: Backend,
+    tier: str,
+    bodies: Sequence[dict[str, Any]],
+    *,
+    threshold: float,
+    window: int,
+    prompt_estimate: int,
+    affinity: str | None,
+) -> PrunedRound:
+    """Stream one sample per body concurrently; stop any whose group confidence falls below
+    ``threshold``. Cancelling this cancels (closes) every stream still running."""
+    running = {"include_usage": True, "continuous_usage_stats": True}
+
+    async def one(body: dict[str, Any]) -> tuple[_Stream, bool]:
+        sample = _Stream()
+        upstream = backend.stream_chat(tier, {**body, "stream_options": running},
+                                       affinity=affinity)  # fmt: skip
+        recent: deque[float] = deque(maxlen=window)
+        try:
+            async for delta in upstream:
+                before = len(sample.logprobs)
+                sample.add(delta)
+                recent.extend(sample.logprobs[before:])
+                if len(recent) == window and sum(recent) / window < threshold:
+                    return sample, True  # pruned: the finally closes the stream upstream
+            return sample, False
+        finally:
+            await close_now(upstream)
+
+    done = await asyncio.gather(*(one(b) for b in bodies))
+    spent = TokenUsage()
+    choices: list[Choice] = []
+    lowest: list[float | None] = []
+    for sample, pruned in done:
+        spent += sample.spent(prompt_estimate)
+        if not pruned:
+            choices.append(sample.choice(len(choices)))
+            lowest.append(lowest_window_mean(sample.logprobs, window))
+    return PrunedRound(choices, spent, sum(1 for _, p in done if p), lowest)
