@@ -37,6 +37,12 @@ distinct answers were drawn. ``min_samples == max_samples`` with the gate off is
 plain fixed best-of-N majority vote, the baseline. A request deadline cancels the round in
 flight (the service's timeout); nothing here catches the cancellation.
 
+Pruning (``prune``, DeepConf-style, ``policies.pruning``): once ``prune_warmup`` sampled answers
+have finished (the gate's greedy sample excluded), each later round streams its samples one per
+request, and a sample whose mean log-probability over its last ``prune_window`` tokens falls
+below the threshold those answers calibrated (``prune_keep`` of them never fell below it) is
+closed upstream at once; it does not vote, its tokens are billed, and ``pruned`` counts it.
+
 ``stream`` yields a ``core.progress.Progress`` after every round (samples so far, the leading
 answer, its votes and confidence, completion tokens, and the stop reason on the last round),
 then the decided answer at once: the winner's thinking and text as deltas, its finish, the
