@@ -120,7 +120,7 @@ class CompletionsEndpoint:
     async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
         body = _base(call, decision)
         body["choices"] = [_choice(call, c) for c in result.choices]
-        body["usage"] = usage_body(result.usage)
+        body["usage"] = usage_body(result.usage, result.report)
         body["ttc"] = ttc_body(decision, result.report)
         return body
 
@@ -171,7 +171,7 @@ async def _completion_sse(
                 report = ttc_body(decision, event.report)
                 last = {**_base(call, decision), "choices": [], "ttc": report}
                 if call.include_usage:
-                    last["usage"] = usage_body(event.usage)
+                    last["usage"] = usage_body(event.usage, event.report)
                 yield sse(last)
     except TtcError as exc:
         yield sse(error_body(exc))

@@ -108,5 +108,5 @@ def _closing(
     last["ttc"] = report
     out = sse(last)
     if include_usage:
-        out += sse(chunks.chunk([], usage=usage_body(result.usage), ttc=report))
+        out += sse(chunks.chunk([], usage=usage_body(result.usage, result.report), ttc=report))
     return out

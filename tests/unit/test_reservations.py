@@ -162,3 +162,19 @@ async def test_shrink_below_a_useful_answer_is_still_a_429() -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await ask(client_for(app), 64)
     assert info.value.code == "insufficient_quota"
+
+
+async def test_streamed_and_text_completion_usage_carry_the_contract() -> None:
+    backend = Slow(lambda t, b: ["x"], delay_s=0.0)
+    client = client_for(app_with(10 * worst(8), "reject", backend))
+    stream = await client.chat.completions.create(
+        model="small", messages=QUESTION, max_tokens=8, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ttc": {"policy": "single"}},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.model_extra["ttc_contract"]["reserved"] == worst(8)
+    text = await client.completions.create(
+        model="small", prompt="2 + 3 =", max_tokens=8, extra_body={"ttc": {"policy": "single"}}
+    )
+    assert text.usage is not None and text.usage.model_extra["ttc_contract"]["reserved"] > 0
