@@ -4,8 +4,9 @@ A tier whose model profile names a tool-call parser (``core.profile.ModelProfile
 is only useful if each worker serving it runs vLLM with ``--enable-auto-tool-choice
 --tool-call-parser X`` (``workers.profiles.worker_args``): without them vLLM refuses
 ``tool_choice: auto``. A reasoning tier (``ModelProfile.thinks``) needs ``--reasoning-parser
-X``: without it the thinking arrives inside ``content`` and no budget or probe can find it. A worker's arguments are either vLLM's own (the vllm/vllm-openai image)
-or ``ttc worker``'s (the CPU image), where ``--profile NAME`` stands for that preset's flags.
+X``: without it the thinking arrives inside ``content`` and no budget or probe can find it. A
+worker's arguments are either vLLM's own (the vllm/vllm-openai image) or ``ttc worker``'s (the
+CPU image), where ``--profile NAME`` stands for that preset's flags.
 Used by ``deploy/check.py`` for compose and by ``deploy/kube.py`` for the overlays.
 """
 

@@ -7,11 +7,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from core.backend import Backend, Delta
+from core.backend import Backend
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
-from policies.base import Registration, stream_whole
+from policies.base import PolicyEvent, Registration, stream_whole
 from policies.params import Budget, PolicyParams
 
 
@@ -33,7 +33,7 @@ class EchoPolicy:
 
     def stream(
         self, req: GenRequest, decision: Decision, backend: Backend
-    ) -> AsyncIterator[Delta | PolicyResult]:
+    ) -> AsyncIterator[PolicyEvent]:
         return stream_whole(self, req, decision, backend)
 
 
