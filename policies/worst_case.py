@@ -108,7 +108,10 @@ def adaptive_rounds(params: AdaptiveBonParams) -> list[int]:
 
 
 def adaptive_bon(params: AdaptiveBonParams, shape: Shape) -> int:
-    """Every round up to ``max_samples``, each paying its prompt once."""
+    """Every round up to ``max_samples``, each paying its prompt once; with ``prune`` every
+    sample may be its own stream (``policies.pruning``), paying its prompt."""
+    if params.prune:
+        return sum(size * shape.samples(1, shape.max_tokens) for size in adaptive_rounds(params))
     return sum(shape.samples(size, shape.max_tokens) for size in adaptive_rounds(params))
 
 
@@ -137,6 +140,13 @@ def speculative(params: SpeculativeParams, shape: Shape) -> int:
     for k in range(params.max_steps):
         trace = min(k * step, settled) + k * SEPARATOR_TOKENS
         total += 2 * (draft + trace + step) + judge + trace + step + 1
+    plan = shape.thinking
+    if plan is not None and plan.budget > 0:  # the steps thought; the judge tier answers
+        _, room = token_limits(plan, limit)
+        t = plan.thinking
+        closing = text_tokens(t.start + "\n" + t.end + t.answer_prompt)
+        trace = settled + params.max_steps * SEPARATOR_TOKENS
+        total += draft + trace + closing + room
     return total
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from core.backend import Choice, Completion, Delta
 from core.contract import prompt_estimate
+from core.profile import ThinkingPlan
 from core.request import Decision, GenRequest
 from core.usage import TokenUsage
 from policies import registry
@@ -27,6 +28,7 @@ from policies.params import PolicyParams
 from policies.single import SingleParams
 from policies.speculative import SpeculativeParams
 from policies.worst_case import BOUNDS, adaptive_rounds, worst_case_tokens
+from workers.profiles import PRESETS
 
 CONTEXT = 512
 WORDS = ("".join(p) for p in itertools.product(string.ascii_lowercase, repeat=2))
@@ -152,3 +154,29 @@ async def test_cascade_small_vote_then_escalation_stays_within() -> None:
                            small_tier="small", large_tier="small")  # fmt: skip
     spent, bound, _ = await spend(params, request(8))
     assert spent == bound  # both stages run every round: nothing agrees, so it escalates
+
+
+async def test_adaptive_bon_with_pruning_stays_within() -> None:
+    """Pruning streams every sample after calibration on its own, each paying its prompt."""
+    params = AdaptiveBonParams(min_samples=2, max_samples=6, single_sample_confidence=None,
+                               prune=True, prune_warmup=2)  # fmt: skip
+    spent, bound, backend = await spend(params, request(8))
+    assert [int(b["n"]) for b in backend.calls] == [2, 1, 1, 1, 1]  # calibrated, then streamed
+    assert spent <= bound
+
+
+@pytest.mark.parametrize("max_tokens", [120, None])
+async def test_speculative_thinking_steps_and_the_answer_stay_within(
+    max_tokens: int | None,
+) -> None:
+    """On a reasoning tier the steps think within the budget, then the judge tier answers."""
+    thinking = PRESETS["smollm2_thinking"].thinking
+    assert thinking is not None
+    params = SpeculativeParams(max_step_tokens=16, max_steps=6, draft_tier="small",
+                               judge_tier="small")  # fmt: skip
+    decision = Decision("small", params, thinking=ThinkingPlan(thinking, 64, "test"))
+    backend, req = Exhausting(), request(max_tokens)
+    await registry.build(params).run(req, decision, backend)
+    answer = backend.calls[-1]
+    assert answer["messages"][-1]["content"].endswith(thinking.answer_prompt)
+    assert backend.spent <= worst_case_tokens(req, decision, CONTEXT)
