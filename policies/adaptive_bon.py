@@ -24,6 +24,8 @@ with one of these ``stop_reason`` values:
   difficulty_prior)``, so the router's difficulty tightens or loosens it;
 - ``decided``: the leader is ahead by more votes than samples remain, so no further sample
   could change the winner;
+- ``greedy``: the client sent temperature 0, so every sample would be the same greedy one:
+  one sample, no vote (vLLM also refuses ``n`` > 1 at temperature 0);
 - ``max_samples``: the budget ran out. Every other reason is an early stop;
 - ``budget`` / ``deadline``: the request's compute contract (``core.contract``) refused the
   next round or cut the one in flight; the samples already drawn vote (none: the error).
@@ -207,8 +209,11 @@ class AdaptiveBonPolicy:
         ledger = UsageLedger()
         draw = _Draw(question=req.question, schemas=_tool_schemas(req))
         reason: str | None = None
+        # A client temperature of 0 makes every voting sample the greedy one: one sample is
+        # the answer, and vLLM refuses n > 1 at temperature 0.
+        greedy = self._temperature(req, drawn=1) == 0.0
         while reason is None:
-            size = self._round_size(draw)
+            size = 1 if greedy else self._round_size(draw)
             try:
                 choices, used = await self._draw(req, decision.tier, backend, draw, size)
             except ContractReached as stop:  # the compute contract: vote on what was drawn
@@ -218,7 +223,7 @@ class AdaptiveBonPolicy:
                 break
             ledger.add("sample", decision.tier, used)
             draw.add(choices, size, p.answer_mode)
-            reason = self._stop_reason(draw, required)
+            reason = "greedy" if greedy else self._stop_reason(draw, required)
             yield self._progress(decision.tier, draw, ledger, reason)
         if not draw.samples:
             raise UpstreamError("the worker returned no samples", code="no_samples")

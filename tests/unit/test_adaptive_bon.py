@@ -245,10 +245,22 @@ async def test_upstream_body_temperature_logprobs_and_affinity() -> None:
     assert (body["temperature"], body["logprobs"], body["max_tokens"]) == (0.7, True, 24)
     assert "seed" not in body
     chosen = ScriptedBackend(in_order("Paris", "Lyon"))
-    result = await run(chosen, request(temperature=0.0, seed=7), max_samples=4, temperature=1.2)
-    assert [body["temperature"] for _, body in chosen.calls] == [0.0, 0.0]
+    result = await run(chosen, request(temperature=0.3, seed=7), max_samples=4, temperature=1.2)
+    assert [body["temperature"] for _, body in chosen.calls] == [0.3, 0.3]
     assert [body["seed"] for _, body in chosen.calls] == [7, 9]  # rounds must not repeat
     assert result.choices[0].logprobs is None  # the client did not ask for logprobs
+
+
+@pytest.mark.parametrize("gate", [0.75, None])
+async def test_a_client_temperature_of_zero_draws_the_one_greedy_sample(
+    gate: float | None,
+) -> None:
+    """Every sample at temperature 0 is the same: one, never n > 1 (vLLM refuses it)."""
+    backend = ScriptedBackend(in_order("Paris", "Lyon"))
+    result = await run(backend, request(temperature=0.0), max_samples=8, min_samples=2,
+                       single_sample_confidence=gate)  # fmt: skip
+    assert [(body["n"], body["temperature"]) for _, body in backend.calls] == [(1, 0.0)]
+    assert result.report["stop_reason"] == "greedy" and result.report["samples"] == 1
 
 
 async def test_deadline_cancels_the_round_in_flight() -> None:
