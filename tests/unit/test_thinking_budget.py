@@ -141,7 +141,9 @@ async def test_max_tokens_that_thinking_would_exhaust_keeps_room_for_the_answer(
     assert reply.usage is not None and reply.usage.completion_tokens <= 10
 
 
-@pytest.mark.parametrize("policy", ["single", "adaptive_bon", "convergence", "cascade"])
+@pytest.mark.parametrize(
+    "policy", ["single", "adaptive_bon", "convergence", "cascade", "speculative"]
+)
 async def test_every_policy_holds_the_budget_and_answers(policy: str) -> None:
     backend = RunawayThinker(lambda t, b: [])
     reply = await gateway(backend).chat.completions.create(
@@ -150,8 +152,15 @@ async def test_every_policy_holds_the_budget_and_answers(policy: str) -> None:
     )  # fmt: skip
     assert ANSWER in (reply.choices[0].message.content or "")
     assert (reply.model_extra or {})["ttc"]["budget_forced"] is True
-    thinking_calls = [b for _, b in backend.calls if not b.get("continue_final_message")]
+    # Thinking calls: all but those continuing a closed thinking (forced answers, probes);
+    # speculative's steps continue the open thinking.
+    thinking_calls = [b for _, b in backend.calls if not closes_thinking(b)]
     assert thinking_calls and all(b["max_tokens"] <= 6 for b in thinking_calls)
+
+
+def closes_thinking(body: dict[str, Any]) -> bool:
+    last = body["messages"][-1]
+    return bool(body.get("continue_final_message")) and "</think>" in str(last.get("content"))
 
 
 @pytest.mark.parametrize(
