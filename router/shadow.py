@@ -24,6 +24,7 @@ from core.backend import Backend
 from core.errors import TtcError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from core.tracing import subcall
 from policies import registry
 from policies.answers import cluster_key, extract_answer
 from router.config import ShadowConfig
@@ -100,7 +101,8 @@ class ShadowRunner:
         try:
             async with asyncio.timeout(self._config.timeout_s):
                 policy = registry.build(alternative.params)
-                shadow = await policy.run(shadow_req, alternative, backend)
+                with subcall("shadow"):  # its calls are not the request's samples
+                    shadow = await policy.run(shadow_req, alternative, backend)
         except (TtcError, TimeoutError) as exc:
             self._counters.shadow["failed"] += 1
             log.info("shadow of %s failed: %s", req.request_id, exc)
