@@ -48,20 +48,23 @@ closed upstream at once; it does not vote, its tokens are billed, and ``pruned``
 ``stream`` yields a ``core.progress.Progress`` after every round (samples so far, the leading
 answer, its votes and confidence, completion tokens, and the stop reason on the last round),
 then the decided answer at once: the winner's thinking and text as deltas, its finish, the
-result. A round is one non-streamed call, so a losing sample's thinking is never streamed.
+result. On a reasoning tier the stream is live within rounds too: each round's samples are
+streamed one per request, and the first one's thinking goes out as ``Delta(reasoning=...)`` as
+it arrives (the winner's thinking is then not repeated); elsewhere a round is one call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from core.backend import Backend, Choice
+from core.backend import Backend, Choice, Delta
 from core.contract import prompt_estimate
 from core.errors import ContractReached, UpstreamError
 from core.progress import Progress, short_leader
@@ -69,9 +72,10 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
 from policies.answers import answer_span_confidence, cluster_key, extract_answer
-from policies.base import PolicyEvent, Registration, answer_deltas
+from policies.base import PolicyEvent, Registration, answer_deltas, cancel_now, drain_while
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
-from policies.pruning import calibrated_threshold, draw_pruned
+from policies.pruning import calibrated_threshold, draw_streamed
+from policies.thinking import thinking_of
 from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import (
     Tally,
@@ -193,17 +197,19 @@ class AdaptiveBonPolicy:
     ) -> AsyncGenerator[PolicyEvent, None]:
         """``Progress`` after every round, then the decided answer (``answer_deltas``: the
         winner's thinking, text and finish), then the result."""
-        async with contextlib.aclosing(self._rounds(req, decision, backend)) as events:
+        live = thinking_of(decision) is not None and _tool_schemas(req) is None
+        async with contextlib.aclosing(self._rounds(req, decision, backend, live)) as events:
             async for event in events:
                 if isinstance(event, PolicyResult):
-                    for delta in answer_deltas(event):
+                    for delta in answer_deltas(event, thinking=not live):
                         yield delta
                 yield event
 
     async def _rounds(
-        self, req: GenRequest, decision: Decision, backend: Backend
-    ) -> AsyncGenerator[Progress | PolicyResult, None]:
-        """Draw rounds until a stop rule fires: ``Progress`` after each, then the result."""
+        self, req: GenRequest, decision: Decision, backend: Backend, live: bool = False
+    ) -> AsyncGenerator[PolicyEvent, None]:
+        """Draw rounds until a stop rule fires: ``Progress`` after each, then the result;
+        ``live``: each round's first sample's thinking as it arrives, as ``Delta``s."""
         p = self.params
         required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
@@ -214,13 +220,21 @@ class AdaptiveBonPolicy:
         greedy = self._temperature(req, drawn=1) == 0.0
         while reason is None:
             size = 1 if greedy else self._round_size(draw)
+            feed: asyncio.Queue[Delta] = asyncio.Queue()
+            work = self._draw(req, decision.tier, backend, draw, size,
+                              feed.put_nowait if live else None)  # fmt: skip
+            task = asyncio.ensure_future(work)
             try:
-                choices, used = await self._draw(req, decision.tier, backend, draw, size)
+                async for thought in drain_while(task, feed):
+                    yield thought
+                choices, used = task.result()
             except ContractReached as stop:  # the compute contract: vote on what was drawn
                 if not draw.samples:
                     raise
                 reason = stop.reason
                 break
+            finally:
+                await cancel_now(task)
             ledger.add("sample", decision.tier, used)
             draw.add(choices, size, p.answer_mode)
             reason = "greedy" if greedy else self._stop_reason(draw, required)
@@ -246,22 +260,29 @@ class AdaptiveBonPolicy:
         )
 
     async def _draw(
-        self, req: GenRequest, tier: str, backend: Backend, draw: _Draw, size: int
+        self,
+        req: GenRequest,
+        tier: str,
+        backend: Backend,
+        draw: _Draw,
+        size: int,
+        live: Callable[[Delta], None] | None = None,
     ) -> tuple[Sequence[Choice], TokenUsage]:
-        """One round: one call of ``n = size``; once pruning is calibrated, ``size`` streams
-        of one sample each, any of which may be stopped (``policies.pruning``)."""
+        """One round: one call of ``n = size``; once pruning is calibrated, or when ``live``
+        wants the first sample's thinking as it comes, ``size`` streams of one sample each
+        (any of which pruning may stop, ``policies.pruning``)."""
         threshold = self._threshold(draw)
-        if threshold is None:
+        if threshold is None and live is None:
             body = self._body(req, size, draw.requested)
             completion = await backend.chat(tier, body, affinity=req.request_id)
             return completion.choices[:size], completion.usage
         bodies = [self._body(req, 1, draw.requested + i) for i in range(size)]
-        done = await draw_pruned(
+        done = await draw_streamed(
             backend, tier, bodies, threshold=threshold, window=self.params.prune_window,
-            prompt_estimate=prompt_estimate(bodies[0]), affinity=req.request_id,
+            prompt_estimate=prompt_estimate(bodies[0]), affinity=req.request_id, live=live,
         )  # fmt: skip
         draw.pruned += done.pruned
-        draw.threshold = threshold
+        draw.threshold = threshold if threshold is not None else draw.threshold
         return done.choices, done.usage
 
     def _threshold(self, draw: _Draw) -> float | None:

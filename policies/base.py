@@ -11,9 +11,10 @@ token a policy spends, of samples, probes, judge calls and rejected drafts, is r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from core.backend import Backend, Delta
 from core.progress import Progress
@@ -23,6 +24,7 @@ from policies.params import P
 
 # What a policy's ``stream`` yields; the last event is the ``PolicyResult``.
 PolicyEvent = Delta | Progress | PolicyResult
+E = TypeVar("E")
 
 
 class Policy(Protocol):
@@ -62,15 +64,36 @@ async def stream_whole(
     yield result
 
 
-def answer_deltas(result: PolicyResult) -> Iterator[Delta]:
-    """A decided answer as deltas, per choice: its thinking (as a reasoning tier streams it),
-    its text, its tool calls whole (as the first delta of a streamed call would carry them),
-    then its finish."""
+def answer_deltas(result: PolicyResult, *, thinking: bool = True) -> Iterator[Delta]:
+    """A decided answer as deltas, per choice: its thinking (as a reasoning tier streams it;
+    not when ``thinking`` is False: it streamed already), its text, its tool calls whole (as
+    the first delta of a streamed call would carry them), then its finish."""
     for choice in result.choices:
-        if choice.reasoning:
+        if choice.reasoning and thinking:
             yield Delta(index=choice.index, reasoning=choice.reasoning)
         yield Delta(index=choice.index, text=choice.text)
         if choice.tool_calls:
             calls = [{"index": i, **call} for i, call in enumerate(choice.tool_calls)]
             yield Delta(index=choice.index, raw={"delta": {"tool_calls": calls}})
         yield Delta(index=choice.index, finish_reason=choice.finish_reason)
+
+
+async def drain_while(task: asyncio.Future[Any], feed: asyncio.Queue[E]) -> AsyncIterator[E]:
+    """What ``feed`` receives while ``task`` runs, as it arrives, until the task is done and the
+    feed empty; the caller then reads the task's result (or error) and cancels it on exit."""
+    while True:
+        getter = asyncio.ensure_future(feed.get())
+        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            break
+        yield getter.result()
+    while not feed.empty():
+        yield feed.get_nowait()
+
+
+async def cancel_now(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` if it still runs and wait until it has stopped."""
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # our own cancel still propagates

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -110,21 +110,23 @@ class PrunedRound:
     lowest: list[float | None]  # per finished sample, its lowest group confidence
 
 
-async def draw_pruned(
+async def draw_streamed(
     backend: Backend,
     tier: str,
     bodies: Sequence[dict[str, Any]],
     *,
-    threshold: float,
+    threshold: float | None,
     window: int,
     prompt_estimate: int,
     affinity: str | None,
+    live: Callable[[Delta], None] | None = None,
 ) -> PrunedRound:
     """Stream one sample per body concurrently; stop any whose group confidence falls below
-    ``threshold``. Cancelling this cancels (closes) every stream still running."""
+    ``threshold`` (None: none is stopped). ``live`` sees the thinking of the first sample as
+    it arrives. Cancelling this cancels (closes) every stream still running."""
     running = {"include_usage": True, "continuous_usage_stats": True}
 
-    async def one(body: dict[str, Any]) -> tuple[_Stream, bool]:
+    async def one(position: int, body: dict[str, Any]) -> tuple[_Stream, bool]:
         sample = _Stream()
         upstream = backend.stream_chat(tier, {**body, "stream_options": running},
                                        affinity=affinity)  # fmt: skip
@@ -133,6 +135,10 @@ async def draw_pruned(
             async for delta in upstream:
                 before = len(sample.logprobs)
                 sample.add(delta)
+                if live is not None and position == 0 and delta.reasoning:
+                    live(Delta(reasoning=delta.reasoning))
+                if threshold is None:
+                    continue
                 recent.extend(sample.logprobs[before:])
                 if len(recent) == window and sum(recent) / window < threshold:
                     return sample, True  # pruned: the finally closes the stream upstream
@@ -140,7 +146,7 @@ async def draw_pruned(
         finally:
             await close_now(upstream)
 
-    done = await asyncio.gather(*(one(b) for b in bodies))
+    done = await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
     spent = TokenUsage()
     choices: list[Choice] = []
     lowest: list[float | None] = []
