@@ -57,9 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -71,17 +69,21 @@ from core.progress import Progress, short_leader
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
-from policies.answers import answer_span_confidence, cluster_key, extract_answer
 from policies.base import PolicyEvent, Registration, answer_deltas, cancel_now, drain_while
+from policies.draws import (
+    Draw,
+    answer_confidence,
+    first_sample_confidence,
+    leader_is_decided,
+    rank_samples,
+    request_schemas,
+)
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
 from policies.pruning import calibrated_threshold, draw_streamed
 from policies.thinking import thinking_of
-from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
+from policies.tool_votes import sample_tool_calls
 from policies.voting import (
-    Tally,
-    Vote,
     adjust_confidence,
-    beta_majority_confidence,
     should_stop,
     tally,
 )
@@ -138,39 +140,6 @@ class AdaptiveBonParams(PolicyParams):
 REPORTED_VOTES = 5
 
 
-@dataclass
-class _Draw:
-    """The samples drawn so far for one request, in the order they arrived."""
-
-    samples: list[Choice] = field(default_factory=list)
-    answers: list[str | None] = field(default_factory=list)
-    requested: int = 0
-    rounds: int = 0
-    question: str | None = None
-    schemas: Schemas | None = None  # a tools request: samples vote on their calls
-    pruned: int = 0  # samples stopped for low confidence (``policies.pruning``)
-    threshold: float | None = None  # the pruning threshold, once calibrated
-
-    def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
-        self.rounds += 1
-        self.requested += requested
-        self.samples.extend(choices)
-        self.answers.extend(self._answer(c, mode) for c in choices)
-
-    def _answer(self, choice: Choice, mode: str) -> str | None:
-        if self.schemas is not None:
-            return vote_key(sample_tool_calls(choice.raw), self.schemas)
-        return extract_answer(choice.text, mode, question=self.question)
-
-    def votes(self, keys: Sequence[str | None] | None = None) -> list[Vote]:
-        """One vote per sample, on its extracted answer or on ``keys``."""
-        chosen = self.answers if keys is None else keys
-        return [
-            Vote(key, sample.mean_logprob, position)
-            for position, (key, sample) in enumerate(zip(chosen, self.samples, strict=True))
-        ]
-
-
 class AdaptiveBonPolicy:
     """Adaptive best-of-N on one tier; see the module docstring for the contract."""
 
@@ -197,7 +166,7 @@ class AdaptiveBonPolicy:
     ) -> AsyncGenerator[PolicyEvent, None]:
         """``Progress`` after every round, then the decided answer (``answer_deltas``: the
         winner's thinking, text and finish), then the result."""
-        live = thinking_of(decision) is not None and _tool_schemas(req) is None
+        live = thinking_of(decision) is not None and request_schemas(req) is None
         async with contextlib.aclosing(self._rounds(req, decision, backend, live)) as events:
             async for event in events:
                 if isinstance(event, PolicyResult):
@@ -213,7 +182,7 @@ class AdaptiveBonPolicy:
         p = self.params
         required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
-        draw = _Draw(question=req.question, schemas=_tool_schemas(req))
+        draw = Draw(question=req.question, schemas=request_schemas(req))
         reason: str | None = None
         # A client temperature of 0 makes every voting sample the greedy one: one sample is
         # the answer, and vLLM refuses n > 1 at temperature 0.
@@ -243,9 +212,7 @@ class AdaptiveBonPolicy:
             raise UpstreamError("the worker returned no samples", code="no_samples")
         yield self._result(req, draw, ledger, reason, required)
 
-    def _progress(
-        self, tier: str, draw: _Draw, ledger: UsageLedger, reason: str | None
-    ) -> Progress:
+    def _progress(self, tier: str, draw: Draw, ledger: UsageLedger, reason: str | None) -> Progress:
         current = tally(draw.votes(), weighted=self.params.weighted)
         return Progress(
             policy=self.name,
@@ -264,7 +231,7 @@ class AdaptiveBonPolicy:
         req: GenRequest,
         tier: str,
         backend: Backend,
-        draw: _Draw,
+        draw: Draw,
         size: int,
         live: Callable[[Delta], None] | None = None,
     ) -> tuple[Sequence[Choice], TokenUsage]:
@@ -285,7 +252,7 @@ class AdaptiveBonPolicy:
         draw.threshold = threshold if threshold is not None else draw.threshold
         return done.choices, done.usage
 
-    def _threshold(self, draw: _Draw) -> float | None:
+    def _threshold(self, draw: Draw) -> float | None:
         """The pruning threshold, calibrated on the sampled answers drawn so far (never on the
         gate's greedy first sample); None while pruning is off or not yet calibrated."""
         p = self.params
@@ -297,7 +264,7 @@ class AdaptiveBonPolicy:
             return None
         return calibrated_threshold(traces, p.prune_window, p.prune_keep)
 
-    def _round_size(self, draw: _Draw) -> int:
+    def _round_size(self, draw: Draw) -> int:
         p = self.params
         if draw.rounds == 0 and self._gated:
             return 1
@@ -320,7 +287,7 @@ class AdaptiveBonPolicy:
         client = req.sampling.get("temperature")
         return self.params.temperature if client is None else float(client)
 
-    def _stop_reason(self, draw: _Draw, required: float) -> str | None:
+    def _stop_reason(self, draw: Draw, required: float) -> str | None:
         p = self.params
         if draw.requested >= p.max_samples:
             return "max_samples"
@@ -344,7 +311,7 @@ class AdaptiveBonPolicy:
         return "decided" if settled and draw.requested >= self._min_samples else None
 
     def _result(
-        self, req: GenRequest, draw: _Draw, ledger: UsageLedger, reason: str, required: float
+        self, req: GenRequest, draw: Draw, ledger: UsageLedger, reason: str, required: float
     ) -> PolicyResult:
         ranked, selection = rank_samples(draw, self.params.weighted)
         keep_logprobs = bool(req.sampling.get("logprobs"))
@@ -364,7 +331,7 @@ class AdaptiveBonPolicy:
         return PolicyResult(choices=choices, usage=ledger, report=report)
 
     def _report(
-        self, draw: _Draw, ledger: UsageLedger, reason: str, required: float
+        self, draw: Draw, ledger: UsageLedger, reason: str, required: float
     ) -> dict[str, Any]:
         p = self.params
         current = tally(draw.votes(), weighted=p.weighted)
@@ -390,78 +357,6 @@ class AdaptiveBonPolicy:
             gate_value = first_sample_confidence(draw)
             report["first_sample_confidence"] = None if gate_value is None else round(gate_value, 4)
         return report
-
-
-def _tool_schemas(req: GenRequest) -> Schemas | None:
-    """The offered functions' schemas when the samples may call them (``policies.tool_votes``)."""
-    tools = req.passthrough.get("tools")
-    if not tools or req.passthrough.get("tool_choice") == "none":
-        return None
-    return tool_schemas(tools)
-
-
-def first_sample_confidence(draw: _Draw) -> float | None:
-    """The gate's statistic: probability of the first sample's answer tokens (None: no answer)."""
-    if not draw.samples or draw.answers[0] is None:
-        return None
-    first = draw.samples[0]
-    return answer_span_confidence(first.tokens, first.token_logprobs, draw.answers[0])
-
-
-def answer_confidence(draw: _Draw, current: Tally, reason: str | None) -> float:
-    """The answer's confidence: the gate's measure when the gate alone decided, else the
-    leader's (``leader_confidence``)."""
-    if reason == "confident_first_sample":
-        return first_sample_confidence(draw) or 0.0
-    return leader_confidence(current)
-
-
-def leader_confidence(current: Tally) -> float:
-    """Beta confidence that the leader is the true majority (0.0 without a leader)."""
-    if current.leader is None:
-        return 0.0
-    return beta_majority_confidence(current.leader_count, current.runner_up_count)
-
-
-def leader_is_decided(current: Tally, remaining: int, weighted: bool) -> bool:
-    """Whether the leader stays first even if every remaining sample backs the runner-up.
-
-    A sample adds 1 to its answer's count, or at most 1 to its weight (exp of a mean
-    log-probability, or 1.0 without one); strictly ahead, because a tie could go either way.
-    """
-    if current.leader is None:
-        return False
-    strengths = list((current.weights if weighted else current.counts).values())
-    runner_up = strengths[1] if len(strengths) > 1 else 0.0
-    return strengths[0] > runner_up + remaining
-
-
-def rank_samples(draw: _Draw, weighted: bool) -> tuple[list[int], str]:
-    """Positions of the samples to return, best first, and how the first was selected.
-
-    One sample per distinct answer (its most confident), answers in tally order
-    ("plurality"); with no extracted answer, per ``cluster_key`` cluster ("cluster" when two
-    samples share one, else "logprob": every cluster is a single sample, ranked by mean
-    log-probability).
-    """
-    answered = any(answer is not None for answer in draw.answers)
-    keys = draw.answers if answered else [cluster_key(s.text) or None for s in draw.samples]
-    votes = draw.votes(keys)
-    current = tally(votes, weighted=weighted and answered)
-    if current.leader is None:
-        return [current.leader_index], "logprob"
-    ranked = [_most_confident(votes, key) for key in current.counts]
-    if answered:
-        return ranked, "plurality"
-    return ranked, "cluster" if current.leader_count > 1 else "logprob"
-
-
-def _most_confident(votes: Sequence[Vote], key: str) -> int:
-    """Position of the vote for ``key`` with the highest mean log-probability (earliest on ties)."""
-    group = [vote for vote in votes if vote.answer == key]
-    best = max(group, key=lambda v: (-math.inf if v.mean_logprob is None else v.mean_logprob,
-                                     -v.index))  # fmt: skip
-    return best.index
 
 
 REGISTRATION = Registration(AdaptiveBonParams, AdaptiveBonPolicy)
