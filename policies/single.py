@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
-from core.backend import Backend, Choice, Delta
+from core.backend import Backend, Choice, Delta, close_now
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
@@ -54,15 +54,19 @@ class SinglePolicy:
         texts: dict[int, list[str]] = {}
         thoughts: dict[int, list[str]] = {}
         finish: dict[int, str] = {}
-        async for delta in backend.stream_chat(decision.tier, req.body(), affinity=req.request_id):
-            if delta.usage is not None:
-                ledger.add("sample", decision.tier, delta.usage)
-                continue
-            texts.setdefault(delta.index, []).append(delta.text)
-            thoughts.setdefault(delta.index, []).append(delta.reasoning)
-            if delta.finish_reason:
-                finish[delta.index] = delta.finish_reason
-            yield delta
+        upstream = backend.stream_chat(decision.tier, req.body(), affinity=req.request_id)
+        try:
+            async for delta in upstream:
+                if delta.usage is not None:
+                    ledger.add("sample", decision.tier, delta.usage)
+                    continue
+                texts.setdefault(delta.index, []).append(delta.text)
+                thoughts.setdefault(delta.index, []).append(delta.reasoning)
+                if delta.finish_reason:
+                    finish[delta.index] = delta.finish_reason
+                yield delta
+        finally:
+            await close_now(upstream)  # now, not when garbage-collected: vLLM aborts it
         choices = tuple(
             ResultChoice(index=i, text="".join(parts), finish_reason=finish.get(i, "stop"),
                          reasoning="".join(thoughts.get(i, ())))
