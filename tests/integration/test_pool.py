@@ -167,7 +167,9 @@ def test_killing_a_worker_mid_burst_loses_nothing_and_it_comes_back(
     assert wait_for(lambda: samples(gateway2, "ttc_worker_healthy", worker=second.url) == 2, 30)
     assert ask(gateway2, 99, model="second").status_code == 200
     before = samples(gateway2, "ttc_worker_requests_total", **in_flight)
-    assert [r.status_code for r in burst(gateway2, 4)] == [200] * 4
+    # Each request's affinity key ranks the two workers at random, so a burst of 4 missed the
+    # re-admitted one about once in 16 runs; of 12, once in 4,096.
+    assert [r.status_code for r in burst(gateway2, 12)] == [200] * 12
     assert samples(gateway2, "ttc_worker_requests_total", **in_flight) > before  # used again
 
 
