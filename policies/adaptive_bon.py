@@ -196,7 +196,7 @@ class AdaptiveBonPolicy:
             try:
                 async for thought in drain_while(task, feed):
                     yield thought
-                choices, used = task.result()
+                choices, used, cut = task.result()
             except ContractReached as stop:  # the compute contract: vote on what was drawn
                 if not draw.samples:
                     raise
@@ -206,7 +206,12 @@ class AdaptiveBonPolicy:
                 await cancel_now(task)
             ledger.add("sample", decision.tier, used)
             draw.add(choices, size, p.answer_mode)
-            reason = "greedy" if greedy else self._stop_reason(draw, required)
+            if cut is not None and not draw.samples:
+                raise cut  # the contract cut the first round: nothing to answer with
+            if cut is not None:
+                reason = cut.reason
+            else:
+                reason = "greedy" if greedy else self._stop_reason(draw, required)
             yield self._progress(decision.tier, draw, ledger, reason)
         if not draw.samples:
             raise UpstreamError("the worker returned no samples", code="no_samples")
@@ -234,15 +239,16 @@ class AdaptiveBonPolicy:
         draw: Draw,
         size: int,
         live: Callable[[Delta], None] | None = None,
-    ) -> tuple[Sequence[Choice], TokenUsage]:
+    ) -> tuple[Sequence[Choice], TokenUsage, ContractReached | None]:
         """One round: one call of ``n = size``; once pruning is calibrated, or when ``live``
         wants the first sample's thinking as it comes, ``size`` streams of one sample each
-        (any of which pruning may stop, ``policies.pruning``)."""
+        (any of which pruning may stop, ``policies.pruning``). The contract's stop, when it
+        cut a streamed round, comes with what the round finished and spent."""
         threshold = self._threshold(draw)
         if threshold is None and live is None:
             body = self._body(req, size, draw.requested)
             completion = await backend.chat(tier, body, affinity=req.request_id)
-            return completion.choices[:size], completion.usage
+            return completion.choices[:size], completion.usage, None
         bodies = [self._body(req, 1, draw.requested + i) for i in range(size)]
         done = await draw_streamed(
             backend, tier, bodies, threshold=threshold, window=self.params.prune_window,
@@ -250,7 +256,7 @@ class AdaptiveBonPolicy:
         )  # fmt: skip
         draw.pruned += done.pruned
         draw.threshold = threshold if threshold is not None else draw.threshold
-        return done.choices, done.usage
+        return done.choices, done.usage, done.stop
 
     def _threshold(self, draw: Draw) -> float | None:
         """The pruning threshold, calibrated on the sampled answers drawn so far (never on the

@@ -83,9 +83,13 @@ async def drain_while(task: asyncio.Future[Any], feed: asyncio.Queue[E]) -> Asyn
     feed empty; the caller then reads the task's result (or error) and cancels it on exit."""
     while True:
         getter = asyncio.ensure_future(feed.get())
-        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
-            getter.cancel()
+        try:
+            await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this is cancelled: no getter is left waiting on the queue
+            got = getter.done()
+            if not got:
+                getter.cancel()
+        if not got:
             break
         yield getter.result()
     while not feed.empty():

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import ClassVar
 
-from core.backend import Backend
+from core.backend import Backend, close_now
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from policies.base import Policy, PolicyEvent
@@ -47,10 +47,13 @@ class Budgeted:
     ) -> AsyncIterator[PolicyEvent]:
         thinking = self._backend(decision, backend)
         events = self.policy.stream(req, decision, thinking or backend)
-        async for event in events:
-            if isinstance(event, PolicyResult) and thinking is not None:
-                event = replace(event, report={**thinking.report(), **event.report})
-            yield event
+        try:
+            async for event in events:
+                if isinstance(event, PolicyResult) and thinking is not None:
+                    event = replace(event, report={**thinking.report(), **event.report})
+                yield event
+        finally:  # closed now, so its upstream calls end (and are metered) before settling
+            await close_now(events)
 
 
 def budgeted(policy: Policy) -> Policy:

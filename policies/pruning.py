@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.backend import Backend, Choice, Delta, close_now
+from core.errors import ContractReached
 from core.usage import TokenUsage
 
 
@@ -102,12 +103,13 @@ class _Stream:
 @dataclass
 class PrunedRound:
     """What one round of separately streamed samples gave: the samples that finished (in
-    launch order), what all of them spent, and how many were pruned."""
+    launch order), what all of them spent, how many were pruned, and the compute contract's
+    stop if it cut the round (its cut samples do not vote; their tokens are in ``usage``)."""
 
     choices: list[Choice]
     usage: TokenUsage
     pruned: int
-    lowest: list[float | None]  # per finished sample, its lowest group confidence
+    stop: ContractReached | None = None
 
 
 async def draw_streamed(
@@ -123,10 +125,12 @@ async def draw_streamed(
 ) -> PrunedRound:
     """Stream one sample per body concurrently; stop any whose group confidence falls below
     ``threshold`` (None: none is stopped). ``live`` sees the thinking of the first sample as
-    it arrives. Cancelling this cancels (closes) every stream still running."""
+    it arrives. A sample that fails stops the others (closed upstream) and its error is
+    raised; the contract cutting a sample ends the round with what the others finished.
+    Cancelling this cancels (closes) every stream still running."""
     running = {"include_usage": True, "continuous_usage_stats": True}
 
-    async def one(position: int, body: dict[str, Any]) -> tuple[_Stream, bool]:
+    async def one(position: int, body: dict[str, Any]) -> tuple[_Stream, str]:
         sample = _Stream()
         upstream = backend.stream_chat(tier, {**body, "stream_options": running},
                                        affinity=affinity)  # fmt: skip
@@ -141,18 +145,27 @@ async def draw_streamed(
                     continue
                 recent.extend(sample.logprobs[before:])
                 if len(recent) == window and sum(recent) / window < threshold:
-                    return sample, True  # pruned: the finally closes the stream upstream
-            return sample, False
+                    return sample, "pruned"  # the finally closes the stream upstream
+            return sample, "finished"
+        except ContractReached as stop:
+            samples_cut.append(stop)
+            return sample, "cut"
         finally:
             await close_now(upstream)
 
-    done = await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+    samples_cut: list[ContractReached] = []
+    tasks = [asyncio.ensure_future(one(i, b)) for i, b in enumerate(bodies)]
+    try:
+        done = await asyncio.gather(*tasks)
+    finally:  # one failed, or this was cancelled: the rest stop now, upstream too
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     spent = TokenUsage()
     choices: list[Choice] = []
-    lowest: list[float | None] = []
-    for sample, pruned in done:
+    for sample, ending in done:
         spent += sample.spent(prompt_estimate)
-        if not pruned:
+        if ending == "finished":
             choices.append(sample.choice(len(choices)))
-            lowest.append(lowest_window_mean(sample.logprobs, window))
-    return PrunedRound(choices, spent, sum(1 for _, p in done if p), lowest)
+    pruned = sum(1 for _, ending in done if ending == "pruned")
+    return PrunedRound(choices, spent, pruned, samples_cut[0] if samples_cut else None)

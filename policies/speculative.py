@@ -209,7 +209,7 @@ class SpeculativePolicy:
         trace = self._trace(req, decision)
         async for _added in self._settled_steps(trace, backend):
             pass
-        answer = await self._answer(trace, backend) if trace.thinking is not None else None
+        answer = await self._answered(trace, backend) if trace.thinking is not None else None
         return trace.result(answer)
 
     async def stream(
@@ -225,7 +225,7 @@ class SpeculativePolicy:
             yield Delta(index=0, finish_reason=trace.finish_reason)
             yield trace.result()
             return
-        answer = await self._answer(trace, backend)
+        answer = await self._answered(trace, backend)
         result = trace.result(answer)
         yield Delta(index=0, text=result.choices[0].text)
         yield Delta(index=0, finish_reason=result.choices[0].finish_reason)
@@ -295,6 +295,18 @@ class SpeculativePolicy:
         # Inside the thinking the worker's parser labels the continuation reasoning.
         text = choice.reasoning + choice.text
         return Step(text, completion.usage.completion_tokens, step_ending(choice, stops))
+
+    async def _answered(self, trace: Trace, backend: Backend) -> Step:
+        """The answer after the thinking; when the contract allows no answer call, the answer
+        the thinking itself states, else the contract's error."""
+        try:
+            return await self._answer(trace, backend)
+        except ContractReached as stop:
+            stated = extract_answer(trace.text, "auto")
+            if stated is None:
+                raise
+            trace.stop_reason = trace.stop_reason or stop.reason
+            return Step(stated, 0, "length")
 
     async def _answer(self, trace: Trace, backend: Backend) -> Step:
         """Close the thinking the steps wrote and let the judge tier answer from it, with the

@@ -22,6 +22,7 @@ through unchanged.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -240,6 +241,13 @@ class ForcedStream:
         finally:
             await close_now(answering)
 
+    def _so_far(self, used: TokenUsage) -> TokenUsage:
+        """A running usage of the thinking call with its thinking counted (the worker's 0)."""
+        if used.reasoning_tokens:
+            return used
+        pieces = sum(1 for piece in self.reasoning if piece)
+        return replace(used, reasoning_tokens=min(pieces, used.completion_tokens))
+
     def _thinking_tokens(self) -> int:
         """The worker's count when it sent one (vLLM 0.32 does not); else one token per
         thinking delta when the model went on to answer, and otherwise (it only thought, or
@@ -258,8 +266,8 @@ class ForcedStream:
             async for delta in upstream:
                 if delta.usage is not None:
                     self.usage = delta.usage
-                    if self.running:  # the caller reads usage as cumulative: pass it on
-                        yield delta
+                    if self.running:  # the caller reads usage as cumulative: pass it on,
+                        yield Delta(usage=self._so_far(delta.usage))  # its thinking counted
                     continue
                 self.finish = delta.finish_reason or self.finish
                 self.reasoning.append(delta.reasoning)
@@ -296,9 +304,17 @@ def labelled(done: Completion) -> Completion:
     if used.reasoning_tokens or not any(c.reasoning for c in done.choices):
         return done
     thought = sum(len(c.reasoning) for c in done.choices)
-    said = sum(len(c.text) for c in done.choices)
+    said = sum(len(c.text) + len(_tool_calls_text(c)) for c in done.choices)
     reasoning = round(used.completion_tokens * thought / (thought + said))
     return replace(done, usage=replace(used, reasoning_tokens=reasoning))
+
+
+def _tool_calls_text(choice: Choice) -> str:
+    """The tool calls a choice made, as text: the parser moved them out of ``text``, but the
+    model wrote them as tokens all the same."""
+    message = choice.raw.get("message")
+    calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+    return json.dumps(calls) if calls else ""
 
 
 async def _replayed(completion: Any) -> AsyncGenerator[Delta, None]:

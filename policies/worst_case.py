@@ -108,9 +108,11 @@ def adaptive_rounds(params: AdaptiveBonParams) -> list[int]:
 
 
 def adaptive_bon(params: AdaptiveBonParams, shape: Shape) -> int:
-    """Every round up to ``max_samples``, each paying its prompt once; with ``prune`` every
-    sample may be its own stream (``policies.pruning``), paying its prompt."""
-    if params.prune:
+    """Every round up to ``max_samples``, each paying its prompt once; with ``prune``, or on a
+    reasoning tier (whose streamed rounds send their thinking live), every sample may be its
+    own stream (``policies.pruning``), paying its prompt."""
+    thinks = shape.thinking is not None and shape.thinking.budget > 0
+    if params.prune or thinks:
         return sum(size * shape.samples(1, shape.max_tokens) for size in adaptive_rounds(params))
     return sum(shape.samples(size, shape.max_tokens) for size in adaptive_rounds(params))
 

@@ -125,6 +125,10 @@ async def reserve_budget(guard: Guard, life: Settlement, costs: Mapping[str, flo
     life.reservation = await guard.reserve(caller, want, least, ttl_s)
     if life.reservation is not None and life.reservation.shrunk:
         shrink(meter, life.reservation.tokens, costs, life.started)
+        # The request knows its contract too: a policy that plans by it (cascade holds its
+        # large stage's answer under a contract) must see the shrunk one.
+        terms = replace(req.contract, max_total_tokens=life.reservation.tokens)
+        life.req = replace(req, contract=terms)
 
 
 def shrink(meter: MeteredBackend, tokens: int, costs: Mapping[str, float], started: float) -> None:

@@ -81,6 +81,8 @@ class RequestLifecycle:
         try:
             call = await self._admit(request, endpoint, life)
             decision = await self._route(call.req, life)
+            assert life.req is not None
+            call = replace(call, req=life.req)  # its contract, if the reservation shrank it
             if life.caller is not None:
                 self._guard.authorize(life.caller, decision)  # a refused plan still pays its probe
             if call.stream:
@@ -137,7 +139,7 @@ class RequestLifecycle:
             if hit is not None:
                 life.from_cache()
                 return hit  # no worker call, nothing spent, nothing charged
-        result = await until_disconnect(request, self._run(req, decision, life))
+        result = await until_disconnect(request, self._run(req, decision, life), life)
         result = with_contract_report(result, life.meter, life.reservation)
         life.finished(result)
         if key is None:
@@ -219,10 +221,13 @@ async def _closing(
     """The response body; when it ends, its sources are closed outermost first (the keep-alive
     ticker cancels the event it awaits, then the policy's stream closes its upstream calls, so
     its spend is final), and a request that never settled lost its client."""
+    completed = False
     try:
         async for part in body:
             yield part
+        completed = True
     finally:
+        life.leaving = not completed  # cut short: the client left (or the server is stopping)
         await close_now(body)
         for source in sources:
             await close_now(source)
@@ -277,8 +282,11 @@ def _headers(decision: Decision) -> dict[str, str]:
     return {"x-ttc-tier": decision.tier, "x-ttc-policy": decision.params.name}
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``; if the client goes away first, cancel it (and its upstream calls).
+async def until_disconnect(
+    request: Request, work: Awaitable[T], life: Settlement | None = None
+) -> T:
+    """Await ``work``; if the client goes away first, cancel it (and its upstream calls), and
+    mark ``life`` as leaving, so what the cancellation breaks settles as the client's leaving.
 
     One watcher task per request, cancelling this handler's task on ``http.disconnect``.
     """
@@ -287,6 +295,8 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        if life is not None:
+            life.leaving = True
         if handler is not None:
             handler.cancel()
 

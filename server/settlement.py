@@ -6,7 +6,8 @@ these ends it; later calls do nothing, so every path may call the one it knows i
 
     finished(result)   the policy answered: probe tokens join the result's ledger, then
                        request and token metrics, the router's record (trace, windowed
-                       statistics, shadow) and the charge of every token in the ledger
+                       statistics, shadow) and the charge of every token in the ledger (or of
+                       what the metered backend saw spent upstream, when that is more)
     from_cache()       answered from the response cache: counted, nothing spent or charged
     failed(error)      a ``TtcError``: request and error metrics; what was spent upstream
                        before it is charged (``ttc_unfinished_tokens_total{outcome="error"}``)
@@ -54,6 +55,9 @@ class Settlement:
         self.reservation: Reservation | None = None  # held of the key's daily budget
         self.trace: RequestTrace | None = None  # the request's span when tracing is on
         self.settled = False
+        # Set once the client has gone: an upstream error its leaving causes while the request
+        # is torn down (a stream cut under a cancelled read) is its leaving, not a failure.
+        self.leaving = False
         metrics.in_flight.inc()
 
     @property
@@ -75,7 +79,7 @@ class Settlement:
         m.latency.labels(decision.tier, policy, str(self.stream).lower()).observe(latency, exemplar)
         m.record(decision, result.usage, result.report, exemplar)
         router.record(routing, self.req, result, latency)
-        self._charge(result.usage.total)
+        self._charge(self._billable(result.usage.total))
 
     def from_cache(self) -> None:
         if self._settle():
@@ -83,6 +87,9 @@ class Settlement:
             self._charge(TokenUsage())  # releases a reservation
 
     def failed(self, error: TtcError) -> None:
+        if self.leaving:
+            self.abandoned()
+            return
         if not self._settle():
             return
         if self.trace is not None:
@@ -116,6 +123,13 @@ class Settlement:
         if spent.total_tokens > 0:
             self._metrics.unfinished_tokens.labels(outcome).inc(spent.total_tokens)
         self._charge(spent)  # with nothing spent, still releases a reservation
+
+    def _billable(self, ledgered: TokenUsage) -> TokenUsage:
+        """What the key pays for a finished request: its ledger, or what the metered backend
+        saw spent upstream if that is more (a sub-call a policy dropped from its ledger when
+        the contract cut it is still a call the worker ran)."""
+        metered = self.meter.spent if self.meter is not None else TokenUsage()
+        return metered if metered.total_tokens > ledgered.total_tokens else ledgered
 
     def _charge(self, spent: TokenUsage) -> None:
         if self.caller is not None:

@@ -6,6 +6,7 @@ waits, ``hang`` never answers. Each repeat, a client reads the first token of a 
 closes the connection, and another gives up on a non-streamed call after 0.3 s.
 
 What must hold: every upstream call is closed by the gateway (the fake sees its client leave),
+every request is settled as its client leaving (``status="499"``, no error counted),
 ``ttc_requests_in_flight`` is back to 0, and the gateway logs no traceback for a client that
 left (issue 12, item 6).
 """
@@ -104,9 +105,13 @@ def _ms(values: list[float]) -> dict[str, float | None]:
 def test_client_leaving_cancels_the_upstream_call(setup: Setup) -> None:
     gw, fakes = setup
     repeats = form().repeats
+    left_before = gw.metric("ttc_requests_total", 'status="499"')
+    errors_before = gw.metric("ttc_errors_total")
     streams = [leave_mid_stream(gw.url, fakes["stall"]) for _ in range(repeats)]
     calls = [leave_mid_call(gw.url, fakes["hang"]) for _ in range(repeats)]
     in_flight_zero = wait_for(lambda: gw.metric("ttc_requests_in_flight") == 0.0)
+    left = gw.metric("ttc_requests_total", 'status="499"') - left_before
+    errors = gw.metric("ttc_errors_total") - errors_before
     tracebacks = gw.log.read_text(errors="replace").count("Traceback")
     Report("disconnects", {
         "repeats": repeats,
@@ -115,9 +120,14 @@ def test_client_leaving_cancels_the_upstream_call(setup: Setup) -> None:
         "stream_cancel": _ms([s for s in streams if s is not None]),
         "call_cancel": _ms([c for c in calls if c is not None]),
         "in_flight_after": gw.metric("ttc_requests_in_flight"),
+        "settled_as_left": left,
+        "settled_as_errors": errors,
         "tracebacks_logged": tracebacks,
     }).write()  # fmt: skip
     assert None not in streams, "a stream's upstream call outlived its client"
     assert None not in calls, "a call's upstream request outlived its client"
     assert in_flight_zero is not None, "ttc_requests_in_flight did not return to 0"
+    # Each client that left is a 499 (billed as outcome "disconnect"), never an error, even
+    # when its leaving breaks the upstream stream under a cancelled read.
+    assert (left, errors) == (2 * repeats, 0)
     assert tracebacks == 0, f"{tracebacks} tracebacks logged for clients that left: {gw.log}"

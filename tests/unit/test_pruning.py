@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from core.backend import Completion, Delta
+from core.errors import BudgetReached, UpstreamError
 from core.request import Decision, GenRequest
 from core.usage import TokenUsage
 from policies.adaptive_bon import AdaptiveBonParams, AdaptiveBonPolicy
@@ -107,3 +108,44 @@ async def test_a_sample_shorter_than_one_window_is_never_pruned() -> None:
     result = await run(backend, prune_window=len(STEADY) + 1)
     assert backend.streams and backend.closed_early == [] and result.report["pruned"] == 0
     assert "7" in result.report["votes"]  # the wavering samples finished and voted
+
+
+@dataclass
+class FailingBackend(WaveringBackend):
+    """Streams as ``WaveringBackend``; the sample with seed ``fails_seed`` raises ``error``
+    after ``FAIL_AT`` tokens, as the metered backend does when the contract cuts a stream."""
+
+    error: Exception = field(default_factory=lambda: BudgetReached("contract spent"))
+    fails_seed: int = 103
+
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
+        count = 0
+        async for delta in super().stream_chat(tier, body, affinity=affinity):
+            yield delta
+            count += bool(delta.text)
+            if int(body["seed"]) == self.fails_seed and count == FAIL_AT:
+                raise self.error
+
+
+FAIL_AT = 3
+
+
+async def test_a_round_the_contract_cuts_answers_with_what_finished_and_bills_it_all() -> None:
+    backend = FailingBackend()
+    result = await run(backend, prune_window=len(STEADY) + 1)  # nothing pruned
+    report = result.report
+    assert report["stop_reason"] == "budget" and report["answer"] == "5"
+    streamed = len(backend.streams)
+    # The calibration pair, then a round of 2: one finished, one cut after FAIL_AT tokens;
+    # the cut one does not vote, its tokens are billed.
+    assert streamed == 2 and report["samples"] == 3
+    assert result.usage.total.completion_tokens == 3 * len(STEADY) + FAIL_AT
+
+
+async def test_a_failing_sample_stops_its_round_upstream() -> None:
+    backend = FailingBackend(error=UpstreamError("worker died"), fails_seed=102)
+    with pytest.raises(UpstreamError):
+        await run(backend, prune_window=len(STEADY) + 1)
+    assert sorted(backend.closed_early) == [102, 103]  # the sibling was stopped too
