@@ -50,7 +50,9 @@ answer, its votes and confidence, completion tokens, and the stop reason on the 
 then the decided answer at once: the winner's thinking and text as deltas, its finish, the
 result. On a reasoning tier the stream is live within rounds too: each round's samples are
 streamed one per request, and the first one's thinking goes out as ``Delta(reasoning=...)`` as
-it arrives (the winner's thinking is then not repeated); elsewhere a round is one call.
+it arrives; the streamed response's reasoning is that live thinking (not the winner's own,
+which a non-streamed request returns), so every view of it agrees (the Responses API's
+reasoning item and ``response.completed``). Elsewhere a round is one call.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -167,9 +170,15 @@ class AdaptiveBonPolicy:
         """``Progress`` after every round, then the decided answer (``answer_deltas``: the
         winner's thinking, text and finish), then the result."""
         live = thinking_of(decision) is not None and request_schemas(req) is None
+        streamed: list[str] = []  # the live thinking the client was sent
         async with contextlib.aclosing(self._rounds(req, decision, backend, live)) as events:
             async for event in events:
+                if isinstance(event, Delta):
+                    streamed.append(event.reasoning)
                 if isinstance(event, PolicyResult):
+                    if live:  # every view of this response shows the thinking it streamed
+                        first = replace(event.choices[0], reasoning="".join(streamed))
+                        event = replace(event, choices=(first, *event.choices[1:]))
                     for delta in answer_deltas(event, thinking=not live):
                         yield delta
                 yield event

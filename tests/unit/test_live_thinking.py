@@ -13,8 +13,10 @@ from tests.unit.test_progress import progress_of
 from tests.unit.test_thinking_budget import QUESTION, RunawayThinker, gateway
 
 BUDGET = 6
+# Two rounds of two: the window rule needs four agreeing answers.
 VOTE = {"policy": "adaptive_bon", "thinking_budget": BUDGET, "min_samples": 2,
-        "max_samples": 4, "step": 2, "single_sample_confidence": None}  # fmt: skip
+        "max_samples": 4, "step": 2, "single_sample_confidence": None,
+        "stopping": "window", "window": 4, "confidence": 0.99}  # fmt: skip
 
 
 async def test_the_first_samples_thinking_streams_before_its_round_ends() -> None:
@@ -37,7 +39,7 @@ async def test_the_first_samples_thinking_streams_before_its_round_ends() -> Non
             if choice.delta.content:
                 kinds.append("content")
     rounds = kinds.count("progress")
-    assert rounds >= 1
+    assert rounds == 2
     # Each round: its first sample's thinking as it came, then the round's progress; the
     # answer only after the last round, and the winner's thinking is not sent again.
     assert kinds[0] == "thinking" and kinds.index("progress") > kinds.index("thinking")
@@ -47,3 +49,23 @@ async def test_the_first_samples_thinking_streams_before_its_round_ends() -> Non
     assert all(b["n"] == 1 for b in samples)  # one stream per sample, so one can be watched
     final = (chunks[-1].model_extra or {})["ttc"]
     assert final["samples"] == 2 * rounds and final["thinking_tokens"] == BUDGET * 2 * rounds
+
+
+async def test_a_streamed_response_shows_the_thinking_it_streamed_everywhere() -> None:
+    """Responses API: the reasoning item of response.completed is the thinking that streamed."""
+    backend = RunawayThinker(lambda t, b: [])
+    stream = await gateway(backend).responses.create(
+        model="thinking", input="What is 2 + 3?", temperature=0.7, stream=True,
+        extra_body={"ttc": VOTE},
+    )  # fmt: skip
+    deltas: list[str] = []
+    done_text = completed_text = None
+    async for event in stream:
+        if event.type == "response.reasoning_text.delta":
+            deltas.append(event.delta)
+        elif event.type == "response.reasoning_text.done":
+            done_text = event.text
+        elif event.type == "response.completed":
+            item = next(i for i in event.response.output if i.type == "reasoning")
+            completed_text = "".join(part.text for part in item.content or ())
+    assert deltas and "".join(deltas) == done_text == completed_text
