@@ -1,7 +1,8 @@
 """One request's life, owned in one place: ``RequestLifecycle.handle``.
 
     authenticate -> read + parse (the endpoint) -> admit (limits) -> route (maybe a probe)
-      -> authorize (tier) -> [cache] -> run the policy, or stream it -> settle -> render
+      -> authorize (tier) -> [cache] -> reserve (the key's daily budget)
+      -> run the policy, or stream it -> settle -> render
 
 Every endpoint goes through ``handle`` with an ``Endpoint`` that parses its body and renders
 its answer; nothing else differs between endpoints. The ``Settlement`` (``server.settlement``)
@@ -81,11 +82,10 @@ class RequestLifecycle:
         try:
             call = await self._admit(request, endpoint, life)
             decision = await self._route(call.req, life)
-            assert life.req is not None
-            call = replace(call, req=life.req)  # its contract, if the reservation shrank it
             if life.caller is not None:
                 self._guard.authorize(life.caller, decision)  # a refused plan still pays its probe
             if call.stream:
+                call = await self._reserve(call, life)
                 return await self._stream(endpoint, call, decision, life)
             result = await self._complete(request, call, decision, life)
             body = await endpoint.render(call, decision, result)
@@ -122,8 +122,16 @@ class RequestLifecycle:
         async with within_deadline(req, " while routing"):
             routing = await router.route(req, life.meter)
         life.routed = (router, routing)
-        await reserve_budget(self._guard, life, router.tier_costs)  # before anything is drawn
         return routing.decision
+
+    async def _reserve(self, call: Call, life: Settlement) -> Call:
+        """Reserve the request's worst case of its key's daily budget before anything is
+        drawn (after the cache: a cached answer costs nothing); the call with its contract, if
+        the reservation shrank it."""
+        assert life.req is not None and life.routed is not None
+        decided_by = life.routed[0]  # the router that decided (a reload may have replaced it)
+        await reserve_budget(self._guard, life, decided_by.tier_costs)
+        return replace(call, req=life.req)
 
     async def _complete(
         self, request: Request, call: Call, decision: Decision, life: Settlement
@@ -139,6 +147,7 @@ class RequestLifecycle:
             if hit is not None:
                 life.from_cache()
                 return hit  # no worker call, nothing spent, nothing charged
+        req = (await self._reserve(call, life)).req
         result = await until_disconnect(request, self._run(req, decision, life), life)
         result = with_contract_report(result, life.meter, life.reservation)
         life.finished(result)

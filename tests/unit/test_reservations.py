@@ -96,6 +96,7 @@ def app_with(tokens_per_day: int, over_budget: str, backend: Slow) -> FastAPI:
     settings = settings_from_dict({
         "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
         "server": {"request_timeout_s": 30},
+        "cache": {"enabled": True},  # opt-in: only requests that ask for it
         "router": {"probe": {"mode": "never"}},
         "limits": {"tokens_per_day": tokens_per_day,
                    "contract": {"over_budget": over_budget}},
@@ -178,3 +179,21 @@ async def test_streamed_and_text_completion_usage_carry_the_contract() -> None:
         model="small", prompt="2 + 3 =", max_tokens=8, extra_body={"ttc": {"policy": "single"}}
     )
     assert text.usage is not None and (text.usage.model_extra or {})["ttc_contract"]["reserved"] > 0
+
+
+async def test_a_cached_answer_is_served_to_a_key_with_no_budget_left() -> None:
+    """The reservation comes after the cache: a hit costs nothing, so it is never refused."""
+    backend = Slow(lambda t, b: ["x"], delay_s=0.0)
+    app = app_with(worst(8), "reject", backend)
+    client = client_for(app)
+    ttc = {"ttc": {"policy": "single", "cache": True}}
+    first = await client.chat.completions.create(
+        model="small", messages=QUESTION, max_tokens=8, temperature=0, extra_body=ttc
+    )
+    again = await client.chat.completions.create(
+        model="small", messages=QUESTION, max_tokens=8, temperature=0, extra_body=ttc
+    )
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert len(backend.calls) == 1  # the second came from the cache: the spent budget allowed it
+    with pytest.raises(openai.RateLimitError):
+        await ask(client, 8)  # a request that would run upstream is refused
