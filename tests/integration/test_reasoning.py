@@ -157,3 +157,37 @@ def test_convergence_stops_a_thinking_trace_once_probes_agree(
     assert wait_until_idle(reasoning_worker_url)
     spent = generated(reasoning_worker_url) - before
     assert usage.completion_tokens <= spent < MIN_THINKING
+
+
+def test_streamed_adaptive_bon_sends_the_live_samples_thinking_before_its_round_ends(
+    thinker: openai.OpenAI,
+) -> None:
+    stream = thinker.chat.completions.create(
+        model="thinking", messages=QUESTION, temperature=0.8, stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"min_tokens": 4,  # the live sample thinks (it may end at once otherwise)
+                    "ttc": {"policy": "adaptive_bon", "thinking_budget": 8, "min_samples": 2,
+                            "max_samples": 2, "single_sample_confidence": None}},
+    )  # fmt: skip
+    kinds: list[str] = []
+    thinking = content = ""
+    chunks = list(stream)
+    for chunk in chunks:
+        if ((chunk.model_extra or {}).get("ttc") or {}).get("progress"):
+            kinds.append("progress")
+        for choice in chunk.choices:
+            piece = str((choice.delta.model_extra or {}).get("reasoning") or "")
+            if piece:
+                kinds.append("thinking")
+                thinking += piece
+            if choice.delta.content:
+                kinds.append("content")
+                content += choice.delta.content
+    assert "thinking" in kinds and kinds.index("thinking") < kinds.index("progress")
+    assert kinds.index("progress") < kinds.index("content")
+    assert content.startswith("The final answer is")
+    report = ttc_of(chunks[-1])
+    assert report["samples"] == 2 and report["thinking_tokens"] <= 8 * 2
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == report["thinking_tokens"]
