@@ -106,12 +106,14 @@ class MeteredBackend:
                 if contract.progress(handle, seen.usage_so_far().completion_tokens, known):
                     raise BudgetReached("the compute contract was spent while this call streamed")
         finally:
-            await close_now(deltas)
+            # Counted before the upstream is closed: closing awaits, and a cancellation that
+            # lands there (the client left) must not lose what the worker generated.
             used = seen.usage_so_far()
             if seen.usage is None:
                 used = TokenUsage(contract.known_prompt(body), used.completion_tokens)
             self.spent += used
             contract.close(handle, body, used)
+            await close_now(deltas)
 
     async def _metered(self, deltas: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
         seen = StreamProgress()

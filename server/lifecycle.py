@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import TypeVar
 
+import anyio
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -237,11 +238,19 @@ async def _closing(
         completed = True
     finally:
         life.leaving = not completed  # cut short: the client left (or the server is stopping)
-        await close_now(body)
-        for source in sources:
-            await close_now(source)
+        # Shielded: Starlette ends a stream whose client left by cancelling its task group,
+        # and that cancellation is delivered again at every await inside it; unshielded, the
+        # first await here would stop the closing half-way and the request would settle
+        # before its upstream calls had counted what they spent. Bounded, so a close that
+        # never returns cannot hold the response's task.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_S):
+            await close_now(body)
+            for source in sources:
+                await close_now(source)
         life.abandoned()  # does nothing if the request settled
 
+
+CLOSE_TIMEOUT_S = 10.0  # closing a finished or abandoned stream's upstream calls
 
 # 0.5 s: a policy stopped at ttc.deadline_ms answers from what it drew (a vote, no I/O) within
 # this; past it the request is a 504 like any request past its deadline.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from core.backend import Choice, Completion, Delta
+from core.contract import ComputeContract, ContractMeter
 from core.errors import UpstreamError
 from core.metering import MeteredBackend
 from core.usage import TokenUsage
@@ -68,3 +70,38 @@ async def test_a_failed_stream_keeps_the_latest_usage_it_sent() -> None:
         async for delta in meter.stream_chat("t", {}):
             got.append(delta.text)
     assert got == ["a", "b"] and meter.spent == TokenUsage(30, 2)
+
+
+class SlowToClose(Scripted):
+    """A stream whose closing awaits (as closing a worker's connection does)."""
+
+    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+                          ) -> AsyncIterator[Delta]:  # fmt: skip
+        try:
+            for delta in self.deltas:
+                yield delta
+            await asyncio.Event().wait()  # the worker is still generating
+        finally:
+            await asyncio.sleep(0.05)
+            self.closed = True
+
+
+@pytest.mark.parametrize("contract", [None, ComputeContract(max_total_tokens=10_000)])
+async def test_a_cancellation_while_the_upstream_closes_loses_no_spend(
+    contract: ComputeContract | None,
+) -> None:
+    """The client leaves while the stream is torn down: the cancellation lands in the close
+    of the upstream connection, and what the worker streamed is still counted."""
+    meter = MeteredBackend(SlowToClose(WORDS), ContractMeter(contract) if contract else None)
+    stream = meter.stream_chat("t", {"messages": [{"role": "user", "content": "Hi"}]})
+    got = [await anext(stream), await anext(stream)]
+
+    async def close() -> None:
+        await stream.aclose()
+
+    closing = asyncio.ensure_future(close())
+    await asyncio.sleep(0.01)  # inside the upstream's close
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert got == WORDS[:2] and meter.spent.completion_tokens == 2
