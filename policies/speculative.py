@@ -186,7 +186,11 @@ class Trace:
         else:  # the steps were the thinking; the answer followed it
             finish = "length" if answer.ended == "length" else "stop"
             choice = ResultChoice(0, self.answer_text(answer), finish, reasoning=self.text)
-            report.update(thinking_tokens=self.spent, budget_forced=True)
+            # Every token thought, as ``usage`` bills it (drafts the judge rejected and their
+            # rewrites too); the budget bounds the kept trace, ``trace_thinking_tokens``.
+            thought = self.ledger.total.reasoning_tokens
+            report.update(thinking_tokens=thought, trace_thinking_tokens=self.spent,
+                          budget_forced=True)  # fmt: skip
         return PolicyResult(choices=(choice,), usage=self.ledger, report=report)
 
 

@@ -191,3 +191,31 @@ def test_streamed_adaptive_bon_sends_the_live_samples_thinking_before_its_round_
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens == report["thinking_tokens"]
+
+
+@pytest.mark.parametrize("policy", ["speculative", "cascade"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_tier_policies_hold_the_thinking_budget_and_answer(
+    thinker: openai.OpenAI, policy: str, stream: bool
+) -> None:
+    """One reasoning tier plays both roles here (drafts and judge, small and large stage)."""
+    ask: Any = {"model": "thinking", "messages": QUESTION, "temperature": 0.8, "max_tokens": 96,
+                "extra_body": {"ttc": {"policy": policy, "thinking_budget": 8}}}  # fmt: skip
+    if stream:
+        chunks = list(thinker.chat.completions.create(
+            **ask, stream=True, stream_options={"include_usage": True}))  # fmt: skip
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        report, usage = ttc_of(chunks[-1]), chunks[-1].usage
+    else:
+        reply = thinker.chat.completions.create(**ask)
+        content = reply.choices[0].message.content or ""
+        report, usage = ttc_of(reply), reply.usage
+    assert content.strip() and "</think>" not in content
+    if policy == "speculative":  # the kept trace holds the budget; each draft and rewrite too
+        assert report["trace_thinking_tokens"] <= 8
+        calls = report["steps_drafted"] + report["steps_rejected"]
+        assert report["thinking_tokens"] <= 8 * max(calls, 1)
+    else:  # each sample of each stage holds it
+        assert report["thinking_tokens"] <= 8 * max(int(report.get("samples") or 1), 1)
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == report["thinking_tokens"]

@@ -65,7 +65,8 @@ async def test_steps_continue_the_open_thinking_and_the_judge_tier_answers_after
     choice = result.choices[0]
     assert choice.reasoning == "First, 2 + 3.\n\nThen it is 5."
     assert choice.text == THINKING.answer_prompt.lstrip() + "5"
-    assert result.report["thinking_tokens"] == 4 + 4
+    assert result.report["trace_thinking_tokens"] == 4 + 4  # the kept steps
+    assert result.report["thinking_tokens"] == (4 + 2) + 4  # all thought: the rejected draft too
     kinds = {(k, t): (u.completion_tokens, u.reasoning_tokens) for k, t, u in result.usage.items()}
     assert kinds[("draft", "small")] == (4 + 2, 4 + 2)  # both drafts were thinking
     assert kinds[("sample", "large")] == (4 + 1, 4)  # the rewrite thought; the answer did not
