@@ -1,13 +1,14 @@
 """Big prompts: what routing one costs, and whether they stall the small requests beside them.
 
-    .venv/bin/python -m bench.big_prompts [--requests 300] [--rate 20] [--out PATH]
+    .venv/bin/python -m bench.big_prompts [--requests 300] [--rate 20] [--big-every 1] [--out PATH]
 
 1. In process: ``Router.decide`` (features + the learned predictor, default config) timed for
    prompts of 1 KiB, 100 KiB and 1 MiB, for 31,768 tiny messages, and for a 1 MiB prompt with
    tier and policy pinned (prediction skipped); also parsing and validating each body
    (``server.chat.parse_chat``), the other per-byte work the event loop does for a prompt.
 2. Under load (``bench.big_prompts_load``): a gateway subprocess in front of the fast upstream;
-   p50/p99 of small requests alone and while 4 clients send 1 MiB prompts, and their ratio.
+   p50/p99 of small requests alone and while 4 clients send 1 MiB prompts, one a second each
+   (paced) and back to back (the gateway saturated), and the ratios to alone.
 
 Results go to ``bench/results/big-prompts.json``.
 """
@@ -116,35 +117,47 @@ def show(console: Console, report: dict[str, Any]) -> None:
             f"   parse+validate {r['parse_and_validate']['cpu_ms']:>8.3f} ms CPU"
         )
     load = report["load"]
-    for phase in ("small_alone", "small_with_big_prompts", "small_alone_after"):
+    for phase in ("small_alone", "small_alone_after"):
         latency = load[phase]["latency_ms"]
+        console.print(f"  {phase:<34} p50 {latency['p50']:>8} ms  p99 {latency['p99']:>8} ms")
+    for mode in ("paced", "back_to_back"):
+        beside, big = load[mode], load[mode]["big_prompts"]
+        latency = beside["small"]["latency_ms"]
         console.print(
-            f"  {phase:<24} p50 {latency['p50']:>8} ms  p99 {latency['p99']:>8} ms"
-            f"  errors {load[phase]['errors']}"
+            f"  small beside big prompts, {mode:<12} p50 {latency['p50']:>8} ms"
+            f"  p99 {latency['p99']:>8} ms  errors {beside['small']['errors']}"
+            f"  ratio p50 {beside['p50_ratio']}x p99 {beside['p99_ratio']}x"
         )
-    big = load["big_prompts"]
-    console.print(f"  big prompts answered: {big['requests']} (errors {big['errors']}),"
-                  f" p50 {big['latency_ms']['p50']} ms")  # fmt: skip
-    console.print(f"  ratio with/without big prompts: p50 {load['p50_ratio']}x,"
-                  f" p99 {load['p99_ratio']}x")  # fmt: skip
+        console.print(
+            f"    {big['requests']} big prompts (errors {big['errors']}), p50"
+            f" {big['latency_ms']['p50']} ms; gateway CPU {beside['gateway_cpu_share']:.0%}"
+            " of a core"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=300, help="small requests per phase")
     parser.add_argument("--rate", type=float, default=20.0, help="small requests per second")
+    parser.add_argument("--big-every", type=float, default=1.0,
+                        help="paced phase: seconds between one client's big prompts")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=20, help="in-process timings per case")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     console = Console()
     load_at_start = list(os.getloadavg())
     report: dict[str, Any] = {"routing": routing_costs(args.repeats)}
-    options = LoadOptions(rate=args.rate, requests=args.requests)
+    options = LoadOptions(rate=args.rate, requests=args.requests, big_every_s=args.big_every)
     report["load"] = run_load(options, console)
     given = sys.argv[1:] if argv is None else argv
     report |= {
         "command": " ".join(["python -m bench.big_prompts", *given]),
-        "options": {"rate": args.rate, "requests": args.requests, "repeats": args.repeats},
+        "options": {
+            "rate": args.rate,
+            "requests": args.requests,
+            "repeats": args.repeats,
+            "big_every_s": args.big_every,
+        },  # fmt: skip
         "machine": machine(),
         "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),

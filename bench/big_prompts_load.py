@@ -2,10 +2,13 @@
 
 A gateway (``ttc serve`` subprocess) in front of the fast upstream receives small requests at a
 fixed rate (an open loop: each request's latency counts from its scheduled time, so a stalled
-event loop shows in full). The same small load runs three times in one run: alone, while
-``BIG_CLIENTS`` clients each send 1 MiB prompts back to back (each waits for its answer, then
-sends the next), and alone again (to see drift of the shared machine). The big prompts go
-through the routed path (the router predicts their difficulty), as a client's would.
+event loop shows in full). The same small load runs four times in one run: alone; while
+``BIG_CLIENTS`` clients each send one 1 MiB prompt a second (``paced``: each stall a big prompt
+causes shows, on a gateway with CPU to spare); while they send them back to back (each waits
+for its answer, then sends the next: the gateway's process saturated, where small requests
+queue behind the big ones' CPU as in any server); and alone again (drift of the shared
+machine). The big prompts go through the routed path (the router predicts their difficulty),
+as a client's would.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class LoadOptions:
     rate: float = 20.0  # small requests per second
     requests: int = 300  # small requests per phase
     warmup: int = 30
+    big_every_s: float = 1.0  # paced phase: each big-prompt client sends one prompt a second
 
 
 def port_in_range() -> int:
@@ -73,15 +77,20 @@ def big_body() -> dict[str, Any]:
     return body
 
 
-async def _big_clients(target: loadgen.Target, stop: asyncio.Event) -> loadgen.Run:
-    """``BIG_CLIENTS`` connections, each sending a big prompt when its last one is answered."""
+async def _big_clients(target: loadgen.Target, stop: asyncio.Event, every_s: float) -> loadgen.Run:
+    """``BIG_CLIENTS`` connections, each sending a big prompt every ``every_s`` seconds, or
+    when its last one is answered if that takes longer (0: back to back)."""
     run = loadgen.Run()
 
     async def client() -> None:
         connection = await loadgen.Connection.open(target)
         try:
             while not stop.is_set():
-                run.samples.append(await connection.send(target, time.perf_counter()))
+                sent = time.perf_counter()
+                run.samples.append(await connection.send(target, sent))
+                with contextlib.suppress(TimeoutError):
+                    left = every_s - (time.perf_counter() - sent)
+                    await asyncio.wait_for(stop.wait(), max(left, 0.0))
         finally:
             connection.close()
 
@@ -100,29 +109,39 @@ def _summary(run: loadgen.Run) -> dict[str, Any]:
     }
 
 
-async def phases(url: str, pid: int, options: LoadOptions) -> dict[str, Any]:
-    """Small load alone, beside the big-prompt clients, then alone again."""
-    small = loadgen.Target(url, request_body(MODEL, 16, stream=False), {})
-    big = loadgen.Target(url, big_body(), {})
-    await loadgen.open_loop(small, options.rate, options.warmup)
-    alone = await loadgen.open_loop(small, options.rate, options.requests)
+async def _beside_big_prompts(
+    url: str, pid: int, small: loadgen.Target, options: LoadOptions, every_s: float
+) -> dict[str, Any]:
+    """The small load while the big-prompt clients send every ``every_s`` seconds."""
     stop = asyncio.Event()
     cpu_before = tree_usage(pid).cpu_s
-    clients = asyncio.create_task(_big_clients(big, stop))
+    clients = asyncio.create_task(_big_clients(loadgen.Target(url, big_body(), {}), stop, every_s))
     beside = await loadgen.open_loop(small, options.rate, options.requests)
     stop.set()
     big_run = await clients
     cpu_s = tree_usage(pid).cpu_s - cpu_before
-    again = await loadgen.open_loop(small, options.rate, options.requests)
-    base, loaded = _summary(alone), _summary(beside)
-    big_prompts = _summary(big_run) | {"clients": BIG_CLIENTS, "prompt_bytes": BIG_PROMPT_BYTES}
     return {
-        "small_alone": base,
-        "small_with_big_prompts": loaded,
-        "small_alone_after": _summary(again),
-        "big_prompts": big_prompts,
-        "p50_ratio": ratio(loaded["latency_ms"]["p50"], base["latency_ms"]["p50"]),
-        "p99_ratio": ratio(loaded["latency_ms"]["p99"], base["latency_ms"]["p99"]),
-        "gateway_cpu_s_during_big_phase": round(cpu_s, 3),
-        "gateway_cpu_share_during_big_phase": round(cpu_s / big_run.wall_s, 3),
+        "small": _summary(beside),
+        "big_prompts": _summary(big_run)
+        | {"clients": BIG_CLIENTS, "prompt_bytes": BIG_PROMPT_BYTES, "every_s": every_s},
+        "gateway_cpu_s": round(cpu_s, 3),
+        "gateway_cpu_share": round(cpu_s / big_run.wall_s, 3),
     }
+
+
+async def phases(url: str, pid: int, options: LoadOptions) -> dict[str, Any]:
+    """Small load alone, beside paced and back-to-back big prompts, then alone again."""
+    small = loadgen.Target(url, request_body(MODEL, 16, stream=False), {})
+    await loadgen.open_loop(small, options.rate, options.warmup)
+    base = _summary(await loadgen.open_loop(small, options.rate, options.requests))
+    result: dict[str, Any] = {"small_alone": base}
+    for name, every_s in (("paced", options.big_every_s), ("back_to_back", 0.0)):
+        beside = await _beside_big_prompts(url, pid, small, options, every_s)
+        loaded = beside["small"]["latency_ms"]
+        beside["p50_ratio"] = ratio(loaded["p50"], base["latency_ms"]["p50"])
+        beside["p99_ratio"] = ratio(loaded["p99"], base["latency_ms"]["p99"])
+        result[name] = beside
+    result["small_alone_after"] = _summary(
+        await loadgen.open_loop(small, options.rate, options.requests)
+    )
+    return result

@@ -115,8 +115,25 @@ def prefix_key(body: Mapping[str, Any], chars: int) -> str | None:
         messages = messages[:-1]
     if not messages:
         return None
-    text = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Only the first ``chars`` characters count: serializing what lies past them would cost a
+    # MiB prompt milliseconds on the event loop for every sample, for the same key.
+    text = json.dumps(
+        _cut(messages, chars), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.blake2b(text[:chars].encode(), digest_size=16).hexdigest()
+
+
+def _cut(value: Any, chars: int) -> Any:
+    """``value`` with every string and list cut to ``chars`` items: its JSON text's first
+    ``chars`` characters are those of ``value``'s (a cut string or list still spans at least
+    ``chars`` characters from where it starts, and escaping only lengthens it)."""
+    if isinstance(value, str):
+        return value[:chars]
+    if isinstance(value, list):
+        return [_cut(item, chars) for item in value[:chars]]
+    if isinstance(value, Mapping):
+        return {key: _cut(item, chars) for key, item in value.items()}
+    return value
 
 
 def affinity_key(

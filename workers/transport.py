@@ -17,13 +17,13 @@ aborts the generation.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 
 
 class Answer(Protocol):
@@ -65,26 +65,17 @@ class _AiohttpAnswer:
         return self._response.content.iter_any()
 
 
-# 64 KiB of text: below it encoding a body costs well under a millisecond on the event loop.
-OFF_LOOP_CHARS = 65_536
+_JSON = {"content-type": "application/json"}
 
 
-def _text_size(body: Mapping[str, Any]) -> int:
-    """Characters of prompt text in a body (cheap: no encoding)."""
-    size = len(body.get("prompt") or "")
-    for message in body.get("messages") or ():
-        content = message.get("content")
-        size += len(content) if isinstance(content, str) else 0
-    return size
-
-
-async def post_args(body: dict[str, Any]) -> dict[str, Any]:
-    """The body argument of an upstream POST: a big body is JSON-encoded in a worker thread,
-    so the event loop keeps serving the requests beside it."""
-    if _text_size(body) < OFF_LOOP_CHARS:
-        return {"json": body}
-    data = await asyncio.to_thread(json.dumps, body)
-    return {"data": data, "headers": {"content-type": "application/json"}}
+def encoded(body: Mapping[str, Any]) -> bytes:
+    """``body`` as JSON (UTF-8, compact). orjson encodes a MiB prompt in a tenth of a
+    millisecond, where ``json.dumps`` holds the event loop (and the GIL) for three; a value
+    orjson refuses (an integer past 64 bits) goes through ``json`` instead."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _AiohttpExchange:
@@ -97,10 +88,8 @@ class _AiohttpExchange:
 
     async def __aenter__(self) -> Answer:
         session, url, body, timeout, headers = self._send
-        args = await post_args(body)
-        if headers:  # a traceparent when tracing is on (core.tracing)
-            args["headers"] = {**args.get("headers", {}), **headers}
-        self._response = await session.post(url, timeout=timeout, **args)
+        sent = {**_JSON, **headers} if headers else _JSON  # a traceparent (core.tracing)
+        self._response = await session.post(url, data=encoded(body), headers=sent, timeout=timeout)
         return _AiohttpAnswer(self._response)
 
     async def __aexit__(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections import Counter
+
+import pytest
 
 from workers.balance import Load, choose, p2c, prefix_key, rendezvous_order, scores
 from workers.signals import WorkerLoad
@@ -123,3 +127,25 @@ def test_different_short_prompts_differ() -> None:
 def test_no_messages_no_key() -> None:
     assert prefix_key({"prompt": "x"}, 2048) is None
     assert prefix_key({"messages": [{"role": "assistant", "content": "x"}]}, 2048) is None
+
+
+def _full_key(messages: list[dict[str, object]], chars: int) -> str:
+    """The key as defined: a hash of the first ``chars`` characters of all the messages."""
+    text = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text[:chars].encode(), digest_size=16).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "x" * 100_000}],
+        [{"role": "user", "content": '"\\\n\t' * 30_000}],  # escapes lengthen the text
+        [{"role": "user", "content": [{"type": "text", "text": "ü€" * 5_000}] * 3}],
+        [{"role": "user", "content": "ok"}] * 5_000,
+        [{"role": "system", "content": "s" * 60}, {"role": "user", "content": "q" * 3_000}],
+    ],
+)
+def test_a_big_prompt_hashes_as_its_first_characters_do(messages: list[dict[str, object]]) -> None:
+    """The key reads only what it hashes, and is the same key as hashing the whole text."""
+    for chars in (64, 2048):
+        assert prefix_key({"messages": messages}, chars) == _full_key(messages, chars)
