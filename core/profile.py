@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Effort = Literal["minimal", "low", "medium", "high"]
+# What clients may send (OpenAI's reasoning efforts), and the level each means here: "none" is
+# the least there is, "xhigh" and "max" the most.
+ClientEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+EFFORT_LEVEL: dict[str, Effort] = {"none": "minimal", "minimal": "minimal", "low": "low",
+                                   "medium": "medium", "high": "high", "xhigh": "high",
+                                   "max": "high"}  # fmt: skip
 
 
 @dataclass(frozen=True)

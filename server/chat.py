@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+from core.profile import EFFORT_LEVEL
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from server.body import decode, parse_as
@@ -30,7 +31,7 @@ class ChatEndpoint:
             sampling=chat.sampling(),
             passthrough=chat.passthrough(),
             model=chat.model,
-            reasoning_effort=chat.reasoning_effort,
+            reasoning_effort=EFFORT_LEVEL.get(chat.reasoning_effort or ""),
             ttc=options.ttc,
             request_id=request_id,
             deadline=deadline,

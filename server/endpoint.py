@@ -7,8 +7,9 @@ implementing ``Endpoint`` and one route that hands it to ``RequestLifecycle.hand
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from core.backend import Delta
@@ -35,6 +36,7 @@ class Call:
     owner: str = ""  # the caller's identity: what the endpoint stores is visible to it only
     include_reasoning: bool = True  # ``ttc.include_reasoning``: false drops the thinking
     wire: object = None  # the endpoint's own parsed body, for rendering
+    created: float = field(default_factory=time.time)  # when the request was parsed
 
 
 @dataclass(frozen=True)

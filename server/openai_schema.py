@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.profile import ClientEffort
+
 # Sampling extras vLLM accepts beyond the OpenAI schema; passed through unchanged.
 VLLM_EXTRA_FIELDS = frozenset(
     {
@@ -163,7 +165,7 @@ class ChatCompletionRequest(_Strict):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ClientEffort | None = None
     ttc: dict[str, Any] | None = None
     # OPENAI_PASSTHROUGH: validated to their OpenAI shapes, forwarded as sent.
     tools: list[Tool] | None = None

@@ -12,10 +12,12 @@ response and its conversation are kept (``state.responses``) for ``GET``, ``DELE
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from core.errors import InvalidRequest, NotFound
+from core.profile import EFFORT_LEVEL
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from server.body import decode
@@ -30,9 +32,7 @@ from server.responses_schema import (
 )
 from state.responses import ResponseStore
 
-# Responses' efforts mapped onto the router's three levels ("none"/"minimal": the least).
-_EFFORT = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium",
-           "high": "high"}  # fmt: skip
+log = logging.getLogger(__name__)
 
 
 class ResponsesEndpoint:
@@ -51,7 +51,7 @@ class ResponsesEndpoint:
             sampling=sampling(body),
             passthrough=passthrough(body),
             model=body.model,
-            reasoning_effort=_EFFORT.get(body.reasoning.effort or "") if body.reasoning else None,
+            reasoning_effort=EFFORT_LEVEL.get(body.reasoning and body.reasoning.effort or ""),
             ttc=options.ttc,
             request_id=request_id,
             deadline=deadline,
@@ -61,16 +61,26 @@ class ResponsesEndpoint:
                     include_reasoning=options.include_reasoning)  # fmt: skip
 
     async def _history(self, previous: str | None, owner: str) -> list[dict[str, Any]]:
+        """The conversation ``previous`` ends: each stored response holds its own turn (what
+        its input added and its answer) and the id of the one it continued, so a long agent
+        loop stores each tool output once, not once per later turn."""
         if previous is None:
             return []
-        record = await self.store.get(previous, owner)
-        if record is None:
+        turns: list[list[dict[str, Any]]] = []
+        link: str | None = previous
+        while link is not None and len(turns) < MAX_CHAIN:
+            record = await self.store.get(link, owner)
+            if record is None:
+                raise _previous_missing(previous, link)
+            turns.append(record["messages"])
+            link = record.get("previous")
+        if link is not None:
             raise InvalidRequest(
-                f"Previous response with id '{previous}' not found.",
+                f"The conversation of '{previous}' is longer than {MAX_CHAIN} responses.",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        return list(record["messages"])
+        return [message for turn in reversed(turns) for message in turn]
 
     async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
         body = response_object(call, decision, result)
@@ -97,26 +107,35 @@ class ResponsesEndpoint:
         return {"id": response_id, "object": "response.deleted", "deleted": True}
 
     async def save(self, call: Call, response: dict[str, Any]) -> None:
-        """Keep a finished response and its conversation, when the client asked to store it."""
+        """Keep a finished response and its turn, when the client asked to store it; one too
+        large to keep says so (``store: false``) rather than vanish."""
         wire = request_of(call)
         if not wire.store:
             return
-        messages = [m for m in call.req.messages if not _is_instructions(m, wire)]
-        messages.append(assistant_message(response["output"]))
-        await self.store.put(response["id"], call.owner, {"response": response,
-                                                          "messages": messages})  # fmt: skip
+        # The turn: what ``input`` added (``instructions`` apply to one response only, so they
+        # are not kept) and the answer.
+        turn = conversation(wire.model_copy(update={"instructions": None}), [])
+        turn.append(assistant_message(response["output"]))
+        record = {"response": response, "messages": turn, "previous": wire.previous_response_id}
+        if not await self.store.put(response["id"], call.owner, record):
+            log.warning("response %s not stored: larger than responses.max_bytes", response["id"])
+            response["store"] = False
+
+
+# Links walked to rebuild a conversation: one store read each.
+MAX_CHAIN = 1000
 
 
 def _not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
 
 
-def _is_instructions(message: Any, wire: ResponsesRequest) -> bool:
-    """``instructions`` apply to one response only: they are not carried into the next."""
-    return (
-        wire.instructions is not None
-        and message.get("role") == "system"
-        and message.get("content") == wire.instructions
+def _previous_missing(previous: str, link: str) -> InvalidRequest:
+    where = "" if link == previous else f" (the earlier response '{link}' it continues is gone)"
+    return InvalidRequest(
+        f"Previous response with id '{previous}' not found{where}.",
+        param="previous_response_id",
+        code="previous_response_not_found",
     )
 
 
@@ -141,8 +160,10 @@ def _append_item(messages: list[dict[str, Any]], item: object) -> None:
         call = {"id": item.call_id, "type": "function",
                 "function": {"name": item.name, "arguments": item.arguments}}  # fmt: skip
         last = messages[-1] if messages else None
-        if last is not None and last.get("role") == "assistant" and "tool_calls" in last:
-            last["tool_calls"].append(call)  # parallel calls: one assistant turn
+        if last is not None and last.get("role") == "assistant":
+            # Parallel calls, or the text the model said before calling: one assistant turn,
+            # as the model produced it (templates that alternate roles refuse two).
+            last.setdefault("tool_calls", []).append(call)
         else:
             messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
     elif isinstance(item, FunctionCallOutputItem):

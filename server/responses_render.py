@@ -107,7 +107,7 @@ def response_shell(call: Call, decision: Decision, status: str) -> dict[str, Any
     wire = request_of(call)
     fmt = wire.text.format if wire.text and wire.text.format else None
     return {
-        "id": call.req.request_id, "object": "response", "created_at": int(time.time()),
+        "id": call.req.request_id, "object": "response", "created_at": int(call.created),
         "status": status, "error": None, "incomplete_details": None,
         "instructions": wire.instructions, "max_output_tokens": wire.max_output_tokens,
         "model": decision.tier, "output": [],
@@ -120,6 +120,8 @@ def response_shell(call: Call, decision: Decision, status: str) -> dict[str, Any
                  else {"type": "text"}},
         "tool_choice": _tool_choice(wire), "tools": _tools(wire), "truncation": "disabled",
         "usage": None, "user": wire.user, "metadata": wire.metadata or {},
+        "max_tool_calls": wire.max_tool_calls, "prompt_cache_key": wire.prompt_cache_key,
+        "safety_identifier": wire.safety_identifier, "service_tier": wire.service_tier,
     }  # fmt: skip
 
 

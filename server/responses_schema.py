@@ -21,8 +21,12 @@ from pydantic import (
     StrictInt,
     StrictStr,
     Tag,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+
+from core.profile import ClientEffort
 
 Number = StrictFloat | StrictInt
 
@@ -39,6 +43,7 @@ class TextPart(_Strict):
     refusal: StrictStr | None = None
     annotations: list[Any] | None = None
     logprobs: list[Any] | None = None
+    prompt_cache_breakpoint: dict[str, Any] | None = None  # vLLM caches every prefix anyway
 
 
 class MessageItem(_Strict):
@@ -62,6 +67,8 @@ class FunctionCallItem(_Strict):
     arguments: StrictStr
     id: StrictStr | None = None
     status: StrictStr | None = None
+    namespace: StrictStr | None = None
+    caller: dict[str, Any] | None = None
 
 
 class FunctionCallOutputItem(_Strict):
@@ -70,6 +77,9 @@ class FunctionCallOutputItem(_Strict):
     output: StrictStr | list[TextPart]
     id: StrictStr | None = None
     status: StrictStr | None = None
+    name: StrictStr | None = None
+    namespace: StrictStr | None = None
+    caller: dict[str, Any] | None = None
 
     def text(self) -> str:
         if isinstance(self.output, str):
@@ -85,18 +95,27 @@ class ReasoningItem(BaseModel):
     type: Literal["reasoning"]
 
 
-def _item_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("type", "message"))
-    return str(getattr(value, "type", "message"))
+# Tags are the class names, which error paths leave out (``input.0.role``, as for any union).
+_ITEM_CLASSES = {"message": "MessageItem", "function_call": "FunctionCallItem",
+                 "function_call_output": "FunctionCallOutputItem",
+                 "reasoning": "ReasoningItem"}  # fmt: skip
+
+
+def _item_kind(value: Any) -> str | None:
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
+    return _ITEM_CLASSES.get(kind) if isinstance(kind, str) else None
 
 
 InputItem = Annotated[
-    Annotated[MessageItem, Tag("message")]
-    | Annotated[FunctionCallItem, Tag("function_call")]
-    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
-    | Annotated[ReasoningItem, Tag("reasoning")],
-    Discriminator(_item_kind),
+    Annotated[MessageItem, Tag("MessageItem")]
+    | Annotated[FunctionCallItem, Tag("FunctionCallItem")]
+    | Annotated[FunctionCallOutputItem, Tag("FunctionCallOutputItem")]
+    | Annotated[ReasoningItem, Tag("ReasoningItem")],
+    Discriminator(
+        _item_kind,
+        custom_error_type="invalid_item",
+        custom_error_message="an input item's 'type' must be one of: " + ", ".join(_ITEM_CLASSES),
+    ),
 ]
 
 
@@ -140,8 +159,12 @@ class TextConfig(_Strict):
 
 
 class ReasoningConfig(_Strict):
-    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    effort: ClientEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class StreamOptions(_Strict):
+    include_obfuscation: StrictBool | None = None  # no obfuscation padding is ever added
 
 
 class ResponsesRequest(_Strict):
@@ -163,7 +186,31 @@ class ResponsesRequest(_Strict):
     stream: StrictBool = False
     background: StrictBool | None = None
     truncation: Literal["disabled"] | None = None
+    # Accepted and echoed, with nothing to do here: ``max_tool_calls`` bounds built-in tool
+    # calls (OpenAI's own tools; function calls are the client's to run), reasoning comes back
+    # in clear (no encrypted content), vLLM caches every prompt prefix, and the ids are the
+    # caller's to log.
+    max_tool_calls: StrictInt | None = Field(None, ge=1)
+    include: list[Literal["reasoning.encrypted_content"]] | None = None
+    prompt_cache_key: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    service_tier: Literal["auto", "default"] | None = None
+    stream_options: StreamOptions | None = None
     ttc: dict[str, Any] | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_has_tools(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == "required" and not info.data.get("tools"):
+            raise ValueError("tool_choice 'required' needs 'tools'")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _options_stream(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when 'stream' is true")
+        return value
 
     @model_validator(mode="after")
     def _supported(self) -> ResponsesRequest:

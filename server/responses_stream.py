@@ -163,6 +163,24 @@ class ResponseStream:
         build = reasoning_item if kind == "reasoning" else message_item
         return build(self.call.req.request_id, text, "completed")
 
+    def arrange(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with its output in the order the stream opened the items (an answer that
+        streamed before any thinking comes first); an item the client saw stream is in it even
+        if the result has none of that kind."""
+        opened = sorted((s for s in (self.thinking, self.text) if s.index is not None),
+                        key=lambda s: s.index or 0)  # fmt: skip
+        rest = list(body["output"])
+        ordered = []
+        for streamed in opened:
+            kind = streamed.kind
+            found = next((item for item in rest if item["type"] == kind), None)
+            if found is None:
+                found = self._item(kind, "".join(streamed.parts))
+            else:
+                rest.remove(found)
+            ordered.append(found)
+        return {**body, "output": ordered + rest}
+
     def finish(self, body: dict[str, Any]) -> Iterator[bytes]:
         emit = self.emit
         for index, item in enumerate(body["output"]):
@@ -197,7 +215,7 @@ async def response_events(
             elif isinstance(event, Delta):
                 yield state.delta(event)
             else:
-                body = response_object(call, decision, state.calls.into(event))
+                body = state.arrange(response_object(call, decision, state.calls.into(event)))
                 await endpoint.save(call, body)
                 yield b"".join(state.finish(body))
     except TtcError as exc:

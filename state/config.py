@@ -154,6 +154,7 @@ class ResponsesConfig(_Section):
     """Stored responses of ``POST /v1/responses`` (``store: true``, the default, as OpenAI)."""
 
     ttl_s: int = Field(30 * 86400, ge=60, description="lifetime of a stored response (30 days)")
-    max_bytes: int = Field(1_048_576, ge=1024, description="larger responses are not stored")
+    # 4 MiB: a turn holds its input (up to server.max_body_bytes, 1 MiB) and its answer.
+    max_bytes: int = Field(4 * 1_048_576, ge=1024, description="larger turns are not stored")
     # 2048 responses of a few KiB: a few MiB for this replica's fallback while Redis is down.
     local_entries: int = Field(2048, ge=0, description="local entries when Redis is unavailable")

@@ -1,11 +1,12 @@
 """Stored responses of the Responses API: ``put``, ``get``, ``delete`` by id, per owner.
 
 A stored response is a JSON record: the owner (the API key's identity), the response object
-as the client saw it, and the conversation it continues (the chat messages the model was
-given, its answer included), so ``previous_response_id`` can rebuild the context without
-the client resending it. Redis holds it under ``<prefix>resp:<id>`` with a TTL; while Redis is
-not configured or unavailable, a bounded in-process LRU holds it (visible to this replica
-only). A response belongs to the key that made it: for any other key it does not exist.
+as the client saw it, its turn (the chat messages its input added, its answer included) and
+the id of the response it continued, so ``previous_response_id`` can rebuild the context
+link by link without the client resending it (``server.responses_api``). Redis holds it
+under ``<prefix>resp:<id>`` with a TTL; while Redis is not configured or unavailable, a
+bounded in-process LRU holds it (visible to this replica only). A response belongs to the
+key that made it: for any other key it does not exist.
 """
 
 from __future__ import annotations

@@ -91,6 +91,50 @@ async def test_previous_response_id_continues_the_conversation_and_get_delete_wo
     assert info.value.body["param"] == "previous_response_id"  # type: ignore[index]
 
 
+async def test_a_long_agent_loop_with_big_tool_outputs_stays_continuable() -> None:
+    """Each stored response keeps its own turn: 8 turns of 300 KB tool outputs (2.4 MB of
+    conversation) all continue, and the worker gets the whole conversation in order."""
+    backend = paris()
+    client = sdk(create_app(settings(), backend=backend))
+    previous, sent = None, []
+    for turn in range(8):
+        output = f"{turn} " + "sunny " * 50_000
+        items: Any = [
+            {"type": "message", "role": "user", "content": f"turn {turn}"},
+            {"type": "function_call_output", "call_id": f"c{turn}", "output": output},
+        ]
+        response = await client.responses.create(model="auto", input=items,
+                                                 previous_response_id=previous)  # fmt: skip
+        assert response.model_extra["store"] is True  # type: ignore[index]
+        sent.append([m["content"] for m in backend.calls[-1][1]["messages"]])
+        previous = response.id
+    assert sent[-1][-2] == "turn 7" and sent[-1][-1].startswith("7 sunny")
+    assert sent[-1][:-3] == sent[-2]  # the turn before, then its answer, then this input
+    assert len(sent[-1]) == 8 * 3 - 1  # user, tool output, answer per turn (the last unanswered)
+    assert sent[-1][2::3] == ["Paris"] * 7
+
+
+async def test_a_deleted_response_in_the_chain_is_named_when_continuing() -> None:
+    client = sdk(create_app(settings(), backend=paris()))
+    first = await client.responses.create(model="auto", input="one")
+    second = await client.responses.create(model="auto", input="two", previous_response_id=first.id)
+    await client.responses.delete(first.id)
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.create(model="auto", input="three", previous_response_id=second.id)
+    error = info.value.body
+    assert error["param"] == "previous_response_id"  # type: ignore[index]
+    assert first.id in error["message"] and second.id in error["message"]  # type: ignore[index]
+
+
+async def test_a_turn_too_large_to_store_says_store_false() -> None:
+    app = create_app(settings(responses={"max_bytes": 4096}), backend=paris())
+    client = sdk(app)
+    response = await client.responses.create(model="auto", input="x" * 10_000)
+    assert response.model_extra["store"] is False  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+
+
 async def test_store_false_keeps_nothing() -> None:
     app = create_app(settings(), backend=paris())
     client = sdk(app)
@@ -104,8 +148,11 @@ async def test_a_stored_response_is_visible_only_to_the_key_that_made_it(
 ) -> None:
     monkeypatch.setenv("KEY_A", "secret-a")
     monkeypatch.setenv("KEY_B", "secret-b")
-    auth = {"enabled": True, "redis_keys": False,
-            "keys": [{"name": "a", "key_env": "KEY_A"}, {"name": "b", "key_env": "KEY_B"}]}
+    auth = {
+        "enabled": True,
+        "redis_keys": False,
+        "keys": [{"name": "a", "key_env": "KEY_A"}, {"name": "b", "key_env": "KEY_B"}],
+    }
     app = create_app(settings(auth=auth), backend=paris())
     mine = await sdk(app, "secret-a").responses.create(model="auto", input="hi")
     with pytest.raises(openai.NotFoundError):
@@ -122,8 +169,9 @@ async def test_a_stored_response_is_visible_only_to_the_key_that_made_it(
 async def test_the_stream_helper_gets_typed_events_in_order() -> None:
     backend = ScriptedBackend(lambda tier, body: ["The capital is Paris"])
     app = create_app(settings(), backend=backend)
-    async with sdk(app).responses.stream(model="auto", input="Capital of France?",
-                                         extra_body={"ttc": {"policy": "single"}}) as stream:
+    async with sdk(app).responses.stream(
+        model="auto", input="Capital of France?", extra_body={"ttc": {"policy": "single"}}
+    ) as stream:
         kinds = [event.type async for event in stream]
         final = await stream.get_final_response()
     assert kinds[:4] == ["response.created", "response.in_progress",
@@ -154,8 +202,11 @@ class CallsTheWeather(ScriptedBackend):
     async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
                    ) -> Completion:  # fmt: skip
         self.calls.append((tier, body))
-        call = {"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        call = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        }
         raw = {"message": {"role": "assistant", "content": None, "tool_calls": [call]}}
         choice = Choice(index=0, text="", finish_reason="tool_calls", raw=raw)
         return Completion(choices=(choice,), usage=TokenUsage(20, 9), model="m")
@@ -193,8 +244,9 @@ class DiesMidStream(ScriptedBackend):
 
 async def test_a_failure_mid_stream_ends_with_error_and_response_failed() -> None:
     client = sdk(create_app(settings(), backend=DiesMidStream(lambda t, b: [""])))
-    stream = await client.responses.create(model="auto", input="hi", stream=True,
-                                           extra_body={"ttc": {"policy": "single"}})
+    stream = await client.responses.create(
+        model="auto", input="hi", stream=True, extra_body={"ttc": {"policy": "single"}}
+    )
     events = [event async for event in stream]
     kinds = [event.type for event in events]
     assert kinds[0] == "response.created" and "response.output_text.delta" in kinds
@@ -202,3 +254,86 @@ async def test_a_failure_mid_stream_ends_with_error_and_response_failed() -> Non
     failed = events[-1]
     assert failed.type == "response.failed" and failed.response.status == "failed"
     assert failed.response.error is not None and "worker died" in failed.response.error.message
+
+
+class ThinksAfterItStarts(ScriptedBackend):
+    """Reasoning that arrives after the answer began (interleaved thinking, as harmony-style
+    models can stream); a real worker does not do it on demand."""
+
+    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+                          ) -> Any:  # fmt: skip
+        yield Delta(text="Par")
+        yield Delta(reasoning="hmm, the capital")
+        yield Delta(text="is")
+        yield Delta(finish_reason="stop")
+        yield Delta(usage=TokenUsage(10, 3))
+
+
+async def test_thinking_after_the_answer_began_keeps_the_stream_parseable() -> None:
+    client = sdk(create_app(settings(), backend=ThinksAfterItStarts(lambda t, b: [""])))
+    async with client.responses.stream(
+        model="auto", input="Capital of France?", extra_body={"ttc": {"policy": "single"}}
+    ) as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    added = [e.output_index for e in events if e.type == "response.output_item.added"]
+    done = [e.output_index for e in events if e.type == "response.output_item.done"]
+    assert added == done == list(range(len(added)))  # each index opened and closed once
+    assert final.output_text == "Paris"
+    kinds = [item.type for item in final.output]
+    assert kinds[0] == "message"  # where the stream put it
+    assert [item.type for item in events[-1].response.output] == kinds  # type: ignore[union-attr]
+
+
+async def test_an_agent_loop_replayed_by_hand_keeps_one_assistant_turn() -> None:
+    """Text the model said before its call, the call and its output, replayed as items (with
+    the fields the SDK's own types carry): one assistant turn upstream, then the tool."""
+    backend = paris()
+    client = sdk(create_app(settings(), backend=backend))
+    items: Any = [
+        {"type": "message", "role": "user",
+         "content": [{"type": "input_text", "text": "Weather?",
+                      "prompt_cache_breakpoint": {"type": "ephemeral"}}]},
+        {"type": "message", "role": "assistant", "content": "Let me check."},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather",
+         "arguments": '{"city": "Paris"}', "namespace": "default"},
+        {"type": "function_call_output", "call_id": "c1", "output": "18C",
+         "name": "get_weather"},
+    ]  # fmt: skip
+    await client.responses.create(
+        model="auto", input=items, tools=[WEATHER], include=["reasoning.encrypted_content"],
+        prompt_cache_key="agent-7", safety_identifier="u-1", max_tool_calls=4,
+    )  # fmt: skip
+    messages = backend.calls[-1][1]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1]["content"] == "Let me check."
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"input": [{"type": "message", "role": "bot", "content": "x"}]}, "input.0.role"),
+        ({"input": [{"type": "function_call_output", "output": "x"}]}, "input.0.call_id"),
+        ({"input": [{"type": "input_image", "image_url": "x"}]}, "input.0"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"include": ["message.output_text.logprobs"]}, "include.0"),
+        ({"service_tier": "priority"}, "service_tier"),
+        ({"truncation": "auto"}, "truncation"),
+    ],
+)
+async def test_bad_input_items_and_options_name_the_field(extra: Any, param: str) -> None:
+    client = sdk(create_app(settings(), backend=paris()))
+    body = {"input": "hi", **extra}
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.create(model="auto", **body)
+    assert info.value.body["param"] == param  # type: ignore[index]
+
+
+async def test_every_openai_reasoning_effort_is_understood() -> None:
+    client = sdk(create_app(settings(), backend=paris()))
+    for effort in ("none", "xhigh", "max"):
+        response = await client.responses.create(model="auto", input="hi",
+                                                 reasoning={"effort": effort})  # fmt: skip
+        reasons = " ".join(response.model_extra["ttc"]["reasons"])  # type: ignore[index]
+        assert ("minimal" if effort == "none" else "high") in reasons
