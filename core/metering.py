@@ -8,10 +8,14 @@ wraps the pool for one request and adds up what every upstream call cost as it h
 - a finished ``chat`` call: the usage the worker reported;
 - a stream, however it ends (finished, failed, or closed by its consumer): the worker's latest
   usage when it sent one, otherwise one completion token per text delta (vLLM streams about one
-  token per delta) and no prompt tokens.
+  token per delta) and the prompt's estimate (``core.contract.prompt_estimate``, or the count
+  an earlier call of the request reported, under a contract) once anything arrived;
+- a ``chat`` call cancelled in flight (a probe no longer needed, a round cut by the deadline or
+  a leaving client): its prompt, as above, which the worker had taken in; vLLM aborts it and
+  says nothing of what it had generated.
 
-A ``chat`` call cancelled in flight reports nothing and is not counted: vLLM aborts it and says
-nothing of what it had generated.
+``spent`` is the total and ``by_tier`` the same per tier: the lifecycle bills it when it is
+more than a policy's ledger, and shows the difference in ``usage`` (``server.settlement``).
 
 With a ``ContractMeter`` (``core.contract``) every sub-call is also admitted by the request's
 compute contract before it starts (its ``max_tokens`` clamped to what is left), runs no later
@@ -23,13 +27,13 @@ usage is then counted with its prompt (the contract's estimate) as well as its d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core.backend import Backend, Completion, Delta, close_now
-from core.contract import ContractMeter
-from core.errors import BudgetReached
+from core.contract import ContractMeter, prompt_estimate
+from core.errors import BudgetReached, ContractReached
 from core.usage import TokenUsage
 
 T = TypeVar("T")
@@ -37,11 +41,13 @@ T = TypeVar("T")
 
 @dataclass
 class StreamProgress:
-    started: bool = False
+    started: bool = False  # output started (``workers.streams``)
+    received: bool = False  # anything arrived: the worker has the prompt
     text_deltas: int = 0  # vLLM streams about one token per delta
     usage: TokenUsage | None = None  # the upstream's latest cumulative usage, if it sent one
 
     def note(self, delta: Delta) -> None:
+        self.received = True
         if delta.text or delta.reasoning:
             self.text_deltas += 1
         if delta.usage is not None:
@@ -63,21 +69,40 @@ class MeteredBackend:
         self._inner = inner
         self.contract = contract
         self.spent = TokenUsage()
+        self.by_tier: dict[str, TokenUsage] = {}
+
+    def _add(self, tier: str, usage: TokenUsage) -> None:
+        self.spent += usage
+        self.by_tier[tier] = self.by_tier.get(tier, TokenUsage()) + usage
+
+    def _prompt(self, body: Mapping[str, Any]) -> int:
+        """A prompt no call reported (estimated only on these rare paths: it reads it all)."""
+        if self.contract is not None:
+            return self.contract.known_prompt(body)
+        return prompt_estimate(body)
 
     async def chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> Completion:
         if self.contract is None:
-            completion = await self._inner.chat(tier, body, affinity=affinity)
-            self.spent += completion.usage
+            try:
+                completion = await self._inner.chat(tier, body, affinity=affinity)
+            except asyncio.CancelledError:
+                self._add(tier, TokenUsage(self._prompt(body), 0))
+                raise
+            self._add(tier, completion.usage)
             return completion
         handle, body = self.contract.open(tier, body, reserve=True)
-        usage: TokenUsage | None = TokenUsage()  # cancelled in flight: vLLM reports nothing
+        usage = TokenUsage()  # failed: the worker ran nothing
         try:
             completion = await self._by_deadline(self._inner.chat(tier, body, affinity=affinity))
             usage = completion.usage
-            self.spent += usage
+            self._add(tier, usage)
             return completion
+        except (asyncio.CancelledError, ContractReached):
+            usage = TokenUsage(self._prompt(body), 0)  # cut in flight: its prompt
+            self._add(tier, usage)
+            raise
         finally:
             self.contract.close(handle, body, usage)
 
@@ -85,7 +110,7 @@ class MeteredBackend:
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
     ) -> AsyncGenerator[Delta, None]:
         if self.contract is None:
-            return self._metered(self._inner.stream_chat(tier, body, affinity=affinity))
+            return self._metered(tier, body, self._inner.stream_chat(tier, body, affinity=affinity))
         return self._contracted(self.contract, tier, body, affinity)
 
     async def _contracted(
@@ -111,18 +136,23 @@ class MeteredBackend:
             used = seen.usage_so_far()
             if seen.usage is None:
                 used = TokenUsage(contract.known_prompt(body), used.completion_tokens)
-            self.spent += used
+            self._add(tier, used)
             contract.close(handle, body, used)
             await close_now(deltas)
 
-    async def _metered(self, deltas: AsyncIterator[Delta]) -> AsyncGenerator[Delta, None]:
+    async def _metered(
+        self, tier: str, body: dict[str, Any], deltas: AsyncIterator[Delta]
+    ) -> AsyncGenerator[Delta, None]:
         seen = StreamProgress()
         try:
             async for delta in deltas:
                 seen.note(delta)
                 yield delta
         finally:
-            self.spent += seen.usage_so_far()
+            used = seen.usage_so_far()
+            if seen.usage is None and seen.received:
+                used = TokenUsage(self._prompt(body), used.completion_tokens)
+            self._add(tier, used)
             await close_now(deltas)
 
     async def _by_deadline(self, work: Awaitable[T]) -> T:

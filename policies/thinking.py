@@ -123,9 +123,15 @@ class ThinkingBackend:
         limit, room = token_limits(self.plan, body.get("max_tokens"))
         first = labelled(await self._think(tier, body, limit, affinity))
         self.thinking_tokens += first.usage.reasoning_tokens
-        finished = await asyncio.gather(
-            *(self._answer(tier, body, c, room, affinity) for c in first.choices)
-        )
+        answers = [asyncio.ensure_future(self._answer(tier, body, c, room, affinity))
+                   for c in first.choices]  # fmt: skip
+        try:
+            finished = await asyncio.gather(*answers)
+        except BaseException:  # one failed or we were cancelled: none is left running unbilled
+            for answer in answers:
+                answer.cancel()
+            await asyncio.gather(*answers, return_exceptions=True)
+            raise
         usage = sum((u for _, u in finished), first.usage)
         return Completion(tuple(c for c, _ in finished), usage, first.model)
 

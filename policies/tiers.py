@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.errors import InvalidRequest
+from core.request import Decision
 from policies.params import P, PolicyParams, TierRole, marked, with_updates
 
 
@@ -81,3 +82,13 @@ def resolved_tier(params: PolicyParams, field: str) -> str:
     if not isinstance(tier, str) or not tier:
         raise ValueError(f"{params.name}.{field} is unresolved: use policies.tiers.with_tiers")
     return tier
+
+
+def decision_tiers(decision: Decision) -> list[str]:
+    """Every tier a decision may call: its own, then those its policy's roles name (cascade's
+    large tier, speculative's judge)."""
+    params = decision.params
+    if not isinstance(params, PolicyParams):
+        return [decision.tier]
+    named = (getattr(params, field) for field in marked(type(params), TierRole))
+    return list(dict.fromkeys([decision.tier, *(tier for tier in named if tier)]))

@@ -24,6 +24,7 @@ from starlette.requests import Request
 
 from core.errors import Forbidden, LimitExceeded, Unauthorized, UpstreamUnavailable
 from core.request import Decision
+from policies.tiers import decision_tiers
 from server.metrics import Metrics
 from state.keys import ApiKey, KeysUnavailable, Quota
 from state.reservations import BudgetReservations, Refusal, Reservation
@@ -91,8 +92,19 @@ class Guard:
         return Caller(key, key.key_id, key.quota)
 
     def authorize(self, caller: Caller, decision: Decision) -> None:
-        if caller.key is not None and not caller.key.may_use(decision.tier):
-            raise Forbidden(f"This API key may not use the tier '{decision.tier}'.", param="model")
+        """Every tier the decision may call, the policy's second tier included."""
+        if caller.key is None:
+            return
+        for tier in decision_tiers(decision):
+            if caller.key.may_use(tier):
+                continue
+            if tier == decision.tier:
+                raise Forbidden(f"This API key may not use the tier '{tier}'.", param="model")
+            raise Forbidden(
+                f"This API key may not use the tier '{tier}', which the policy "
+                f"'{decision.params.name}' would call.",
+                param="ttc.policy",
+            )
 
     async def admit(self, caller: Caller) -> None:
         if not caller.quota.limited:

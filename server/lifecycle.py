@@ -146,8 +146,8 @@ class RequestLifecycle:
             outcome, hit = await cache.get(key)
             self._metrics.cache_requests.labels(outcome).inc()
             if hit is not None:
-                life.from_cache()
-                return hit  # no worker call, nothing spent, nothing charged
+                life.from_cache(hit)
+                return hit  # no worker call; the router's probe, if any, is charged
         req = (await self._reserve(call, life)).req
         result = await until_disconnect(request, self._run(req, decision, life), life)
         result = with_contract_report(result, life.meter, life.reservation)

@@ -183,9 +183,7 @@ class Metrics:
     ) -> None:
         """A finished request; ``exemplar`` (its trace id, tracing on) rides on its tokens."""
         policy = decision.params.name
-        for kind, tier, used in usage.items():
-            self.tokens.labels(tier, kind, "prompt").inc(used.prompt_tokens, exemplar)
-            self.tokens.labels(tier, kind, "completion").inc(used.completion_tokens, exemplar)
+        self.count_tokens(usage, exemplar)
         self.tokens_per_request.labels(policy).observe(usage.total.completion_tokens, exemplar)
         self.samples.labels(policy).observe(float(report.get("samples", 1)))
         if report.get("early_stopped"):
@@ -200,6 +198,11 @@ class Metrics:
         self.decisions.labels(decision.band or "none", decision.tier, policy).inc()
         if decision.difficulty is not None:
             self.difficulty.observe(decision.difficulty)
+
+    def count_tokens(self, usage: UsageLedger, exemplar: Exemplar | None = None) -> None:
+        for kind, tier, used in usage.items():
+            self.tokens.labels(tier, kind, "prompt").inc(used.prompt_tokens, exemplar)
+            self.tokens.labels(tier, kind, "completion").inc(used.completion_tokens, exemplar)
 
     def _add_contract_metrics(self, r: CollectorRegistry) -> None:
         self.contract_requests = Counter(

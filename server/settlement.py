@@ -4,11 +4,14 @@ A ``Settlement`` is opened when a request arrives (``ttc_requests_in_flight`` +1
 the caller, the decision and the metered backend as the lifecycle gets them. Exactly one of
 these ends it; later calls do nothing, so every path may call the one it knows is right:
 
-    finished(result)   the policy answered: probe tokens join the result's ledger, then
-                       request and token metrics, the router's record (trace, windowed
-                       statistics, shadow) and the charge of every token in the ledger (or of
-                       what the metered backend saw spent upstream, when that is more)
-    from_cache()       answered from the response cache: counted, nothing spent or charged
+    finished(result)   the policy answered: probe tokens join the result's ledger, and so does
+                       what the metered backend saw spent upstream on a tier beyond what the
+                       ledger holds for it (kind ``dropped``: a sub-call a policy let go when
+                       the contract cut it, a probe cancelled in flight), so ``usage`` is the
+                       bill; then request and token metrics, the router's record (trace,
+                       windowed statistics, shadow) and the charge of every token in the ledger
+    from_cache(result) answered from the response cache: counted; the router's probe, if one
+                       ran, is the result's usage and is charged, nothing else
     failed(error)      a ``TtcError``: request and error metrics; what was spent upstream
                        before it is charged (``ttc_unfinished_tokens_total{outcome="error"}``)
     abandoned()        the client went away: counted as status 499, what was spent upstream
@@ -70,6 +73,7 @@ class Settlement:
         assert self.routed is not None and self.req is not None
         router, routing = self.routed
         routing.bill_probe(result)
+        self._add_dropped(result)
         decision = routing.decision
         latency = time.monotonic() - self.started
         exemplar = self.trace.finished(result) if self.trace is not None else None
@@ -81,10 +85,14 @@ class Settlement:
         router.record(routing, self.req, result, latency)
         self._charge(self._billable(result.usage.total))
 
-    def from_cache(self) -> None:
-        if self._settle():
-            self._count(self.decision, "ok")
-            self._charge(TokenUsage())  # releases a reservation
+    def from_cache(self, result: PolicyResult) -> None:
+        if not self._settle():
+            return
+        if self.routed is not None:
+            self.routed[1].bill_probe(result)
+        self._count(self.decision, "ok")
+        self._metrics.count_tokens(result.usage)
+        self._charge(result.usage.total)  # 0 without a probe: releases a reservation
 
     def failed(self, error: TtcError) -> None:
         if self.leaving:
@@ -123,6 +131,22 @@ class Settlement:
         if spent.total_tokens > 0:
             self._metrics.unfinished_tokens.labels(outcome).inc(spent.total_tokens)
         self._charge(spent)  # with nothing spent, still releases a reservation
+
+    def _add_dropped(self, result: PolicyResult) -> None:
+        """What the meter saw spent on each tier beyond the ledger's count for it, into the
+        ledger as kind ``dropped``."""
+        if self.meter is None:
+            return
+        held: dict[str, TokenUsage] = {}
+        for _, tier, used in result.usage.items():
+            held[tier] = held.get(tier, TokenUsage()) + used
+        for tier, spent in self.meter.by_tier.items():
+            have = held.get(tier, TokenUsage())
+            prompt = max(0, spent.prompt_tokens - have.prompt_tokens)
+            completion = max(0, spent.completion_tokens - have.completion_tokens)
+            reasoning = min(completion, max(0, spent.reasoning_tokens - have.reasoning_tokens))
+            if prompt or completion:
+                result.usage.add("dropped", tier, TokenUsage(prompt, completion, reasoning))
 
     def _billable(self, ledgered: TokenUsage) -> TokenUsage:
         """What the key pays for a finished request: its ledger, or what the metered backend

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from core.backend import Completion, Delta
+from core.contract import prompt_estimate
 from core.errors import UpstreamUnavailable
 from server.app import create_app
 from server.config import Settings, settings_from_dict
@@ -145,7 +146,8 @@ async def test_a_policy_past_the_deadline_is_a_504_counted_once() -> None:
 
 
 async def test_a_stream_past_the_deadline_ends_with_an_error_event_and_is_settled() -> None:
-    app = create_app(settings(probe={"mode": "never"}), backend=hangs())
+    backend = hangs()
+    app = create_app(settings(probe={"mode": "never"}), backend=backend)
     stream = await client_for(app).chat.completions.create(
         model="auto", messages=QUESTION, stream=True, extra_body={"ttc": {"policy": "single"}},
     )
@@ -154,9 +156,11 @@ async def test_a_stream_past_the_deadline_ends_with_an_error_event_and_is_settle
             pass
     assert "deadline" in info.value.message
     assert (in_flight(app), counted(app, "504")) == (0, 1)
-    # the word streamed before the deadline was generated upstream: it is billed
+    # the word streamed before the deadline was generated upstream, after the worker took in
+    # the prompt (which it never reported): both are billed
     m = context(app).metrics
-    assert m.unfinished_tokens.labels("error")._value.get() == 1
+    billed = m.unfinished_tokens.labels("error")._value.get()
+    assert billed == 1 + prompt_estimate({"messages": QUESTION})
 
 
 class NoWorker(ScriptedBackend):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.backend import Choice, Completion, Delta
-from core.contract import ComputeContract, ContractMeter
+from core.contract import ComputeContract, ContractMeter, prompt_estimate
 from core.errors import UpstreamError
 from core.metering import MeteredBackend
 from core.usage import TokenUsage
@@ -55,11 +55,35 @@ async def test_finished_calls_add_the_usage_the_worker_reported() -> None:
 async def test_a_stream_closed_by_its_consumer_is_counted_and_closed_upstream_at_once() -> None:
     inner = Scripted(WORDS)
     meter = MeteredBackend(inner)
-    stream = meter.stream_chat("t", {})
+    body = {"messages": [{"role": "user", "content": "Tell me a story. " * 100}]}
+    stream = meter.stream_chat("t", body)
     assert [await anext(stream), await anext(stream)] == WORDS[:2]
     await stream.aclose()  # the client left: no usage chunk ever came
     assert inner.closed
-    assert meter.spent == TokenUsage(0, 2)  # one token per text delta, prompt unknown
+    # one token per text delta, and the prompt the worker took in (estimated: never reported)
+    assert meter.spent == TokenUsage(prompt_estimate(body), 2)
+    assert meter.spent.prompt_tokens >= 400  # 1,700 characters: not a token less than that
+
+
+async def test_a_call_cancelled_in_flight_is_billed_its_prompt() -> None:
+    """A probe no longer needed, a round cut by the deadline: the worker took the prompt in
+    before vLLM aborted it (and reports nothing)."""
+
+    class Slow(Scripted):
+        async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+                       ) -> Completion:  # fmt: skip
+            await asyncio.sleep(10)
+            raise AssertionError("unreachable")
+
+    meter = MeteredBackend(Slow(WORDS))
+    body = {"messages": [{"role": "user", "content": "What is 7 + 5?"}]}
+    call = asyncio.ensure_future(meter.chat("t", body))
+    await asyncio.sleep(0.01)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert meter.spent == TokenUsage(prompt_estimate(body), 0)
+    assert meter.by_tier == {"t": meter.spent}
 
 
 async def test_a_failed_stream_keeps_the_latest_usage_it_sent() -> None:
