@@ -67,11 +67,13 @@ async def stream_whole(
 def answer_deltas(result: PolicyResult, *, thinking: bool = True) -> Iterator[Delta]:
     """A decided answer as deltas, per choice: its thinking (as a reasoning tier streams it;
     not when ``thinking`` is False: it streamed already), its text, its tool calls whole (as
-    the first delta of a streamed call would carry them), then its finish."""
+    the first delta of a streamed call would carry them), then its finish. The text carries
+    the choice's logprobs, in the worker's own form, as a streamed chunk would."""
     for choice in result.choices:
         if choice.reasoning and thinking:
             yield Delta(index=choice.index, reasoning=choice.reasoning)
-        yield Delta(index=choice.index, text=choice.text)
+        raw = {"logprobs": choice.logprobs} if choice.logprobs else {}
+        yield Delta(index=choice.index, text=choice.text, raw=raw)
         if choice.tool_calls:
             calls = [{"index": i, **call} for i, call in enumerate(choice.tool_calls)]
             yield Delta(index=choice.index, raw={"delta": {"tool_calls": calls}})

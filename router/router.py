@@ -260,9 +260,7 @@ class Router:
         params = overrides.scale_budget(params, scale, self._policies.caps)
         if req.needs_single:
             return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
-        if req.text_only and params.name not in TEXT_POLICIES:
-            _refuse_pinned_for_text(pinned, params.name)
-            reasons.append(f"a text completion: {params.name} needs chat messages; single")
+        if req.text_only and _text_runs_single(req, params.name, pinned, reasons):
             return self._policies.named("single")
         if pinned is None and params.name == "adaptive_bon" and _greedy(req):
             params = self._policies.named("single")
@@ -304,6 +302,24 @@ OFF_LOOP_BYTES = 65_536
 # Policies that work on a raw prompt (``/v1/completions``): the others continue or judge chat
 # messages (probes with continue_final_message, judge prompts, drafted steps).
 TEXT_POLICIES = frozenset({"single", "adaptive_bon"})
+
+
+def _text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: list[str]) -> bool:
+    """Whether a text completion runs ``single``: one that scores its prompt (echo upstream),
+    or one whose policy needs chat messages."""
+    if req.passthrough.get("echo"):
+        if pinned not in (None, "single"):
+            raise InvalidRequest(
+                "echo with logprobs scores the prompt in one call: ttc.policy must be 'single'",
+                param="ttc.policy",
+            )
+        reasons.append("echo with logprobs: the prompt's own logprobs, one call; single")
+        return True
+    if name not in TEXT_POLICIES:
+        _refuse_pinned_for_text(pinned, name)
+        reasons.append(f"a text completion: {name} needs chat messages; single")
+        return True
+    return False
 
 
 def _refuse_pinned_for_text(pinned: str | None, name: str) -> None:

@@ -4,17 +4,20 @@ policies as chat (those that work on raw text: ``single`` and ``adaptive_bon``).
 The prompt goes upstream as it is (vLLM's ``/v1/completions``, no chat template). The
 router's features and the answer extraction read it as one user message. ``prompt`` is a
 string or a list of one string: several prompts in one request would be several routed
-requests, and are refused with a 400 saying so. ``echo`` is applied by the gateway (the prompt
-is prepended to each choice), so samples vote on what the model wrote.
+requests, and are refused with a 400 saying so. ``echo`` alone is applied by the gateway (the
+prompt is prepended to each choice), so samples vote on what the model wrote; ``echo`` with
+``logprobs`` or ``max_tokens: 0`` scores the prompt (what eval harnesses send for a
+log-likelihood): it goes to the worker, one call (``single``), and its logprobs cover the
+prompt's tokens too, with offsets into the echoed text.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from core.backend import Delta
 from core.errors import TtcError
@@ -25,13 +28,13 @@ from server.body import decode
 from server.endpoint import Call, Event, request_options
 from server.errors import error_body
 from server.openai_schema import (
+    MAX_TOKENS,
     SEED_MAX,
     SEED_MIN,
     VLLM_EXTRA_FIELDS,
     Bias,
     Penalty,
     StreamOptions,
-    TokenCount,
     TokenId,
     _Strict,
 )
@@ -43,14 +46,14 @@ class CompletionRequest(_Strict):
     model: str = Field(min_length=1)
     prompt: str | list[str]
     suffix: str | None = None
-    max_tokens: TokenCount = None
+    echo: bool = False  # before max_tokens: its validator reads it
+    max_tokens: Annotated[int | None, Field(ge=0, le=MAX_TOKENS)] = None  # 0: echo only
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int | None = Field(None, ge=1, le=128)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     logprobs: int | None = Field(None, ge=0, le=20)
-    echo: bool = False
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty = None
@@ -67,6 +70,13 @@ class CompletionRequest(_Strict):
             raise ValueError("send one prompt per request (a list holds exactly one string)")
         return v
 
+    @field_validator("max_tokens")
+    @classmethod
+    def _nothing_only_echoed(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v == 0 and not info.data.get("echo"):
+            raise ValueError("max_tokens 0 generates nothing: it needs 'echo' (scoring the prompt)")
+        return v
+
     @model_validator(mode="after")
     def _known_extras(self) -> CompletionRequest:
         for key in self.model_extra or {}:
@@ -75,6 +85,11 @@ class CompletionRequest(_Strict):
         if self.suffix:
             raise ValueError("suffix is not supported")
         return self
+
+    @property
+    def scores_prompt(self) -> bool:
+        """Echo with logprobs (or nothing generated): the worker echoes and scores the prompt."""
+        return self.echo and (self.logprobs is not None or self.max_tokens == 0)
 
     @property
     def text(self) -> str:
@@ -92,6 +107,8 @@ class CompletionRequest(_Strict):
         for key in ("presence_penalty", "frequency_penalty", "logit_bias", "user"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.scores_prompt:
+            out["echo"] = True
         return out
 
 
@@ -135,13 +152,18 @@ def _wire(call: Call) -> CompletionRequest:
     return call.wire
 
 
+def _echoed_here(call: Call) -> bool:
+    """``echo`` the gateway applies (the worker's, when it scores the prompt, is in its text)."""
+    return _wire(call).echo and not _wire(call).scores_prompt
+
+
 def _base(call: Call, decision: Decision) -> dict[str, Any]:
     return {"id": call.req.request_id, "object": "text_completion",
             "created": int(time.time()), "model": decision.tier}  # fmt: skip
 
 
 def _choice(call: Call, choice: ResultChoice) -> dict[str, Any]:
-    echo = _wire(call).text if _wire(call).echo else ""
+    echo = _wire(call).text if _echoed_here(call) else ""
     return {"index": choice.index, "text": echo + choice.text, "logprobs": choice.logprobs,
             "finish_reason": choice.finish_reason}  # fmt: skip
 
@@ -162,7 +184,7 @@ async def _completion_sse(
                 yield sse({**_base(call, decision), "choices": [], "ttc": progress})
             elif isinstance(event, Delta):
                 text = event.text
-                if _wire(call).echo and event.index not in echoed:
+                if _echoed_here(call) and event.index not in echoed:
                     echoed.add(event.index)
                     text = _wire(call).text + text
                 if text or event.finish_reason:

@@ -76,14 +76,17 @@ class Settlement:
         self._add_dropped(result)
         decision = routing.decision
         latency = time.monotonic() - self.started
-        exemplar = self.trace.finished(result) if self.trace is not None else None
-        self._count(decision, "ok")
-        m = self._metrics
-        policy = decision.params.name
-        m.latency.labels(decision.tier, policy, str(self.stream).lower()).observe(latency, exemplar)
-        m.record(decision, result.usage, result.report, exemplar)
-        router.record(routing, self.req, result, latency)
-        self._charge(self._billable(result.usage.total))
+        try:  # the charge is made whatever a recorder below does (it is settled only here)
+            exemplar = self.trace.finished(result) if self.trace is not None else None
+            self._count(decision, "ok")
+            m = self._metrics
+            policy = decision.params.name
+            stream = str(self.stream).lower()
+            m.latency.labels(decision.tier, policy, stream).observe(latency, exemplar)
+            m.record(decision, result.usage, result.report, exemplar)
+            router.record(routing, self.req, result, latency)
+        finally:
+            self._charge(self._billable(result.usage.total))
 
     def from_cache(self, result: PolicyResult) -> None:
         if not self._settle():

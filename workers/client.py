@@ -94,7 +94,7 @@ def text_body(body: dict[str, Any]) -> dict[str, Any]:
     out = dict(body)
     wanted, top = out.pop("logprobs"), out.pop("top_logprobs", None)
     if wanted:
-        out["logprobs"] = int(top or 1)
+        out["logprobs"] = int(top if top is not None else 1)
     return out
 
 

@@ -85,3 +85,23 @@ def test_chat_logprobs_become_the_completions_form() -> None:
     body = text_body({"prompt": "x", "logprobs": True, "top_logprobs": 3})
     assert body == {"prompt": "x", "logprobs": 3}
     assert text_body({"messages": [], "logprobs": True}) == {"messages": [], "logprobs": True}
+    assert text_body({"prompt": "x", "logprobs": True, "top_logprobs": 0})["logprobs"] == 0
+
+
+async def test_echo_with_logprobs_is_scored_by_the_worker_in_one_call() -> None:
+    """The worker echoes (its logprobs then cover the prompt): the gateway does not echo
+    again, runs one call whatever the band says, and refuses a voting policy for it."""
+    client, backend = setup(answer="Say: Paris")  # as a worker echoing the prompt answers
+    reply = await client.completions.create(model="auto", prompt="Say: ", echo=True,
+                                            logprobs=1, max_tokens=0)  # fmt: skip
+    assert reply.choices[0].text == "Say: Paris"  # the worker's echo, once
+    (_, body), = backend.calls
+    assert body["echo"] is True and body["max_tokens"] == 0 and body["logprobs"]
+    assert (reply.model_extra or {})["ttc"]["policy"] == "single"
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.completions.create(model="auto", prompt="x", echo=True, logprobs=1,
+                                        extra_body={"ttc": {"policy": "adaptive_bon"}})  # fmt: skip
+    assert info.value.body["param"] == "ttc.policy"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.completions.create(model="auto", prompt="x", max_tokens=0)
+    assert info.value.body["param"] == "max_tokens"  # type: ignore[index]
