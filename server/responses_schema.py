@@ -198,11 +198,29 @@ class ResponsesRequest(_Strict):
     stream_options: StreamOptions | None = None
     ttc: dict[str, Any] | None = None
 
+    @field_validator("input")
+    @classmethod
+    def _some_input(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("'input' must not be empty")
+        return value
+
+    @field_validator("background")
+    @classmethod
+    def _foreground(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("background responses are not supported by this gateway")
+        return value
+
     @field_validator("tool_choice")
     @classmethod
     def _choice_has_tools(cls, value: Any, info: ValidationInfo) -> Any:
         if value == "required" and not info.data.get("tools"):
             raise ValueError("tool_choice 'required' needs 'tools'")
+        if isinstance(value, NamedFunction):
+            names = {tool.name for tool in info.data.get("tools") or []}
+            if value.name not in names:
+                raise ValueError(f"tool_choice names '{value.name}', not in 'tools'")
         return value
 
     @field_validator("stream_options")
@@ -211,15 +229,3 @@ class ResponsesRequest(_Strict):
         if value is not None and not info.data.get("stream"):
             raise ValueError("stream_options is only allowed when 'stream' is true")
         return value
-
-    @model_validator(mode="after")
-    def _supported(self) -> ResponsesRequest:
-        if self.background:
-            raise ValueError("background responses are not supported by this gateway")
-        if isinstance(self.input, list) and not self.input:
-            raise ValueError("'input' must not be empty")
-        if isinstance(self.tool_choice, NamedFunction):
-            names = {tool.name for tool in self.tools or []}
-            if self.tool_choice.name not in names:
-                raise ValueError(f"tool_choice names '{self.tool_choice.name}', not in 'tools'")
-        return self

@@ -191,6 +191,11 @@ async def test_unknown_fields_and_background_are_refused_naming_them() -> None:
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(model="auto", input="hi", background=True)
     assert "background" in info.value.message
+    assert info.value.body["param"] == "background"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.create(model="auto", input="hi", tools=[WEATHER],
+                                      tool_choice={"type": "function", "name": "nope"})  # fmt: skip
+    assert info.value.body["param"] == "tool_choice"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(model="auto", input="hi", temperature=cast(Any, "0.5"))
     assert str(info.value.body["param"]).startswith("temperature")  # type: ignore[index]
