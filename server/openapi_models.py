@@ -96,6 +96,16 @@ class ResponseObject(_Open):
     ttc: dict[str, Any] | None = None
 
 
+class InputItemList(_Open):
+    """``GET /v1/responses/{id}/input_items``: the items the response was given, a page."""
+
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool
+
+
 class DeletedResponse(_Open):
     id: str
     object: Literal["response.deleted"]

@@ -22,6 +22,7 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from server.body import decode
 from server.endpoint import Call, Event, request_options
+from server.responses_items import input_items, page_of
 from server.responses_render import assistant_message, request_of, response_object
 from server.responses_schema import (
     FunctionCallItem,
@@ -101,6 +102,15 @@ class ResponsesEndpoint:
         response: dict[str, Any] = record["response"]
         return response
 
+    async def input_items(
+        self, response_id: str, owner: str, *, after: str | None, limit: int, order: str
+    ) -> dict[str, Any]:
+        """A page of the items the response was given (its own turn's input)."""
+        record = await self.store.get(response_id, owner)
+        if record is None:
+            raise _not_found(response_id)
+        return page_of(record.get("input_items") or [], after=after, limit=limit, order=order)
+
     async def delete(self, response_id: str, owner: str) -> dict[str, Any]:
         if not await self.store.delete(response_id, owner):
             raise _not_found(response_id)
@@ -116,7 +126,8 @@ class ResponsesEndpoint:
         # are not kept) and the answer.
         turn = conversation(wire.model_copy(update={"instructions": None}), [])
         turn.append(assistant_message(response["output"]))
-        record = {"response": response, "messages": turn, "previous": wire.previous_response_id}
+        record = {"response": response, "messages": turn, "previous": wire.previous_response_id,
+                  "input_items": input_items(wire, response["id"])}  # fmt: skip
         if not await self.store.put(response["id"], call.owner, record):
             log.warning("response %s not stored: larger than responses.max_bytes", response["id"])
             response["store"] = False

@@ -5,11 +5,12 @@ Their request and response schemas are declared for ``/openapi.json`` (``server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
+from core.errors import InvalidRequest
 from server.chat import ChatEndpoint
 from server.completions import CompletionRequest, CompletionsEndpoint
 from server.context import AppContext
@@ -19,6 +20,7 @@ from server.openapi_models import (
     ERRORS,
     ChatCompletion,
     DeletedResponse,
+    InputItemList,
     ResponseObject,
     TextCompletion,
 )
@@ -70,11 +72,31 @@ async def create_response(request: Request) -> Response:
 
 
 @api.get("/v1/responses/{response_id}", responses={200: {"model": ResponseObject}, **ERRORS})
-async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+async def get_response(response_id: str, request: Request, stream: bool = False) -> dict[str, Any]:
     """A stored response; only the API key that made it can see it."""
     context = context_of(request)
     caller = await context.guard.authenticate(request)
+    if stream:  # replaying a finished stream's events: not kept, so said rather than ignored
+        raise InvalidRequest("streaming a stored response is not supported", param="stream")
     return await context.responses.retrieve(response_id, caller.identity)
+
+
+@api.get(
+    "/v1/responses/{response_id}/input_items",
+    responses={200: {"model": InputItemList}, **ERRORS},
+)
+async def list_input_items(
+    response_id: str,
+    request: Request,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    """The input items of a stored response of this API key, a page at a time."""
+    context = context_of(request)
+    caller = await context.guard.authenticate(request)
+    return await context.responses.input_items(response_id, caller.identity,
+                                               after=after, limit=limit, order=order)  # fmt: skip
 
 
 @api.delete("/v1/responses/{response_id}", responses={200: {"model": DeletedResponse}, **ERRORS})

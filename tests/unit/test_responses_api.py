@@ -342,3 +342,31 @@ async def test_every_openai_reasoning_effort_is_understood() -> None:
                                                  reasoning={"effort": effort})  # fmt: skip
         reasons = " ".join(response.model_extra["ttc"]["reasons"])  # type: ignore[index]
         assert ("minimal" if effort == "none" else "high") in reasons
+
+
+async def test_input_items_list_a_page_at_a_time_for_the_owner_only() -> None:
+    app = create_app(settings(auth={"enabled": True, "keys": [
+        {"name": "a", "key_hash": hashlib.sha256(b"secret-a").hexdigest()},
+        {"name": "b", "key_hash": hashlib.sha256(b"secret-b").hexdigest()}]}),
+        backend=CallsTheWeather(lambda t, b: [""]))  # fmt: skip
+    client = sdk(app, "secret-a")
+    items: Any = [
+        {"type": "message", "role": "user", "content": "Weather in Paris?"},
+        {"type": "message", "role": "assistant", "content": "Checking."},
+        {"type": "function_call", "call_id": "c0", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c0", "output": "18C"},
+    ]
+    response = await client.responses.create(model="auto", input=items, tools=[WEATHER])
+    listed = await client.responses.input_items.list(response.id, order="asc")
+    assert [i.type for i in listed.data] == ["message", "message", "function_call",
+                                             "function_call_output"]  # fmt: skip
+    newest = await client.responses.input_items.list(response.id, limit=2)
+    assert [i.type for i in newest.data] == ["function_call_output", "function_call"]
+    assert newest.has_more
+    rest = await client.responses.input_items.list(response.id, limit=2, after=newest.data[-1].id)
+    assert [i.type for i in rest.data] == ["message", "message"] and not rest.has_more
+    with pytest.raises(openai.NotFoundError):
+        await sdk(app, "secret-b").responses.input_items.list(response.id)
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.retrieve(response.id, stream=True)
+    assert info.value.body["param"] == "stream"  # type: ignore[index]
