@@ -63,6 +63,21 @@ class CompletionRequest(_Strict):
     user: str | None = None
     ttc: dict[str, Any] | None = None
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_prompt(cls, v: Any) -> Any:
+        ids = isinstance(v, list) and v and all(isinstance(x, int | list) for x in v)
+        if ids and not any(isinstance(x, bool) for x in v):
+            raise ValueError("token-id prompts are not supported: send the prompt as text")
+        return v
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, v: str | None) -> str | None:
+        if v:
+            raise ValueError("suffix is not supported")
+        return v
+
     @field_validator("prompt")
     @classmethod
     def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
@@ -82,8 +97,6 @@ class CompletionRequest(_Strict):
         for key in self.model_extra or {}:
             if key not in VLLM_EXTRA_FIELDS - {"echo"}:
                 raise ValueError(f"Unrecognized request argument supplied: {key}")
-        if self.suffix:
-            raise ValueError("suffix is not supported")
         return self
 
     @property

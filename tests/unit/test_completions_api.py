@@ -105,3 +105,19 @@ async def test_echo_with_logprobs_is_scored_by_the_worker_in_one_call() -> None:
     with pytest.raises(openai.BadRequestError) as info:
         await client.completions.create(model="auto", prompt="x", max_tokens=0)
     assert info.value.body["param"] == "max_tokens"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "says"),
+    [
+        ({"prompt": [1, 2, 3]}, "prompt", "token-id"),
+        ({"prompt": [[1, 2], [3]]}, "prompt", "token-id"),
+        ({"prompt": "x", "suffix": "y"}, "suffix", "suffix"),
+    ],
+)
+async def test_what_is_not_supported_is_named(extra: Any, param: str, says: str) -> None:
+    client, backend = setup()
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.completions.create(model="auto", **extra)
+    assert info.value.body["param"] == param and says in info.value.message  # type: ignore[index]
+    assert backend.calls == []
