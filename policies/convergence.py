@@ -26,18 +26,19 @@ leaves it) minus the thinking generated when the trace was stopped early, else 0
 Token accounting: one streamed delta counts as one token (vLLM streams one token per delta);
 that count schedules probes. Usage comes from the upstream's running usage when it sends it
 (``continuous_usage_stats``); a chain cancelled before any usage arrived is estimated (prompt:
-characters / 4; completion: deltas) and the report says ``usage_estimated``. Every finished
-probe's prompt and completion tokens are ledger kind "probe"; a probe cancelled in flight has
-no known usage and is counted in ``probes_cancelled`` only. ``tokens_saved`` is the budget
-(the request's ``max_tokens``, else ``default_budget``, which is not sent upstream) minus the
-chain tokens generated when the chain was stopped early, else 0; ``probe_tokens`` (prompt plus
-completion) is what the probes cost against it. ``n`` is ignored: the policy runs one chain.
+``core.contract.prompt_estimate``, what the meter bills too; completion: deltas) and the report
+says ``usage_estimated``. Every finished probe's prompt and completion tokens are ledger kind
+"probe"; a probe cancelled in flight reports nothing: it is counted in ``probes_cancelled``,
+and the meter bills its prompt (kind "dropped" in ``usage``, ``server.settlement``).
+``tokens_saved`` is the budget (the request's ``max_tokens``, else ``default_budget``, which
+is not sent upstream) minus the chain tokens generated when the chain was stopped early, else
+0; ``probe_tokens`` (prompt plus completion) is what the probes cost against it. ``n`` is
+ignored: the policy runs one chain.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal
@@ -45,6 +46,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from core.backend import Backend, Delta, close_now
+from core.contract import prompt_estimate
 from core.errors import ContractReached
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
@@ -57,8 +59,6 @@ from policies.thinking import thinking_of, token_limits
 
 FINAL_ANSWER_PREFIX = "Final answer: "
 STEP_BOUNDARY = "\n\n"
-# 4: characters per token of English text, for the one estimate made without upstream usage.
-CHARS_PER_TOKEN = 4
 
 Event = Delta | PolicyResult
 
@@ -133,8 +133,7 @@ def chain_usage(chain: Chain) -> TokenUsage | None:
 
 
 def estimate_prompt_tokens(req: GenRequest) -> int:
-    chars = sum(len(str(m.get("content") or "")) for m in req.messages)
-    return math.ceil(chars / CHARS_PER_TOKEN)
+    return prompt_estimate(req.body())
 
 
 class ConvergencePolicy:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from core.backend import Choice, Completion, Delta
+from core.contract import prompt_estimate
 from core.errors import UpstreamError
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
@@ -203,8 +204,8 @@ async def test_a_stopped_chain_is_charged_what_it_streamed(running_usage: bool) 
     sample = next(d for d in result.usage.details() if d["kind"] == "sample")
     assert result.report["early_stopped"] is True
     assert result.report["usage_estimated"] is not running_usage
-    # Without upstream running usage the prompt is estimated at 4 characters per token.
-    prompt = PROMPT_TOKENS if running_usage else -(-len(QUESTION["content"]) // 4)
+    # Without upstream running usage the prompt is estimated as the meter bills it.
+    prompt = PROMPT_TOKENS if running_usage else prompt_estimate({"messages": [QUESTION]})
     assert (sample["prompt_tokens"], sample["completion_tokens"]) == (prompt, backend.streamed)
 
 
