@@ -147,8 +147,9 @@ class ThinkingBackend:
     async def _answer(
         self, tier: str, body: dict[str, Any], choice: Choice, room: int, affinity: str | None
     ) -> tuple[Choice, TokenUsage]:
-        """``choice`` as it is if the model answered, else with the answer continued."""
-        if choice.finish_reason != "length" and choice.text.strip():
+        """``choice`` as it is if the model answered (or called a tool), else with the answer
+        continued."""
+        if choice.finish_reason != "length" and (choice.text.strip() or _calls_of(choice)):
             return choice, TokenUsage()
         forced = not choice.text.strip()
         self.forced += int(forced)
@@ -213,6 +214,7 @@ class ForcedStream:
         self.reasoning: list[str] = []
         self.text: list[str] = []
         self.finish: str | None = "length"
+        self.called = False  # the model called a tool within the budget: that is its answer
         self.usage = TokenUsage()
         # A caller that asked for the worker's running usage (``continuous_usage_stats``) reads
         # every usage delta as the total so far, so the thinking call's are passed on; any
@@ -231,7 +233,7 @@ class ForcedStream:
             self.usage = replace(self.usage, reasoning_tokens=thought)
             self.owner.thinking_tokens += thought
         answer = "".join(self.text)
-        if self.finish != "length" and answer.strip():
+        if self.finish != "length" and (answer.strip() or self.called):
             yield Delta(finish_reason=self.finish)
             yield Delta(usage=self.usage)
             return
@@ -278,7 +280,9 @@ class ForcedStream:
                 self.finish = delta.finish_reason or self.finish
                 self.reasoning.append(delta.reasoning)
                 self.text.append(delta.text)
-                if delta.reasoning or delta.text:
+                calls = bool((delta.raw.get("delta") or {}).get("tool_calls"))
+                self.called = self.called or calls
+                if delta.reasoning or delta.text or calls:
                     yield Delta(index=0, text=delta.text, reasoning=delta.reasoning, raw=delta.raw)
         finally:
             await close_now(upstream)
@@ -318,9 +322,14 @@ def labelled(done: Completion) -> Completion:
 def _tool_calls_text(choice: Choice) -> str:
     """The tool calls a choice made, as text: the parser moved them out of ``text``, but the
     model wrote them as tokens all the same."""
+    calls = _calls_of(choice)
+    return json.dumps(calls) if calls else ""
+
+
+def _calls_of(choice: Choice) -> list[Any]:
     message = choice.raw.get("message")
     calls = message.get("tool_calls") if isinstance(message, Mapping) else None
-    return json.dumps(calls) if calls else ""
+    return list(calls) if isinstance(calls, list) else []
 
 
 async def _replayed(completion: Any) -> AsyncGenerator[Delta, None]:
@@ -330,5 +339,8 @@ async def _replayed(completion: Any) -> AsyncGenerator[Delta, None]:
         if choice.reasoning:
             yield Delta(index=choice.index, reasoning=choice.reasoning)
         yield Delta(index=choice.index, text=choice.text)
+        if calls := _calls_of(choice):  # whole, as the first delta of a streamed call is
+            pieces = [{"index": i, **call} for i, call in enumerate(calls)]
+            yield Delta(index=choice.index, raw={"delta": {"tool_calls": pieces}})
         yield Delta(index=choice.index, finish_reason=choice.finish_reason)
     yield Delta(usage=done.usage)
