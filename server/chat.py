@@ -49,4 +49,4 @@ class ChatEndpoint:
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
         chunks = ChunkFactory(call.req.request_id, decision.tier, call.include_reasoning)
-        return chat_sse(events, chunks, decision, n=call.req.n, include_usage=call.include_usage)
+        return chat_sse(events, chunks, decision, include_usage=call.include_usage)

@@ -13,7 +13,6 @@ prompt's tokens too, with offsets into the echoed text.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, ClassVar
 
@@ -172,7 +171,7 @@ def _echoed_here(call: Call) -> bool:
 
 def _base(call: Call, decision: Decision) -> dict[str, Any]:
     return {"id": call.req.request_id, "object": "text_completion",
-            "created": int(time.time()), "model": decision.tier}  # fmt: skip
+            "created": int(call.created), "model": decision.tier}  # fmt: skip
 
 
 def _choice(call: Call, choice: ResultChoice) -> dict[str, Any]:
@@ -184,33 +183,65 @@ def _choice(call: Call, choice: ResultChoice) -> dict[str, Any]:
 async def _completion_sse(
     call: Call, decision: Decision, events: AsyncIterator[Event | None]
 ) -> AsyncIterator[bytes]:
-    """Text-completion chunks; the last one carries ``ttc`` (and usage when asked), then
-    ``[DONE]``; a policy's ``Progress`` is a chunk with empty ``choices`` and
-    ``ttc.progress`` (as in chat); an error mid-stream is an error event, then ``[DONE]``."""
-    echoed: set[int] = set()
+    """Text-completion chunks, the last one held back so ``ttc`` rides on it; with
+    ``include_usage`` one more chunk with empty ``choices`` and the usage (as OpenAI sends it);
+    then ``[DONE]``. A policy's ``Progress`` is ``ttc.progress`` on an empty piece of choice 0
+    (as in chat: ``choices[0]`` of every chunk is there); an error mid-stream is an error
+    event, then ``[DONE]``."""
+    chunks = _TextChunks(call, decision)
     try:
         async for event in events:
             if event is None:
                 yield KEEPALIVE
             elif isinstance(event, Progress):
-                progress = {"progress": event.body()}
-                yield sse({**_base(call, decision), "choices": [], "ttc": progress})
+                yield chunks.progress(event)
             elif isinstance(event, Delta):
-                text = event.text
-                if _echoed_here(call) and event.index not in echoed:
-                    echoed.add(event.index)
-                    text = _wire(call).text + text
-                if text or event.finish_reason:
-                    yield sse(_chunk(call, decision, event, text))
+                yield chunks.delta(event)
             else:
-                report = ttc_body(decision, event.report)
-                last = {**_base(call, decision), "choices": [], "ttc": report}
-                if call.include_usage:
-                    last["usage"] = usage_body(event.usage, event.report)
-                yield sse(last)
+                yield chunks.result(event)
+        yield chunks.flush()
     except TtcError as exc:
-        yield sse(error_body(exc))
+        yield chunks.flush() + sse(error_body(exc))
     yield DONE
+
+
+class _TextChunks:
+    """The chunks of one text-completion stream; the latest is held until the next comes."""
+
+    def __init__(self, call: Call, decision: Decision) -> None:
+        self.call, self.decision = call, decision
+        self.echoed: set[int] = set()
+        self.held: dict[str, Any] | None = None
+
+    def flush(self) -> bytes:
+        held, self.held = self.held, None
+        return sse(held) if held is not None else b""
+
+    def progress(self, event: Progress) -> bytes:
+        empty = {"index": 0, "text": "", "logprobs": None, "finish_reason": None}
+        chunk = {**_base(self.call, self.decision), "choices": [empty],
+                 "ttc": {"progress": event.body()}}  # fmt: skip
+        return self.flush() + sse(chunk)
+
+    def delta(self, event: Delta) -> bytes:
+        text = event.text
+        if _echoed_here(self.call) and event.index not in self.echoed:
+            self.echoed.add(event.index)
+            text = _wire(self.call).text + text
+        if not (text or event.finish_reason):
+            return b""
+        out = self.flush()
+        self.held = _chunk(self.call, self.decision, event, text)
+        return out
+
+    def result(self, event: PolicyResult) -> bytes:
+        base = _base(self.call, self.decision)
+        last = self.held if self.held is not None else {**base, "choices": []}
+        self.held = None
+        out = sse({**last, "ttc": ttc_body(self.decision, event.report)})
+        if self.call.include_usage:
+            out += sse({**base, "choices": [], "usage": usage_body(event.usage, event.report)})
+        return out
 
 
 def _chunk(call: Call, decision: Decision, delta: Delta, text: str) -> dict[str, Any]:

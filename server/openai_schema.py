@@ -143,6 +143,7 @@ class ResponseFormat(_Strict):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # no obfuscation padding is ever added
 
 
 TokenId = Annotated[str, Field(pattern=r"^\d+$")]

@@ -63,13 +63,17 @@ async def chat_sse(
     chunks: ChunkFactory,
     decision: Decision,
     *,
-    n: int,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """The chat chunks of ``events``; the finish chunk is held back so ``ttc`` rides on it."""
+    """The chat chunks of ``events``; the finish chunk is held back so ``ttc`` rides on it.
+
+    The role chunk announces choice 0; a choice past it (``n`` > 1) gets its role on its first
+    delta, so no choice is announced that a policy never sends (a vote returns the distinct
+    answers it drew, fewer than ``n`` when fewer were drawn)."""
     held: dict[str, Any] | None = None
+    announced = {0}
     try:
-        yield sse(chunks.role(n))
+        yield sse(chunks.role(1))
         async for event in events:
             if event is None:
                 yield KEEPALIVE
@@ -82,6 +86,10 @@ async def chat_sse(
                 if held is not None:
                     yield sse(held)
                 held = chunks.delta(event)
+                if event.index not in announced:
+                    announced.add(event.index)
+                    delta = held["choices"][0]["delta"]
+                    held["choices"][0]["delta"] = {"role": "assistant", **delta}
             else:
                 yield _closing(held, chunks, decision, event, include_usage)
                 held = None
@@ -93,7 +101,10 @@ async def chat_sse(
 
 
 def progress_chunk(chunks: ChunkFactory, progress: Progress) -> dict[str, Any]:
-    return chunks.chunk([], ttc={"progress": progress.body()})
+    """``ttc.progress`` on an empty delta of choice 0: a client reading ``choices[0]`` of every
+    chunk (OpenAI's own quickstart does) reads nothing new, and never an empty list."""
+    empty = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": None}
+    return chunks.chunk([empty], ttc={"progress": progress.body()})
 
 
 def _closing(

@@ -142,7 +142,7 @@ def progress_of(obj: Any) -> dict[str, Any] | None:
     return found
 
 
-async def test_chat_progress_is_a_chunk_with_no_choices_before_the_content() -> None:
+async def test_chat_progress_is_an_empty_delta_of_choice_0_before_the_content() -> None:
     client = sdk(app_with(ScriptedBackend(in_order("Paris", "Rome"))))
     stream = await client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "Capital of France?"}],
@@ -153,12 +153,27 @@ async def test_chat_progress_is_a_chunk_with_no_choices_before_the_content() -> 
              c.choices[0].delta.content else "other" for c in chunks]  # fmt: skip
     assert kinds.index("progress") < kinds.index("content")
     steps = [p for p in map(progress_of, chunks) if p]
-    assert all(c.choices == [] for c in chunks if progress_of(c))
+    marks = [c for c in chunks if progress_of(c)]
+    assert all(len(c.choices) == 1 and c.choices[0].delta.content is None for c in marks)
+    assert all(c.choices[0].finish_reason is None for c in marks)
     assert [p["samples"] for p in steps] == [2, 4] and steps[-1]["stop_reason"] == "max_samples"
     final = (chunks[-1].model_extra or {})["ttc"]
     assert chunks[-1].usage is not None and final["samples"] == steps[-1]["samples"]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text in {"Paris", "Rome"}
+
+
+async def test_the_quickstart_loop_reads_choices_0_of_every_chunk() -> None:
+    """OpenAI's quickstart reads ``chunk.choices[0].delta.content`` of every chunk: with
+    progress chunks in the stream and no usage asked for, it must not meet an empty list."""
+    client = sdk(app_with(ScriptedBackend(in_order("Paris", "Rome"))))
+    stream = await client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "Capital of France?"}],
+        stream=True, extra_body=ADAPTIVE,
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    assert any(progress_of(c) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) in {"Paris", "Rome"}
 
 
 async def test_the_chat_stream_helper_assembles_the_answer_around_progress() -> None:
@@ -191,14 +206,15 @@ async def test_responses_progress_is_one_more_in_progress_event_before_the_outpu
     assert final.output_text == "Paris"
 
 
-async def test_completions_progress_is_a_chunk_with_no_choices() -> None:
+async def test_completions_progress_is_an_empty_piece_of_choice_0() -> None:
     client = sdk(app_with(ScriptedBackend(in_order(*AGREE_LATE))))
     stream = await client.completions.create(model="auto", prompt="Capital of France?",
                                              stream=True, extra_body=ADAPTIVE)  # fmt: skip
     chunks = [chunk async for chunk in stream]
     steps = [progress_of(c) for c in chunks if progress_of(c)]
     assert [p["samples"] for p in steps if p] == [2, 4]
-    assert all(c.choices == [] for c in chunks if progress_of(c))
+    assert all(len(c.choices) == 1 and c.choices[0].text == "" for c in chunks if progress_of(c))
+    assert all(c.choices for c in chunks)  # no include_usage: every chunk has choices[0]
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "Paris"
 
 

@@ -44,7 +44,7 @@ async def collect(events: AsyncIterator[Event], include_usage: bool, keepalive: 
     ticking = with_keepalive(first, source, keepalive)
     parts = [
         part async for part in chat_sse(
-            ticking, ChunkFactory("id", "t"), PLAN, n=1, include_usage=include_usage
+            ticking, ChunkFactory("id", "t"), PLAN, include_usage=include_usage
         )
     ]  # fmt: skip
     out: list[Any] = []
@@ -106,3 +106,29 @@ async def test_keepalive_comments_while_the_policy_works() -> None:
     out, _ = await collect(slow(), include_usage=False, keepalive=0.05)
     assert "KEEPALIVE" in out
     assert out[-1] == "DONE"
+
+
+async def two_choices_one_answer() -> AsyncIterator[Event]:
+    """A vote asked for n=2 that drew one distinct answer: one choice comes."""
+    yield Delta(index=0, text="a")
+    yield Delta(index=0, finish_reason="stop")
+    yield result()
+
+
+async def two_choices() -> AsyncIterator[Event]:
+    yield Delta(index=0, text="a")
+    yield Delta(index=1, text="b")
+    yield Delta(index=0, finish_reason="stop")
+    yield Delta(index=1, finish_reason="stop")
+    yield result()
+
+
+async def test_every_choice_announced_is_finished_and_every_finished_one_announced() -> None:
+    for events, indices in ((two_choices_one_answer(), {0}), (two_choices(), {0, 1})):
+        out, _ = await collect(events, include_usage=False)
+        choices = [c for chunk in out if isinstance(chunk, dict) for c in chunk["choices"]]
+        roles = [c["index"] for c in choices if c["delta"].get("role") == "assistant"]
+        finished = [c["index"] for c in choices if c["finish_reason"]]
+        assert sorted(roles) == sorted(finished) == sorted(indices)
+        first = {i: next(c for c in choices if c["index"] == i) for i in indices}
+        assert all(c["delta"].get("role") == "assistant" for c in first.values())

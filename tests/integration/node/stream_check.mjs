@@ -29,7 +29,7 @@ for await (const chunk of stream) {
   });
 }
 
-// The helper accumulates chunks into a completion; progress chunks have no choices.
+// The helper accumulates chunks into a completion; a progress chunk is an empty delta.
 const helper = client.chat.completions.stream({
   model: "auto", messages: question, max_tokens: 24, seed: 7, ttc,
 });
