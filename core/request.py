@@ -23,6 +23,12 @@ class PolicySpec(Protocol):
     def model_dump(self, *, mode: str = "python") -> dict[str, Any]: ...
 
 
+# vLLM's structured-output fields: a constrained answer, which a chain of thought or a vote on
+# extracted answers would break.
+STRUCTURED_EXTRAS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                     "structured_outputs")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class GenRequest:
     """A validated chat request, as the policies see it.
@@ -68,8 +74,13 @@ class GenRequest:
 
     @property
     def needs_single(self) -> bool:
-        """Tools and structured output are answered by one plain sample."""
-        return bool(self.passthrough.get("tools") or self.passthrough.get("response_format"))
+        """Tools the model may call and structured output (``response_format`` other than
+        text, or vLLM's structured-output extras) are answered by one plain sample."""
+        p = self.passthrough
+        tools = bool(p.get("tools")) and p.get("tool_choice") != "none"
+        fmt = p.get("response_format")
+        structured = isinstance(fmt, Mapping) and fmt.get("type") not in (None, "text")
+        return tools or structured or any(p.get(k) is not None for k in STRUCTURED_EXTRAS)
 
     @property
     def text_only(self) -> bool:

@@ -71,6 +71,8 @@ def cache_key(req: GenRequest, decision: Decision, scope: str) -> str:
         "tier": decision.tier,
         "policy": decision.params.model_dump(mode="json"),
         "difficulty": decision.difficulty,
+        # A reasoning tier's budget (and so reasoning_effort) changes the answer.
+        "thinking": decision.thinking.report() if decision.thinking is not None else None,
     }
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

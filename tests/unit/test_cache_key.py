@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from core.errors import InvalidRequest
+from core.profile import ThinkingPlan
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
@@ -15,6 +16,7 @@ from policies.single import SingleParams
 from state.cache import ResponseCache, cache_key, decode, deterministic, encode, split_cache_flag
 from state.config import CacheConfig, RedisConfig
 from state.redis import SharedRedis
+from workers.profiles import PRESETS
 
 MSG = ({"role": "user", "content": "What is the capital of France?"},)
 PLAN = Decision(tier="small", params=SingleParams())
@@ -60,6 +62,16 @@ def test_the_decision_and_the_scope_are_part_of_the_key() -> None:
     assert key(request, bon) != key(request)
     assert key(request, bon) != key(request, Decision("small", AdaptiveBonParams(max_samples=8)))
     assert key(request, scope="bob") != key(request)
+
+
+def test_a_thinking_budget_is_part_of_the_key() -> None:
+    """A budget of 0 (thinking off) and of 512 give different answers on a reasoning tier."""
+    thinking = PRESETS["qwen3"].thinking
+    assert thinking is not None
+    request = req(temperature=0)
+    off = Decision("small", SingleParams(), thinking=ThinkingPlan(thinking, 0, "ttc"))
+    on = Decision("small", SingleParams(), thinking=ThinkingPlan(thinking, 512, "ttc"))
+    assert len({key(request, off), key(request, on), key(request)}) == 3
 
 
 def test_only_temperature_zero_or_a_seed_is_deterministic() -> None:

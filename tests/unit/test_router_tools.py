@@ -8,6 +8,7 @@ from typing import Any
 import openai
 import pytest
 
+from core.request import GenRequest
 from server.app import create_app
 from server.config import Settings, settings_from_dict
 from tests.fakes import ScriptedBackend
@@ -80,3 +81,20 @@ async def test_pinned_adaptive_bon_votes_on_calls_else_tools_get_single() -> Non
     assert plain.model_extra["ttc"]["policy"] == "single"
     configured = await ask(backend, "large", settings(tools={"policy": "adaptive_bon"}))
     assert configured.model_extra["ttc"]["policy"] == "adaptive_bon"
+
+
+@pytest.mark.parametrize(
+    ("passthrough", "single"),
+    [
+        ({"tools": TOOLS}, True),
+        ({"tools": TOOLS, "tool_choice": "none"}, False),  # no call can come
+        ({"response_format": {"type": "json_object"}}, True),
+        ({"response_format": {"type": "text"}}, False),  # the default: plain text
+        ({"guided_json": {"type": "object"}}, True),
+        ({"structured_outputs": {"regex": "[0-9]+"}}, True),
+        ({}, False),
+    ],
+)
+def test_what_needs_one_plain_sample(passthrough: dict[str, Any], single: bool) -> None:
+    req = GenRequest(messages=({"role": "user", "content": "hi"},), passthrough=passthrough)
+    assert req.needs_single is single
