@@ -67,6 +67,7 @@ def with_overrides(
         if key in protected:
             raise InvalidRequest(f"'{key}' cannot be set per request", param=f"ttc.{key}")
     try:
+        _strictly_typed(base, overrides)
         params = with_updates(base, overrides)
     except ValidationError as exc:
         field, message = error_field(exc)
@@ -76,6 +77,29 @@ def with_overrides(
         ) from exc
     _check_caps(params, config.caps)
     return params
+
+
+def for_switched(
+    ttc: Mapping[str, Any], params: PolicyParams, reasons: list[str]
+) -> dict[str, Any]:
+    """``ttc`` without the overrides ``params`` has no field for, when the router (not the
+    client) switched the policy: they were meant for the band's policy, and the reasons say
+    which were set aside, rather than a 400 for a request that was valid as sent."""
+    fields = type(params).model_fields
+    kept = {k: v for k, v in ttc.items() if k in REQUEST_KEYS or k in fields}
+    if unused := sorted(set(ttc) - set(kept)):
+        reasons.append(f"{params.name} has no {', '.join('ttc.' + k for k in unused)}: unused")
+    return kept
+
+
+def _strictly_typed(base: PolicyParams, overrides: Mapping[str, Any]) -> None:
+    """Each override of a known field has its field's JSON type, as the OpenAI fields do
+    (``"8"``, ``8.0`` or ``true`` for a count is an error, not 8 or 1); ValidationError."""
+    validator = type(base).__pydantic_validator__
+    probe = base.model_copy()
+    for key, value in overrides.items():
+        if key in type(base).model_fields:
+            validator.validate_assignment(probe, key, value, strict=True)
 
 
 def _check_caps(params: PolicyParams, caps: PolicyCaps) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from core.backend import Backend
 from core.errors import InvalidRequest, ModelNotFound, TtcError
@@ -243,6 +244,7 @@ class Router:
         self, req: GenRequest, band: Band, tier: str, scale: float, reasons: list[str], count: bool
     ) -> PolicyParams:
         pinned = overrides.requested_policy(req.ttc)
+        _refuse_n_for_one_answer(pinned, req)
         params = band.params
         if pinned is not None:
             reasons.append(f"policy pinned by request: {pinned}")
@@ -262,17 +264,29 @@ class Router:
             return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
         if req.text_only and _text_runs_single(req, params.name, pinned, reasons):
             return self._policies.named("single")
-        if pinned is None and params.name == "adaptive_bon" and _greedy(req):
-            params = self._policies.named("single")
-            reasons.append("temperature 0: identical samples cannot vote; single")
-        elif pinned is None and params.name != "single" and req.n > 1:
-            params = self._policies.named("single")
-            reasons.append(f"n={req.n}: the client asked for that many samples; single")
-        params = overrides.with_overrides(params, req.ttc, self._policies)
+        params, ttc = self._switched(req, params, pinned, reasons)
+        params = overrides.with_overrides(params, ttc, self._policies)
         params = samples_within(params, req, contract_tokens(req, self.tier_costs, tier), reasons)
         params, notes = with_tiers(params, self._ladder)
         reasons.extend(notes)
         return params
+
+    def _switched(
+        self, req: GenRequest, params: PolicyParams, pinned: str | None, reasons: list[str]
+    ) -> tuple[PolicyParams, Mapping[str, Any]]:
+        """``single`` where the band's policy cannot serve the request as sent (greedy
+        samples cannot vote; ``n`` samples are what the client asked for), with the
+        overrides that still apply."""
+        why = None
+        if pinned is None and params.name == "adaptive_bon" and _greedy(req):
+            why = "temperature 0: identical samples cannot vote; single"
+        elif pinned is None and params.name != "single" and req.n > 1:
+            why = f"n={req.n}: the client asked for that many samples; single"
+        if why is None:
+            return params, req.ttc
+        reasons.append(why)
+        single = self._policies.named("single")
+        return single, overrides.for_switched(req.ttc, single, reasons)
 
     def _shadow_decider(self) -> Router | None:
         shadow = self._config.shadow
@@ -302,6 +316,8 @@ OFF_LOOP_BYTES = 65_536
 # Policies that work on a raw prompt (``/v1/completions``): the others continue or judge chat
 # messages (probes with continue_final_message, judge prompts, drafted steps).
 TEXT_POLICIES = frozenset({"single", "adaptive_bon"})
+# Policies that build one answer (a chain, a trace of steps, an escalation): never n of them.
+ONE_ANSWER = frozenset({"convergence", "speculative", "cascade"})
 
 
 def _text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: list[str]) -> bool:
@@ -320,6 +336,15 @@ def _text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: l
         reasons.append(f"a text completion: {name} needs chat messages; single")
         return True
     return False
+
+
+def _refuse_n_for_one_answer(pinned: str | None, req: GenRequest) -> None:
+    if pinned in ONE_ANSWER and req.n > 1:
+        raise InvalidRequest(
+            f"the policy '{pinned}' returns one answer: n must be 1 (single and adaptive_bon "
+            "return n)",
+            param="n",
+        )
 
 
 def _refuse_pinned_for_text(pinned: str | None, name: str) -> None:

@@ -81,6 +81,10 @@ def test_policy_pin_with_overrides() -> None:
         ({"policy": "adaptive_bon", "confidence": 1.5}, "ttc.confidence"),
         ({"policy": "adaptive_bon", "min_samples": -1}, "ttc.min_samples"),
         ({"policy": "adaptive_bon", "bogus": 1}, "ttc.bogus"),
+        ({"policy": "adaptive_bon", "max_samples": "8"}, "ttc.max_samples"),  # JSON types, as
+        ({"policy": "adaptive_bon", "max_samples": 8.0}, "ttc.max_samples"),  # the OpenAI
+        ({"policy": "adaptive_bon", "max_samples": True}, "ttc.max_samples"),  # fields have
+        ({"policy": "adaptive_bon", "weighted": "yes"}, "ttc.weighted"),
         ({"policy": "speculative", "draft_tier": "large"}, "ttc.draft_tier"),
     ],
 )
@@ -205,3 +209,25 @@ def test_unknown_tiers_in_router_config_fail_settings() -> None:
         settings_from_dict({"tiers": tiers, "router": router})
     with pytest.raises(ValueError, match="unknown tier 'huge'"):
         Router(RouterConfig.model_validate(router), PoliciesConfig(), ("small",))
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"n": 2}])
+def test_an_override_for_the_bands_policy_survives_the_routers_switch(
+    sampling: dict[str, Any],
+) -> None:
+    """``auto`` with ``ttc.max_samples`` was valid as sent: when the router switches to
+    ``single`` (greedy, or n > 1), the override is set aside and said, not a 400."""
+    request = GenRequest(messages=({"role": "user", "content": "hi"},), ttc={"max_samples": 8},
+                         sampling=sampling)  # fmt: skip
+    decision = ROUTER.decide(request)
+    assert decision.params.name == "single"
+    assert any("ttc.max_samples" in r and "unused" in r for r in decision.reasons)
+
+
+@pytest.mark.parametrize("policy", ["convergence", "speculative", "cascade"])
+def test_n_above_1_with_a_one_answer_policy_is_a_400_naming_n(policy: str) -> None:
+    request = GenRequest(messages=({"role": "user", "content": "hi"},), ttc={"policy": policy},
+                         sampling={"n": 3})  # fmt: skip
+    with pytest.raises(InvalidRequest) as info:
+        ROUTER.decide(request)
+    assert info.value.param == "n" and policy in info.value.message
