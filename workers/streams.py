@@ -19,12 +19,12 @@ from core.metering import StreamProgress
 def interrupted(seen: StreamProgress, cause: TtcError) -> StreamInterrupted:
     """The error for a stream that failed after output started, billed what it cost so far."""
     usage = seen.usage_so_far()
-    estimated = "" if seen.usage is not None else "about "
+    if seen.usage is not None:
+        so_far = f"{usage.prompt_tokens} prompt and {usage.completion_tokens} completion tokens"
+    else:  # the gateway bills the prompt's estimate (core.metering)
+        so_far = f"about {usage.completion_tokens} completion tokens and the prompt (unreported)"
     return StreamInterrupted(
-        f"the worker failed mid-stream ({cause.message}); usage so far: "
-        f"{usage.prompt_tokens} prompt and {estimated}{usage.completion_tokens} "
-        "completion tokens",
-        usage=usage,
+        f"the worker failed mid-stream ({cause.message}); usage so far: {so_far}", usage=usage
     )
 
 
