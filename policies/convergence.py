@@ -118,6 +118,17 @@ class Chain:
         self.at_boundary = False
 
 
+def stopped(chain: str, added: str, stop: str | list[str] | None) -> str:
+    """``chain + added``, cut where the client's first ``stop`` string would have ended the
+    answer (as the worker cuts a chain): the line the gateway adds obeys it too."""
+    full = chain + added
+    cut = len(full)
+    for s in [stop] if isinstance(stop, str) else stop or []:
+        if s and (at := full.find(s, max(0, len(chain) - len(s) + 1))) != -1:
+            cut = min(cut, at)
+    return full[:cut]
+
+
 def final_line(chain: str, probe_text: str) -> str:
     """What follows the chain when it converged: a blank line, then the final answer."""
     newlines = len(chain) - len(chain.rstrip("\n"))
@@ -230,9 +241,10 @@ class ConvergencePolicy:
             choice = ResultChoice(0, text, chain.finish_reason or "stop")
         elif thinking is not None:  # the thinking closed; the answer is what the probe said
             answer = thinking.answer_prompt.lstrip() + first_line(winner.text)
-            choice = ResultChoice(0, text + answer, "stop")
+            choice = ResultChoice(0, stopped(text, answer, req.sampling.get("stop")), "stop")
         else:
-            choice = ResultChoice(0, text + final_line(text, winner.text), "stop")
+            line = final_line(text, winner.text)
+            choice = ResultChoice(0, stopped(text, line, req.sampling.get("stop")), "stop")
         choice = replace(choice, reasoning=chain.thinking)
         if chain.logprobs:
             choice = replace(choice, logprobs={"content": chain.logprobs})

@@ -21,7 +21,7 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import TokenUsage
 from policies import registry
-from policies.convergence import ConvergenceParams, ConvergencePolicy, final_line
+from policies.convergence import ConvergenceParams, ConvergencePolicy, final_line, stopped
 from policies.probing import probe_answer, probe_body
 
 CHAIN = [f"s{i} " for i in range(100)]
@@ -389,3 +389,19 @@ def test_probe_answer_reads_the_first_line(text: str, mode: str, expected: str |
 def test_registry_builds_the_convergence_policy() -> None:
     policy = registry.build(ConvergenceParams())
     assert isinstance(policy, ConvergencePolicy) and policy.name == "convergence"
+
+
+@pytest.mark.parametrize(
+    ("chain", "added", "stop", "expected"),
+    [
+        ("Step one.", "\n\nFinal answer: Paris", ["\n\n"], "Step one."),
+        ("Step one.", "\n\nFinal answer: Paris", "Final", "Step one.\n\n"),
+        ("Step one.\n", "\nFinal answer: Paris", ["\n\n"], "Step one."),  # spans the seam
+        ("Step one.", "\n\nFinal answer: Paris", ["zzz"], "Step one.\n\nFinal answer: Paris"),
+        ("Step one.", "\n\nFinal answer: Paris", None, "Step one.\n\nFinal answer: Paris"),
+    ],
+)
+def test_the_added_answer_line_obeys_the_clients_stop(
+    chain: str, added: str, stop: Any, expected: str
+) -> None:
+    assert stopped(chain, added, stop) == expected
