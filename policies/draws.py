@@ -69,9 +69,10 @@ def first_sample_confidence(draw: Draw) -> float | None:
 
 
 def answer_confidence(draw: Draw, current: Tally, reason: str | None) -> float:
-    """The answer's confidence: the gate's measure when the gate alone decided, else the
-    leader's (``leader_confidence``)."""
-    if reason == "confident_first_sample":
+    """The answer's confidence: the gate's measure when one sample decided (the gate, or a
+    greedy request's one sample: a vote of one says nothing), else the leader's
+    (``leader_confidence``)."""
+    if reason in ("confident_first_sample", "greedy"):
         return first_sample_confidence(draw) or 0.0
     return leader_confidence(current)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import pytest
@@ -182,3 +182,17 @@ async def test_cancellation_reaches_the_small_stage_call() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(backend.calls) == 1
+
+
+@pytest.mark.parametrize(("logprob", "escalated"), [(-0.1, False), (-2.0, True)])
+async def test_a_greedy_request_escalates_on_its_one_samples_confidence(
+    logprob: float, escalated: bool
+) -> None:
+    """At temperature 0 the small stage draws one sample; a vote of one says nothing, so its
+    token confidence decides (0.905 a token stays, 0.14 escalates), not a fixed 0.75."""
+    backend = answers_by_tier(["Paris"], "Paris", logprob=logprob)
+    spec = CascadeParams(**TIERS, small_max_samples=4, escalate_below=0.8)
+    greedy = replace(REQ, sampling={"temperature": 0})
+    result = await CascadePolicy(spec).run(greedy, Decision("auto", spec), backend)
+    assert result.report["small"]["stop_reason"] == "greedy"
+    assert result.report["escalated"] is escalated
