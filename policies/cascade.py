@@ -49,17 +49,26 @@ class CascadeParams(PolicyParams):
     small_max_samples: Annotated[int, Budget("max_samples")] = Field(4, ge=1, le=64)
     escalate_below: float = Field(0.8, ge=0.0, le=1.0)
     large_policy: Literal["single", "adaptive_bon"] = "adaptive_bon"
+    # The large stage's adaptive_bon: scaled by effort and capped like any sample budget.
+    large_max_samples: Annotated[int, Budget("max_samples")] = Field(16, ge=1, le=256)
 
 
 def small_params(params: CascadeParams) -> AdaptiveBonParams:
     """The small stage's ``adaptive_bon``: its defaults, within ``small_max_samples``."""
-    defaults = AdaptiveBonParams()
-    cap = params.small_max_samples
-    return AdaptiveBonParams(max_samples=cap, min_samples=min(defaults.min_samples, cap))
+    return _within(params.small_max_samples)
 
 
 def large_params(params: CascadeParams) -> PolicyParams:
-    return SingleParams() if params.large_policy == "single" else AdaptiveBonParams()
+    if params.large_policy == "single":
+        return SingleParams()
+    return _within(params.large_max_samples)
+
+
+def _within(cap: int) -> AdaptiveBonParams:
+    """``adaptive_bon``'s defaults within ``cap`` samples, its first-sample gate kept on (a
+    first round as large as the cap would make it fixed best-of-``cap``, dearer than asked)."""
+    first = min(AdaptiveBonParams().min_samples, max(cap - 1, 1))
+    return AdaptiveBonParams(max_samples=cap, min_samples=first)
 
 
 def should_escalate(report: Mapping[str, Any], escalate_below: float) -> bool:

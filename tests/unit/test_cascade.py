@@ -196,3 +196,20 @@ async def test_a_greedy_request_escalates_on_its_one_samples_confidence(
     result = await CascadePolicy(spec).run(greedy, Decision("auto", spec), backend)
     assert result.report["small"]["stop_reason"] == "greedy"
     assert result.report["escalated"] is escalated
+
+
+async def test_the_large_stage_stays_within_its_sample_budget() -> None:
+    backend = answers_by_tier(["Lyon", "Nice", "Rome", "Lille"], "Paris", logprob=-2.0)
+    spec = CascadeParams(**TIERS, small_max_samples=4, large_max_samples=3)
+    result = await CascadePolicy(spec).run(REQ, Decision("auto", spec), backend)
+    assert result.report["escalated"] is True
+    assert sum(int(body.get("n") or 1) for tier, body in backend.calls if tier == "large") <= 3
+
+
+async def test_a_halved_small_budget_keeps_its_first_sample_gate() -> None:
+    """``reasoning_effort: low`` halves small_max_samples 4 -> 2: a confident first sample
+    still answers alone, rather than a fixed vote of two (dearer than medium)."""
+    backend = answers_by_tier(["Paris"] * 2, "Paris")
+    spec = CascadeParams(**TIERS, small_max_samples=2)
+    result = await CascadePolicy(spec).run(REQ, Decision("auto", spec), backend)
+    assert result.report["small"]["samples"] == 1 and result.report["escalated"] is False
