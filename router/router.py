@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from core.backend import Backend
-from core.errors import InvalidRequest, ModelNotFound, TtcError
+from core.errors import ModelNotFound, TtcError
 from core.profile import ModelProfile
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
@@ -42,6 +42,7 @@ from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
 from router.predictor import DifficultyPredictor, build
 from router.probe import DifficultyProbe, FirstTokenProbe, ProbeFailed, Prober
 from router.routed import Recorder, Routing
+from router.shapes import greedy, refuse_n_for_one_answer, text_runs_single
 from router.stats import LocalStats, StatsSource
 from router.thinking import BandThinking, plan_thinking
 from router.tools import ToolTiers, tool_params
@@ -244,7 +245,7 @@ class Router:
         self, req: GenRequest, band: Band, tier: str, scale: float, reasons: list[str], count: bool
     ) -> PolicyParams:
         pinned = overrides.requested_policy(req.ttc)
-        _refuse_n_for_one_answer(pinned, req)
+        refuse_n_for_one_answer(pinned, req)
         params = band.params
         if pinned is not None:
             reasons.append(f"policy pinned by request: {pinned}")
@@ -262,7 +263,7 @@ class Router:
         params = overrides.scale_budget(params, scale, self._policies.caps)
         if req.needs_single:
             return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
-        if req.text_only and _text_runs_single(req, params.name, pinned, reasons):
+        if req.text_only and text_runs_single(req, params.name, pinned, reasons):
             return self._policies.named("single")
         params, ttc = self._switched(req, params, pinned, reasons)
         params = overrides.with_overrides(params, ttc, self._policies)
@@ -278,7 +279,7 @@ class Router:
         samples cannot vote; ``n`` samples are what the client asked for), with the
         overrides that still apply."""
         why = None
-        if pinned is None and params.name == "adaptive_bon" and _greedy(req):
+        if pinned is None and params.name == "adaptive_bon" and greedy(req):
             why = "temperature 0: identical samples cannot vote; single"
         elif pinned is None and params.name != "single" and req.n > 1:
             why = f"n={req.n}: the client asked for that many samples; single"
@@ -312,53 +313,5 @@ def _effort(table: EffortTable, level: str | None) -> EffortConfig:
 
 # 64 KiB of request body: below it prediction costs about a millisecond on the event loop.
 OFF_LOOP_BYTES = 65_536
-
-# Policies that work on a raw prompt (``/v1/completions``): the others continue or judge chat
-# messages (probes with continue_final_message, judge prompts, drafted steps).
-TEXT_POLICIES = frozenset({"single", "adaptive_bon"})
-# Policies that build one answer (a chain, a trace of steps, an escalation): never n of them.
-ONE_ANSWER = frozenset({"convergence", "speculative", "cascade"})
-
-
-def _text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: list[str]) -> bool:
-    """Whether a text completion runs ``single``: one that scores its prompt (echo upstream),
-    or one whose policy needs chat messages."""
-    if req.passthrough.get("echo"):
-        if pinned not in (None, "single"):
-            raise InvalidRequest(
-                "echo with logprobs scores the prompt in one call: ttc.policy must be 'single'",
-                param="ttc.policy",
-            )
-        reasons.append("echo with logprobs: the prompt's own logprobs, one call; single")
-        return True
-    if name not in TEXT_POLICIES:
-        _refuse_pinned_for_text(pinned, name)
-        reasons.append(f"a text completion: {name} needs chat messages; single")
-        return True
-    return False
-
-
-def _refuse_n_for_one_answer(pinned: str | None, req: GenRequest) -> None:
-    if pinned in ONE_ANSWER and req.n > 1:
-        raise InvalidRequest(
-            f"the policy '{pinned}' returns one answer: n must be 1 (single and adaptive_bon "
-            "return n)",
-            param="n",
-        )
-
-
-def _refuse_pinned_for_text(pinned: str | None, name: str) -> None:
-    if pinned is not None:
-        raise InvalidRequest(
-            f"the policy '{name}' needs chat messages; a text completion runs "
-            f"{' or '.join(sorted(TEXT_POLICIES))}",
-            param="ttc.policy",
-        )
-
-
-def _greedy(req: GenRequest) -> bool:
-    temperature = req.sampling.get("temperature")
-    return temperature is not None and float(temperature) == 0.0
-
 
 __all__ = ["AUTO_MODEL", "Router", "Routing"]
