@@ -65,8 +65,10 @@ class Tracing:
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
         )
         if exporter is None:
-            otlp = OTLPSpanExporter(endpoint=config.endpoint, headers=config.headers or None)
-            provider.add_span_processor(BatchSpanProcessor(otlp))
+            otlp = OTLPSpanExporter(endpoint=config.endpoint, headers=config.headers or None,
+                                    timeout=config.export_timeout_s)  # fmt: skip
+            millis = config.export_timeout_s * 1000
+            provider.add_span_processor(BatchSpanProcessor(otlp, export_timeout_millis=millis))
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         return cls(provider)
