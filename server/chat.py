@@ -48,5 +48,6 @@ class ChatEndpoint:
     def render_stream(
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
-        chunks = ChunkFactory(call.req.request_id, decision.tier, call.include_reasoning)
+        chunks = ChunkFactory(call.req.request_id, decision.tier, call.include_reasoning,
+                              call.include_usage)  # fmt: skip
         return chat_sse(events, chunks, decision, include_usage=call.include_usage)

@@ -76,14 +76,19 @@ class ChunkFactory:
     out as ``delta.reasoning`` (vLLM's name; a worker's older ``reasoning_content`` is renamed),
     or not at all when the client asked for none."""
 
-    def __init__(self, request_id: str, model: str, include_reasoning: bool = True) -> None:
+    def __init__(
+        self, request_id: str, model: str, include_reasoning: bool = True,
+        include_usage: bool = False,
+    ) -> None:  # fmt: skip
         self._reasoning = include_reasoning
-        self._base = {
+        self._base: dict[str, Any] = {
             "id": request_id,
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
         }
+        if include_usage:  # as OpenAI: every chunk but the last says ``usage: null``
+            self._base["usage"] = None
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {**self._base, "choices": choices, **extra}

@@ -44,7 +44,8 @@ async def collect(events: AsyncIterator[Event], include_usage: bool, keepalive: 
     ticking = with_keepalive(first, source, keepalive)
     parts = [
         part async for part in chat_sse(
-            ticking, ChunkFactory("id", "t"), PLAN, include_usage=include_usage
+            ticking, ChunkFactory("id", "t", include_usage=include_usage), PLAN,
+            include_usage=include_usage
         )
     ]  # fmt: skip
     out: list[Any] = []
@@ -77,6 +78,8 @@ async def test_ttc_rides_on_the_finish_chunk_without_usage_chunk() -> None:
 
 async def test_include_usage_adds_a_final_usage_chunk() -> None:
     out, _ = await collect(normal(), include_usage=True)
+    chunks = [c for c in out if isinstance(c, dict)]
+    assert all("usage" in c and c["usage"] is None for c in chunks[:-1])  # as OpenAI sends
     usage_chunk = out[-2]
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"]["completion_tokens"] == 2
