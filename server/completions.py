@@ -238,9 +238,11 @@ class _TextChunks:
         base = _base(self.call, self.decision)
         last = self.held if self.held is not None else {**base, "choices": []}
         self.held = None
-        out = sse({**last, "ttc": ttc_body(self.decision, event.report)})
-        if self.call.include_usage:
-            out += sse({**base, "choices": [], "usage": usage_body(event.usage, event.report)})
+        report = ttc_body(self.decision, event.report)
+        out = sse({**last, "ttc": report})
+        if self.call.include_usage:  # the report again beside the usage, as chat has it
+            usage = usage_body(event.usage, event.report)
+            out += sse({**base, "choices": [], "usage": usage, "ttc": report})
         return out
 
 

@@ -121,3 +121,17 @@ async def test_what_is_not_supported_is_named(extra: Any, param: str, says: str)
         await client.completions.create(model="auto", **extra)
     assert info.value.body["param"] == param and says in info.value.message  # type: ignore[index]
     assert backend.calls == []
+
+
+async def test_a_stream_with_usage_ends_with_the_report_on_finish_and_usage_chunks() -> None:
+    client, _ = setup()
+    stream = await client.completions.create(model="auto", prompt="Say: ", stream=True,
+                                             stream_options={"include_usage": True},
+                                             extra_body=PINNED)  # fmt: skip
+    chunks = [c async for c in stream]
+    last, finish = chunks[-1], chunks[-2]
+    assert last.choices == [] and last.usage is not None and last.usage.completion_tokens == 1
+    assert (last.model_extra or {})["ttc"]["policy"] == "single"
+    assert finish.choices[0].finish_reason == "stop"
+    assert (finish.model_extra or {})["ttc"]["policy"] == "single"
+    assert len({c.created for c in chunks}) == 1
