@@ -42,7 +42,12 @@ from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
 from router.predictor import DifficultyPredictor, build
 from router.probe import DifficultyProbe, FirstTokenProbe, ProbeFailed, Prober
 from router.routed import Recorder, Routing
-from router.shapes import greedy, refuse_n_for_one_answer, text_runs_single
+from router.shapes import (
+    greedy,
+    refuse_logprobs_if_pinned,
+    refuse_n_for_one_answer,
+    text_runs_single,
+)
 from router.stats import LocalStats, StatsSource
 from router.thinking import BandThinking, plan_thinking
 from router.tools import ToolTiers, tool_params
@@ -279,7 +284,10 @@ class Router:
         samples cannot vote; ``n`` samples are what the client asked for), with the
         overrides that still apply."""
         why = None
-        if pinned is None and params.name == "adaptive_bon" and greedy(req):
+        if params.name == "speculative" and req.sampling.get("logprobs"):
+            refuse_logprobs_if_pinned(pinned)
+            why = "logprobs asked: speculative joins steps and has none to return; single"
+        elif pinned is None and params.name == "adaptive_bon" and greedy(req):
             why = "temperature 0: identical samples cannot vote; single"
         elif pinned is None and params.name != "single" and req.n > 1:
             why = f"n={req.n}: the client asked for that many samples; single"

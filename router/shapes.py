@@ -53,3 +53,11 @@ def _refuse_pinned_for_text(pinned: str | None, name: str) -> None:
 def greedy(req: GenRequest) -> bool:
     temperature = req.sampling.get("temperature")
     return temperature is not None and float(temperature) == 0.0
+
+
+def refuse_logprobs_if_pinned(pinned: str | None) -> None:
+    if pinned == "speculative":
+        raise InvalidRequest(
+            "speculative joins drafted and judged steps and cannot return logprobs",
+            param="logprobs",
+        )

@@ -231,3 +231,17 @@ def test_n_above_1_with_a_one_answer_policy_is_a_400_naming_n(policy: str) -> No
     with pytest.raises(InvalidRequest) as info:
         ROUTER.decide(request)
     assert info.value.param == "n" and policy in info.value.message
+
+
+def test_logprobs_are_never_dropped_silently_by_speculative() -> None:
+    asked = {"logprobs": True, "top_logprobs": 2}
+    pinned = GenRequest(messages=({"role": "user", "content": "hi"},),
+                        ttc={"policy": "speculative"}, sampling=asked)  # fmt: skip
+    with pytest.raises(InvalidRequest) as info:
+        ROUTER.decide(pinned)
+    assert info.value.param == "logprobs"
+    speculating = router_at(0.5, bands=(BandConfig(name="all", policy="speculative"),))
+    routed = GenRequest(messages=({"role": "user", "content": "hi"},), sampling=asked)
+    decision = speculating.decide(routed)
+    assert decision.params.name == "single"
+    assert any("logprobs" in r for r in decision.reasons)
