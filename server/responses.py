@@ -93,18 +93,11 @@ class ChunkFactory:
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {**self._base, "choices": choices, **extra}
 
-    def role(self, n: int) -> dict[str, Any]:
-        return self.chunk(
-            [
-                {
-                    "index": i,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-                for i in range(n)
-            ]
-        )
+    def role(self) -> dict[str, Any]:
+        """The first chunk: choice 0's role (a later choice gets its role on its first delta)."""
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                 "finish_reason": None}  # fmt: skip
+        return self.chunk([first])
 
     def delta(self, delta: Delta) -> dict[str, Any]:
         raw_delta = delta.raw.get("delta") if delta.raw else None

@@ -86,7 +86,7 @@ class Settlement:
             m.record(decision, result.usage, result.report, exemplar)
             router.record(routing, self.req, result, latency)
         finally:
-            self._charge(self._billable(result.usage.total))
+            self._charge(result.usage.total)  # at least what the meter saw: _add_dropped
 
     def from_cache(self, result: PolicyResult) -> None:
         if not self._settle():
@@ -150,13 +150,6 @@ class Settlement:
             reasoning = min(completion, max(0, spent.reasoning_tokens - have.reasoning_tokens))
             if prompt or completion:
                 result.usage.add("dropped", tier, TokenUsage(prompt, completion, reasoning))
-
-    def _billable(self, ledgered: TokenUsage) -> TokenUsage:
-        """What the key pays for a finished request: its ledger, or what the metered backend
-        saw spent upstream if that is more (a sub-call a policy dropped from its ledger when
-        the contract cut it is still a call the worker ran)."""
-        metered = self.meter.spent if self.meter is not None else TokenUsage()
-        return metered if metered.total_tokens > ledgered.total_tokens else ledgered
 
     def _charge(self, spent: TokenUsage) -> None:
         if self.caller is not None:

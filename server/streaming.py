@@ -73,7 +73,7 @@ async def chat_sse(
     held: dict[str, Any] | None = None
     announced = {0}
     try:
-        yield sse(chunks.role(1))
+        yield sse(chunks.role())
         async for event in events:
             if event is None:
                 yield KEEPALIVE
