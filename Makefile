@@ -28,9 +28,10 @@ serve: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy core server router policies workers state tests bench deploy
+	$(BIN)/mypy .
 
 # Offline validation of the Dockerfiles, compose profiles, Kustomize overlays and dashboard.
 lint-deploy: install

@@ -5,7 +5,8 @@
 1. In process: ``Router.decide`` (features + the learned predictor, default config) timed for
    prompts of 1 KiB, 100 KiB and 1 MiB, for 31,768 tiny messages, and for a 1 MiB prompt with
    tier and policy pinned (prediction skipped); also parsing and validating each body
-   (``server.chat.parse_chat``), the other per-byte work the event loop does for a prompt.
+   (``server.api.chat.endpoint.parse_chat``), the other per-byte work the event loop does for
+   a prompt.
 2. Under load (``bench.big_prompts_load``): a gateway subprocess in front of the fast upstream;
    p50/p99 of small requests alone and while 4 clients send 1 MiB prompts, one a second each
    (paced) and back to back (the gateway saturated), and the ratios to alone.
@@ -38,7 +39,7 @@ from core.request import GenRequest
 from policies.config import PoliciesConfig
 from router.config import RouterConfig
 from router.router import Router
-from server.chat import parse_chat
+from server.api.chat.endpoint import parse_chat
 
 OUT = Path(__file__).parent / "results" / "big-prompts.json"
 SENTENCE = "A tank holds 200 litres; it leaks 15 litres an hour for 6 hours. How much is left? "

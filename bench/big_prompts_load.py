@@ -64,7 +64,7 @@ def start_gateway(upstream: str, workdir: Path) -> processes.Started:
     config["server"]["max_body_bytes"] = 4 * BIG_PROMPT_BYTES  # a 1 MiB prompt, not a 413
     path = workdir / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "server.cli", "serve", "--config", str(path)]
+    command = [sys.executable, "-m", "ttc.cli", "serve", "--config", str(path)]
     return processes.start("ttc-gateway", command, f"http://127.0.0.1:{port}", "/ready", workdir)
 
 

@@ -128,7 +128,7 @@ def start_gateway(model: str, upstream: str, workdir: Path) -> Started:
     port = free_port()
     config = workdir / "gateway.yaml"
     config.write_text(yaml.safe_dump(gateway_config(model, upstream, port)))
-    command = [sys.executable, "-m", "server.cli", "serve", "--config", str(config)]
+    command = [sys.executable, "-m", "ttc.cli", "serve", "--config", str(config)]
     return start("ttc-gateway", command, f"http://127.0.0.1:{port}", "/ready", workdir)
 
 

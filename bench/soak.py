@@ -187,7 +187,7 @@ def in_flight(url: str) -> float:
 def _start_gateway(upstream: str, port: int, workdir: Path) -> processes.Started:
     config = processes.gateway_config(MODEL, upstream, port)
     (workdir / "gateway.yaml").write_text(yaml.safe_dump(config))
-    serve = [sys.executable, "-m", "server.cli", "serve", "--config", str(workdir / "gateway.yaml")]
+    serve = [sys.executable, "-m", "ttc.cli", "serve", "--config", str(workdir / "gateway.yaml")]
     return processes.start("ttc-gateway", serve, f"http://127.0.0.1:{port}", "/ready", workdir)
 
 

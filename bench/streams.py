@@ -180,7 +180,7 @@ def _start_gateway(options: Options, workdir: Path) -> processes.Started:
     port = processes.free_port()
     config = processes.gateway_config(options.model, options.upstream, port)
     (workdir / "gateway.yaml").write_text(yaml.safe_dump(config))
-    serve = [sys.executable, "-m", "server.cli", "serve", "--config", str(workdir / "gateway.yaml")]
+    serve = [sys.executable, "-m", "ttc.cli", "serve", "--config", str(workdir / "gateway.yaml")]
     return processes.start("ttc-gateway", serve, f"http://127.0.0.1:{port}", "/ready", workdir)
 
 

@@ -21,7 +21,7 @@ from deploy.tools import run, tool, upstreams
 
 CONFIG_PATH = "/etc/ttc/config.yaml"  # where the gateway Deployment mounts its config
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-DRAIN_S = 30  # uvicorn's timeout_graceful_shutdown in server/cli.py
+DRAIN_S = 30  # uvicorn's timeout_graceful_shutdown in ttc/cli.py
 
 Problems = list[str]
 

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.api.common.render import envelope
 from server.config import ServerConfig
-from server.errors import envelope
 
 # The headers a browser client may read: the gateway's own and the 429/503 retry hint.
 EXPOSED = ["x-ttc-tier", "x-ttc-policy", "retry-after"]

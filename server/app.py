@@ -17,6 +17,7 @@ from prometheus_client.exposition import choose_encoder
 from core.backend import Backend
 from router.router import AUTO_MODEL, Router
 from server import admin, errors, openapi, routes
+from server.api.responses.endpoint import ResponsesEndpoint
 from server.auth import Guard
 from server.boundary import Boundary
 from server.config import Settings
@@ -24,7 +25,6 @@ from server.context import AppContext
 from server.lifecycle import RequestLifecycle
 from server.metrics import Metrics
 from server.reload import ConfigReloader
-from server.responses_api import ResponsesEndpoint
 from server.router_seams import PoolSaturation, SharedRouterStats
 from server.tracing import Tracing
 from state.shared import SharedState

@@ -16,7 +16,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import envelope
+from server.api.common.render import envelope
 
 log = logging.getLogger("ttc.server")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from server.api.responses.endpoint import ResponsesEndpoint
 from server.auth import Guard
 from server.config import Settings
 from server.lifecycle import RequestLifecycle
 from server.metrics import Metrics
-from server.responses_api import ResponsesEndpoint
 from state.shared import SharedState
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool

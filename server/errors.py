@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import InvalidRequest, TtcError
+from server.api.common.render import envelope, error_body
 
 log = logging.getLogger("ttc.server")
 
@@ -30,14 +30,6 @@ _STATUS_TYPES = {
     405: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-def envelope(message: str, error_type: str, param: str | None, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
-def error_body(exc: TtcError) -> dict[str, Any]:
-    return envelope(exc.message, exc.error_type, exc.param, exc.code)
 
 
 def error_response(exc: TtcError) -> JSONResponse:

@@ -36,6 +36,7 @@ from core.result import PolicyResult
 from policies import registry
 from policies.base import Policy
 from router.router import Router
+from server.api.common.stream import with_keepalive
 from server.auth import Guard
 from server.body import read_body
 from server.config import ServerConfig
@@ -43,7 +44,6 @@ from server.contract import requested, reserve_budget, resolved
 from server.endpoint import Call, Endpoint, Event
 from server.metrics import Metrics
 from server.settlement import Settlement
-from server.streaming import with_keepalive
 from server.tracing import Tracing, traced_events
 from state.cache import ResponseCache
 from state.reservations import Reservation

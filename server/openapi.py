@@ -3,7 +3,7 @@
 The generation routes read their raw body (the lifecycle bounds and parses it before any
 work), so FastAPI cannot infer their request schemas; ``install`` adds them from the same
 pydantic models that validate the bodies, and declares the SSE form of streamed answers.
-Response and error schemas come from ``server.openapi_models`` via each route's
+Response and error schemas come from ``server.api.common.models`` via each route's
 ``responses=``.
 """
 

@@ -11,12 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from core.errors import InvalidRequest
-from server.chat import ChatEndpoint
-from server.completions import CompletionRequest, CompletionsEndpoint
-from server.context import AppContext
-from server.openai_schema import ChatCompletionRequest
-from server.openapi import request_body
-from server.openapi_models import (
+from server.api.chat.endpoint import ChatEndpoint
+from server.api.chat.schema import ChatCompletionRequest
+from server.api.common.models import (
     ERRORS,
     ChatCompletion,
     DeletedResponse,
@@ -24,7 +21,11 @@ from server.openapi_models import (
     ResponseObject,
     TextCompletion,
 )
-from server.responses_schema import ResponsesRequest
+from server.api.completions.endpoint import CompletionsEndpoint
+from server.api.completions.schema import CompletionRequest
+from server.api.responses.schema import ResponsesRequest
+from server.context import AppContext
+from server.openapi import request_body
 
 api = APIRouter()
 CHAT = ChatEndpoint()

@@ -3,7 +3,7 @@
 A stored response is a JSON record: the owner (the API key's identity), the response object
 as the client saw it, its turn (the chat messages its input added, its answer included) and
 the id of the response it continued, so ``previous_response_id`` can rebuild the context
-link by link without the client resending it (``server.responses_api``). Redis holds it
+link by link without the client resending it (``server.api.responses.endpoint``). Redis holds it
 under ``<prefix>resp:<id>`` with a TTL; while Redis is not configured or unavailable, a
 bounded in-process LRU holds it (visible to this replica only). A response belongs to the
 key that made it: for any other key it does not exist.

@@ -64,7 +64,7 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
 
 
 def ttc_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server.cli", *args]
+    return [sys.executable, "-m", "ttc.cli", *args]
 
 
 def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:

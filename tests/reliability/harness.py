@@ -120,7 +120,7 @@ def gateway(config: Mapping[str, Any], folder: Path, ready: str = "/ready") -> I
     gateway_port = port()
     (folder / "gateway.yaml").write_text(yaml.safe_dump(dict(config)))
     log = folder / "gateway.log"
-    command = [sys.executable, "-m", "server.cli", "serve", "--config",
+    command = [sys.executable, "-m", "ttc.cli", "serve", "--config",
                str(folder / "gateway.yaml"), "--port", str(gateway_port)]  # fmt: skip
     proc = spawn(command, log)
     url = f"http://127.0.0.1:{gateway_port}"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.cli import QUIET_LOGGERS, configure_logging
+from ttc.cli import QUIET_LOGGERS, configure_logging
 
 
 @pytest.fixture(autouse=True)

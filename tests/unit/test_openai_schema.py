@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from server.api.chat.schema import ChatCompletionRequest
 from server.errors import from_validation_error
-from server.openai_schema import ChatCompletionRequest
 
 MSG = [{"role": "user", "content": "hi"}]
 

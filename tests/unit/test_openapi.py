@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx2
 
+from server.api.common.models import ChatCompletion, ErrorResponse, ResponseObject
 from server.app import create_app
 from server.config import settings_from_dict
-from server.openapi_models import ChatCompletion, ErrorResponse, ResponseObject
 from tests.fakes import ScriptedBackend
 
 

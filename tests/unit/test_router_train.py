@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from router.learned import load_model
 from router.train import Example, auc, evaluate, fit, split, trace_examples, trace_label
-from server.cli import app
+from ttc.cli import app
 
 
 def test_auc_counts_ranked_pairs() -> None:

@@ -11,9 +11,10 @@ from core.request import Decision
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
 from policies.single import SingleParams
+from server.api.chat.render import ChunkFactory
+from server.api.chat.stream import chat_sse
+from server.api.common.stream import with_keepalive
 from server.endpoint import Event
-from server.responses import ChunkFactory
-from server.streaming import chat_sse, with_keepalive
 
 PLAN = Decision(tier="t", params=SingleParams())
 

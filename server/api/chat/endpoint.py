@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 from core.profile import EFFORT_LEVEL
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from server.api.chat.render import ChunkFactory, completion_body, without_reasoning
+from server.api.chat.schema import ChatCompletionRequest
+from server.api.chat.stream import chat_sse
 from server.body import decode, parse_as
 from server.endpoint import Call, Event, request_options
-from server.openai_schema import ChatCompletionRequest
-from server.responses import ChunkFactory, completion_body, without_reasoning
-from server.streaming import chat_sse
 
 
 def parse_chat(raw: bytes) -> ChatCompletionRequest:

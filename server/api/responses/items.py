@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import InvalidRequest
-from server.responses_schema import (
+from server.api.responses.schema import (
     FunctionCallItem,
     FunctionCallOutputItem,
     MessageItem,

@@ -12,9 +12,9 @@ from typing import Any
 
 from core.request import Decision
 from core.result import PolicyResult, ResultChoice
+from server.api.common.render import ttc_body, usage_body
+from server.api.responses.schema import NamedFunction, ResponsesRequest
 from server.endpoint import Call
-from server.responses import ttc_body, usage_body
-from server.responses_schema import NamedFunction, ResponsesRequest
 
 
 def request_of(call: Call) -> ResponsesRequest:

@@ -33,17 +33,17 @@ from core.errors import TtcError
 from core.progress import Progress
 from core.request import Decision
 from core.result import PolicyResult
-from server.endpoint import Call, Event
-from server.responses_render import (
+from server.api.common.stream import KEEPALIVE
+from server.api.responses.render import (
     message_item,
     reasoning_item,
     response_object,
     response_shell,
 )
-from server.streaming import KEEPALIVE
+from server.endpoint import Call, Event
 
 if TYPE_CHECKING:
-    from server.responses_api import ResponsesEndpoint
+    from server.api.responses.endpoint import ResponsesEndpoint
 
 
 class EventWriter:

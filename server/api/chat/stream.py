@@ -13,8 +13,6 @@ out. An error mid-stream ends it with an error event, then ``[DONE]``.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,39 +21,10 @@ from core.errors import TtcError
 from core.progress import Progress
 from core.request import Decision
 from core.result import PolicyResult
+from server.api.chat.render import ChunkFactory
+from server.api.common.render import error_body, ttc_body, usage_body
+from server.api.common.stream import DONE, KEEPALIVE, sse
 from server.endpoint import Event
-from server.errors import error_body
-from server.responses import ChunkFactory, ttc_body, usage_body
-
-KEEPALIVE = b": keep-alive\n\n"
-DONE = b"data: [DONE]\n\n"
-
-
-def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def with_keepalive(
-    first: asyncio.Future[Event], events: AsyncIterator[Event], interval: float
-) -> AsyncIterator[Event | None]:
-    """Yield ``first``'s event then the rest; ``None`` whenever ``interval`` passes silently."""
-    pending: asyncio.Future[Event] = first
-    try:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            yield event
-            pending = asyncio.ensure_future(anext(events))
-    finally:
-        if not pending.done():  # client gone or error: stop the policy's upstream calls
-            pending.cancel()
-            await asyncio.wait({pending})
 
 
 async def chat_sse(

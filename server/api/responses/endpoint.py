@@ -20,17 +20,17 @@ from core.errors import InvalidRequest, NotFound
 from core.profile import EFFORT_LEVEL
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
-from server.body import decode
-from server.endpoint import Call, Event, request_options
-from server.responses_items import input_items, page_of
-from server.responses_render import assistant_message, request_of, response_object
-from server.responses_schema import (
+from server.api.responses.items import input_items, page_of
+from server.api.responses.render import assistant_message, request_of, response_object
+from server.api.responses.schema import (
     FunctionCallItem,
     FunctionCallOutputItem,
     MessageItem,
     NamedFunction,
     ResponsesRequest,
 )
+from server.body import decode
+from server.endpoint import Call, Event, request_options
 from state.responses import ResponseStore
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class ResponsesEndpoint:
     def render_stream(
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
-        from server.responses_stream import response_events  # one idea per module
+        from server.api.responses.stream import response_events  # one idea per module
 
         return response_events(self, call, decision, events)
 

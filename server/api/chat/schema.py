@@ -10,37 +10,21 @@ is dropped silently. Responses are built as plain dicts (the hot path).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.profile import ClientEffort
-
-# Sampling extras vLLM accepts beyond the OpenAI schema; passed through unchanged.
-VLLM_EXTRA_FIELDS = frozenset(
-    {
-        "top_k",
-        "min_p",
-        "repetition_penalty",
-        "length_penalty",
-        "min_tokens",
-        "ignore_eos",
-        "skip_special_tokens",
-        "spaces_between_special_tokens",
-        "stop_token_ids",
-        "include_stop_str_in_output",
-        "truncate_prompt_tokens",
-        "chat_template_kwargs",
-        "guided_json",
-        "guided_regex",
-        "guided_choice",
-        "guided_grammar",
-        "structured_outputs",
-        "echo",
-        "add_generation_prompt",
-        "continue_final_message",
-        "priority",
-    }
+from server.api.common.schema import (
+    SEED_MAX,
+    SEED_MIN,
+    VLLM_EXTRA_FIELDS,
+    Bias,
+    Penalty,
+    StreamOptions,
+    Strict,
+    TokenCount,
+    TokenId,
 )
 
 # OpenAI fields validated here and forwarded to vLLM as the client sent them.
@@ -57,11 +41,6 @@ OPENAI_PASSTHROUGH = (
     "store",
 )
 
-# 2**31 - 1: token counts are int32 upstream; 10**30 is not a token count but a bug.
-MAX_TOKENS = 2**31 - 1
-# seed: a signed 64-bit integer, as OpenAI and vLLM take it.
-SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
-
 SAMPLING_FIELDS = (
     "temperature",
     "top_p",
@@ -74,13 +53,7 @@ SAMPLING_FIELDS = (
 )
 
 
-class _Strict(BaseModel):
-    """Strict JSON types; fields beyond the declared ones are kept and forwarded."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class ContentPart(_Strict):
+class ContentPart(Strict):
     type: str = Field(min_length=1)
     text: str | None = None
 
@@ -91,7 +64,7 @@ class ContentPart(_Strict):
         return self
 
 
-class Message(_Strict):
+class Message(Strict):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -107,52 +80,40 @@ class Message(_Strict):
         return self
 
 
-class FunctionDefinition(_Strict):
+class FunctionDefinition(Strict):
     name: str = Field(min_length=1)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(_Strict):
+class Tool(Strict):
     type: Literal["function"]
     function: FunctionDefinition | None = None
 
 
-class FunctionName(_Strict):
+class FunctionName(Strict):
     name: str = Field(min_length=1)
 
 
-class NamedToolChoice(_Strict):
+class NamedToolChoice(Strict):
     type: Literal["function"]
     function: FunctionName
 
 
-class JsonSchemaFormat(_Strict):
+class JsonSchemaFormat(Strict):
     name: str = Field(min_length=1)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(Strict):
     type: Literal["text", "json_object", "json_schema", "structural_tag"]
     json_schema: JsonSchemaFormat | None = None
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    include_usage: bool = False
-    include_obfuscation: bool | None = None  # no obfuscation padding is ever added
-
-
-TokenId = Annotated[str, Field(pattern=r"^\d+$")]
-Bias = Annotated[float, Field(ge=-100.0, le=100.0)]
-Penalty = Annotated[float | None, Field(ge=-2.0, le=2.0)]
-TokenCount = Annotated[int | None, Field(ge=1, le=MAX_TOKENS)]
-
-
-class ChatCompletionRequest(_Strict):
+class ChatCompletionRequest(Strict):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)

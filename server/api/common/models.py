@@ -1,8 +1,8 @@
 """Pydantic models of what the gateway answers, for ``/openapi.json`` only.
 
-Responses are built as plain dicts on the hot path (``server.responses``,
-``server.responses_api``); these models describe those dicts so ``/docs``, client generators
-and API fuzzers see the real API. Objects allow extra fields, as OpenAI's own schemas do for
+Responses are built as plain dicts on the hot path (the ``render`` module of each API in
+``server.api``); these models describe those dicts so ``/docs``, client generators and API
+fuzzers see the real API. Objects allow extra fields, as OpenAI's own schemas do for
 fields a newer server may add.
 """
 

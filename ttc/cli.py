@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from core.errors import TtcError
-from server.cli_bench import register as register_bench
-from server.cli_router import router_app
+from ttc.bench import register as register_bench
+from ttc.router import router_app
 
 app = typer.Typer(
     help="ttc-gateway: adaptive test-time compute behind an OpenAI API.", no_args_is_help=True
