@@ -31,14 +31,20 @@ from core.errors import LimitExceeded
 from state.config import LimitsConfig
 from state.keys import Quota
 from state.redis import SharedRedis, StateUnavailable
-from state.windows import DAY_MS, MINUTE_MS, LocalWindows, Window, allows, retry_after_ms
+from state.windows import (
+    DAY_MS,
+    MINUTE_MS,
+    WINDOW_LUA,
+    LocalWindows,
+    Window,
+    allows,
+    retry_after_ms,
+)
 
 # KEYS: one hash per window (field: window index, value: count).
 # ARGV: force (1: charge without checking), then per window: limit, window_ms, need, charge,
 # sliding. Returns {admitted, now_ms, prev_1, cur_1, prev_2, cur_2, ...}.
-ADMIT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+ADMIT_LUA = WINDOW_LUA + """
 local force = ARGV[1] == '1'
 local out = {1, now}
 for i = 1, #KEYS do
@@ -46,11 +52,9 @@ for i = 1, #KEYS do
   local limit, win, need = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local sliding = ARGV[b + 5] == '1'
   local idx = math.floor(now / win)
-  local cur = tonumber(redis.call('HGET', KEYS[i], string.format('%d', idx)) or '0')
+  local cur = window_count(KEYS[i], idx)
   local prev = 0
-  if sliding then
-    prev = tonumber(redis.call('HGET', KEYS[i], string.format('%d', idx - 1)) or '0')
-  end
+  if sliding then prev = window_count(KEYS[i], idx - 1) end
   out[#out + 1] = prev
   out[#out + 1] = cur
   local full = cur + need > limit
@@ -61,14 +65,7 @@ if out[1] == 0 then return out end
 for i = 1, #KEYS do
   local b = 1 + (i - 1) * 5
   local win, charge = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4])
-  if charge > 0 then
-    local idx = math.floor(now / win)
-    redis.call('HINCRBY', KEYS[i], string.format('%d', idx), charge)
-    for _, f in ipairs(redis.call('HKEYS', KEYS[i])) do
-      if tonumber(f) < idx - 1 then redis.call('HDEL', KEYS[i], f) end
-    end
-    redis.call('PEXPIRE', KEYS[i], 2 * win)
-  end
+  if charge > 0 then charge_window(KEYS[i], win, charge) end
 end
 return out
 """

@@ -40,14 +40,12 @@ from core.errors import LimitExceeded
 from state.keys import Quota
 from state.limits import RateLimiter, limit_exceeded
 from state.redis import SharedRedis, StateUnavailable
-from state.windows import DAY_MS, Window
+from state.windows import DAY_MS, WINDOW_LUA, Window
 
 # KEYS: spend hash of the day, reservation hash, expiry set.
 # ARGV: budget, day_ms, reservation id, want, least, ttl_ms.
 # Returns {granted, now_ms, spent, reserved, earliest expiry (0: none)}; granted 0: refused.
-RESERVE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+RESERVE_LUA = WINDOW_LUA + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
 for _, id in ipairs(expired) do
   local held = tonumber(redis.call('HGET', KEYS[2], id) or '0')
@@ -57,8 +55,7 @@ end
 if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) end
 local budget, day = tonumber(ARGV[1]), tonumber(ARGV[2])
 local want, least, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local day_index = string.format('%d', math.floor(now / day))
-local spent = tonumber(redis.call('HGET', KEYS[1], day_index) or '0')
+local spent = window_count(KEYS[1], math.floor(now / day))
 local reserved = tonumber(redis.call('HGET', KEYS[2], 'total') or '0')
 local grant = math.min(want, budget - spent - reserved)
 if grant < least then
@@ -77,9 +74,7 @@ return {grant, now, spent, reserved, 0}
 
 # KEYS: reservation hash, expiry set, then one hash per charged window (state.limits layout).
 # ARGV: reservation id, then per window: window_ms, tokens. Returns the tokens released.
-SETTLE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+SETTLE_LUA = WINDOW_LUA + """
 local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if held > 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -91,14 +86,7 @@ end
 for i = 3, #KEYS do
   local b = 2 + (i - 3) * 2
   local win, tokens = tonumber(ARGV[b]), tonumber(ARGV[b + 1])
-  if tokens > 0 then
-    local idx = math.floor(now / win)
-    redis.call('HINCRBY', KEYS[i], string.format('%d', idx), tokens)
-    for _, f in ipairs(redis.call('HKEYS', KEYS[i])) do
-      if tonumber(f) < idx - 1 then redis.call('HDEL', KEYS[i], f) end
-    end
-    redis.call('PEXPIRE', KEYS[i], 2 * win)
-  end
+  if tokens > 0 then charge_window(KEYS[i], win, tokens) end
 end
 return held
 """

@@ -25,6 +25,28 @@ MINUTE_MS = 60_000
 DAY_MS = 86_400_000  # windows start at the Unix epoch, so a day window is a UTC day
 
 
+# The windowed counters limits and reservations keep in Redis, as Lua both scripts start with:
+# one hash per window (field: window index ``now // window_ms``, value: count), the previous
+# window kept for sliding limits. ``now`` is Redis's clock in ms (every replica shares it);
+# ``window_count`` reads one window; ``charge_window`` adds to the current one, drops older
+# ones and keeps the hash for two windows.
+WINDOW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function window_count(key, idx)
+  return tonumber(redis.call('HGET', key, string.format('%d', idx)) or '0')
+end
+local function charge_window(key, win, tokens)
+  local idx = math.floor(now / win)
+  redis.call('HINCRBY', key, string.format('%d', idx), tokens)
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if tonumber(f) < idx - 1 then redis.call('HDEL', key, f) end
+  end
+  redis.call('PEXPIRE', key, 2 * win)
+end
+"""
+
+
 @dataclass(frozen=True)
 class Window:
     """One limit of one identity: ``reason`` names it in errors and metrics."""
