@@ -74,8 +74,10 @@ def _timed(action: Callable[[], object], repeats: int) -> dict[str, float]:
         action()
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
-    return {"wall_ms": round(statistics.median(wall) * 1000, 3),
-            "cpu_ms": round(statistics.median(cpu) * 1000, 3)}  # fmt: skip
+    return {
+        "wall_ms": round(statistics.median(wall) * 1000, 3),
+        "cpu_ms": round(statistics.median(cpu) * 1000, 3),
+    }
 
 
 def routing_costs(repeats: int) -> dict[str, Any]:
@@ -140,8 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=300, help="small requests per phase")
     parser.add_argument("--rate", type=float, default=20.0, help="small requests per second")
-    parser.add_argument("--big-every", type=float, default=1.0,
-                        help="paced phase: seconds between one client's big prompts")  # fmt: skip
+    parser.add_argument(
+        "--big-every",
+        type=float,
+        default=1.0,
+        help="paced phase: seconds between one client's big prompts",
+    )
     parser.add_argument("--repeats", type=int, default=20, help="in-process timings per case")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             "requests": args.requests,
             "repeats": args.repeats,
             "big_every_s": args.big_every,
-        },  # fmt: skip
+        },
         "machine": machine(),
         "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),

@@ -70,8 +70,12 @@ def text_completion(body: dict[str, Any]) -> dict[str, Any]:
 
 def text_stream_events(body: dict[str, Any]) -> list[bytes]:
     """The SSE events of a streamed text completion: one per token, finish, usage, [DONE]."""
-    base = {"id": "cmpl-fast", "object": "text_completion", "created": int(time.time()),
-            "model": body.get("model", "fast")}  # fmt: skip
+    base = {
+        "id": "cmpl-fast",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fast"),
+    }
 
     def event(text: str, finish: str | None = None) -> bytes:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}

@@ -114,8 +114,19 @@ def results_table(summaries: Sequence[Mapping[str, Any]], title: str) -> Table:
     """Accuracy, tokens, samples, early stops, latency (s), tokens per correct answer, errors."""
     table = Table(title=title)
     table.add_column("setting", no_wrap=True)
-    columns = ("acc", "tok/q", "think/q", "ans/q", "smp/q", "early", "p50", "p90", "p99",
-               "tok/ok", "err")  # fmt: skip
+    columns = (
+        "acc",
+        "tok/q",
+        "think/q",
+        "ans/q",
+        "smp/q",
+        "early",
+        "p50",
+        "p90",
+        "p99",
+        "tok/ok",
+        "err",
+    )
     for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
     for s in summaries:

@@ -76,8 +76,9 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def client(targets: tuple[Target, Target], index: int, until: float, origin: float,
-                 tally: Tally) -> None:  # fmt: skip
+async def client(
+    targets: tuple[Target, Target], index: int, until: float, origin: float, tally: Tally
+) -> None:
     """One connection sending back to back, alternating stream and non-stream."""
     connection: Connection | None = None
     turn = index
@@ -103,17 +104,34 @@ async def client(targets: tuple[Target, Target], index: int, until: float, origi
         connection.close()
 
 
-async def sampler(pid: int, every_s: float, until: float, origin: float, tally: Tally,
-                  samples: list[Sample], progress: Progress) -> None:  # fmt: skip
+async def sampler(
+    pid: int,
+    every_s: float,
+    until: float,
+    origin: float,
+    tally: Tally,
+    samples: list[Sample],
+    progress: Progress,
+) -> None:
     task = progress.add_task("soak", total=until - origin)
     while True:
         now = time.perf_counter()
-        sample = Sample(round(now - origin, 1), rss_bytes(pid), open_fds(pid), tally.requests,
-                        sum(tally.errors.values()))  # fmt: skip
+        sample = Sample(
+            round(now - origin, 1),
+            rss_bytes(pid),
+            open_fds(pid),
+            tally.requests,
+            sum(tally.errors.values()),
+        )
         samples.append(sample)
-        progress.update(task, completed=min(now, until) - origin, description=(
-            f"{sample.requests} requests, {sample.errors} errors, "
-            f"RSS {sample.rss_bytes / 2**20:.1f} MiB, {sample.fds} fds"))  # fmt: skip
+        progress.update(
+            task,
+            completed=min(now, until) - origin,
+            description=(
+                f"{sample.requests} requests, {sample.errors} errors, "
+                f"RSS {sample.rss_bytes / 2**20:.1f} MiB, {sample.fds} fds"
+            ),
+        )
         if now >= until:
             return
         await asyncio.sleep(min(every_s, max(0.0, until - now)))
@@ -123,8 +141,12 @@ async def drive(
     url: str, pid: int, options: Options, console: Console
 ) -> tuple[Tally, list[Sample]]:
     def body(stream: bool) -> dict[str, Any]:
-        return {"model": MODEL, "messages": [{"role": "user", "content": "What is 2+2?"}],
-                "max_tokens": 16, "stream": stream}  # fmt: skip
+        return {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "What is 2+2?"}],
+            "max_tokens": 16,
+            "stream": stream,
+        }
 
     targets = (Target(url, body(False), {}), Target(url, body(True), {}))
     tally, samples = Tally(), list[Sample]()
@@ -143,8 +165,9 @@ def _ms(values: list[float], q: float) -> float | None:
     return None if found is None else round(found * 1000, 2)
 
 
-def latency(latencies: list[tuple[float, float]], since: float = 0.0,
-            until: float = float("inf")) -> dict[str, float | None]:  # fmt: skip
+def latency(
+    latencies: list[tuple[float, float]], since: float = 0.0, until: float = float("inf")
+) -> dict[str, float | None]:
     chosen = [lat for at, lat in latencies if since <= at < until]
     return {"p50_ms": _ms(chosen, 50), "p99_ms": _ms(chosen, 99)}
 
@@ -169,13 +192,16 @@ def summarize(
         "latency": latency(tally.latencies),
         "latency_first_minute": latency(tally.latencies, 0.0, 60.0),
         "latency_last_minute": latency(tally.latencies, max(0.0, end_s - 60.0)),
-        "rss_mib": {"start": _mib(first.rss_bytes), "end": _mib(last.rss_bytes),
-                    "peak": _mib(max(rss)),
-                    "growth_pct": round(100 * (last.rss_bytes / first.rss_bytes - 1), 2)},
+        "rss_mib": {
+            "start": _mib(first.rss_bytes),
+            "end": _mib(last.rss_bytes),
+            "peak": _mib(max(rss)),
+            "growth_pct": round(100 * (last.rss_bytes / first.rss_bytes - 1), 2),
+        },
         "fds": {"start": first.fds, "end": last.fds, "peak": max(fds)},
         "in_flight_after": in_flight,
         "samples": [asdict(s) for s in samples],
-    }  # fmt: skip
+    }
 
 
 def in_flight(url: str) -> float:
@@ -196,8 +222,15 @@ def run(options: Options, console: Console) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ttc-soak-") as folder:
         workdir = Path(folder)
         upstream_port = options.upstream_port or processes.free_port()
-        command = [sys.executable, "-m", "bench.fast_upstream", "--port", str(upstream_port),
-                   "--model", MODEL]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "bench.fast_upstream",
+            "--port",
+            str(upstream_port),
+            "--model",
+            MODEL,
+        ]
         upstream_url = f"http://127.0.0.1:{upstream_port}"
         upstream = processes.start("fast-upstream", command, upstream_url, "/health", workdir)
         try:

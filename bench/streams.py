@@ -143,8 +143,10 @@ async def drive(url: str, options: Options, console: Console) -> dict[str, list[
             for policy in options.policies:
                 timing = await measure(client, url, body(options, policy))
                 timings[policy].append(timing)
-                console.log(f"{policy} #{index + 1}: first byte {_ms(timing.first_byte)} ms,"
-                            f" first content {_ms(timing.first_content)} ms")  # fmt: skip
+                console.log(
+                    f"{policy} #{index + 1}: first byte {_ms(timing.first_byte)} ms,"
+                    f" first content {_ms(timing.first_content)} ms"
+                )
     return timings
 
 
@@ -171,8 +173,13 @@ def summarize(options: Options, timings: dict[str, list[Timing]]) -> dict[str, A
             name: ratio(percentile(_times(runs, name), 50), percentile(_times(single, name), 50))
             for name in ("first_byte", "first_content")
         }
-    meta = {"question": QUESTION, "model": options.model, "requests": options.requests,
-            "max_tokens": options.max_tokens, "policies": list(options.policies)}  # fmt: skip
+    meta = {
+        "question": QUESTION,
+        "model": options.model,
+        "requests": options.requests,
+        "max_tokens": options.max_tokens,
+        "policies": list(options.policies),
+    }
     return {"meta": meta, "policies": rows}
 
 
@@ -198,10 +205,20 @@ def run(options: Options, console: Console) -> dict[str, Any]:
 
 def print_report(console: Console, report: dict[str, Any]) -> None:
     meta = report["meta"]
-    table = Table(title=f"{meta['requests']} streamed requests per policy, max_tokens"
-                        f" {meta['max_tokens']}: p50 ms (x single)")  # fmt: skip
-    for column in ("policy", "first byte", "first progress", "first content", "total",
-                   "rounds", "round", "errors"):  # fmt: skip
+    table = Table(
+        title=f"{meta['requests']} streamed requests per policy, max_tokens"
+        f" {meta['max_tokens']}: p50 ms (x single)"
+    )
+    for column in (
+        "policy",
+        "first byte",
+        "first progress",
+        "first content",
+        "total",
+        "rounds",
+        "round",
+        "errors",
+    ):
         left = column == "policy"
         table.add_column(column, justify="left" if left else "right", overflow="fold")
     for policy, row in report["policies"].items():

@@ -52,9 +52,12 @@ def ask(client: openai.OpenAI, worker: str, policy: str, seed: int, args: Any) -
     before = generated(worker)
     started = time.perf_counter()
     reply = client.chat.completions.create(
-        model=args.tier, messages=[{"role": "user", "content": QUESTION}], temperature=0.7,
-        seed=seed, extra_body={"min_tokens": args.min_tokens, "ttc": ttc},
-    )  # fmt: skip
+        model=args.tier,
+        messages=[{"role": "user", "content": QUESTION}],
+        temperature=0.7,
+        seed=seed,
+        extra_body={"min_tokens": args.min_tokens, "ttc": ttc},
+    )
     latency = time.perf_counter() - started
     idle(worker)
     report = (reply.model_extra or {}).get("ttc") or {}
@@ -105,8 +108,12 @@ def main() -> None:
             "answers": sorted({str(r["answer"]) for r in mine}),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                    "summary": summary, "rows": rows}, indent=2))  # fmt: skip
+    args.out.write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "rows": rows},
+            indent=2,
+        )
+    )
     print(json.dumps(summary, indent=2))
 
 

@@ -152,8 +152,9 @@ class ContractMeter:
         """Tokens the contract still allows on ``tier`` (None: no token or cost bound)."""
         c = self.contract
         in_flight = sum(call.tokens for call in self._calls.values())
-        cost_in_flight = sum(call.tokens * self.costs.get(call.tier, 0.0) / 1000
-                             for call in self._calls.values())  # fmt: skip
+        cost_in_flight = sum(
+            call.tokens * self.costs.get(call.tier, 0.0) / 1000 for call in self._calls.values()
+        )
         bounds = []
         if c.max_total_tokens is not None:
             bounds.append(c.max_total_tokens - self.used_tokens - in_flight)
@@ -203,8 +204,11 @@ class ContractMeter:
     def _too_small(self) -> str:
         c = self.contract
         spent = f"{self.used_tokens} tokens (cost {self.used_cost:.4g}) already spent"
-        terms = ", ".join(f"{name}={getattr(c, name)}" for name in CONTRACT_FIELDS[:2]
-                          if getattr(c, name) is not None)  # fmt: skip
+        terms = ", ".join(
+            f"{name}={getattr(c, name)}"
+            for name in CONTRACT_FIELDS[:2]
+            if getattr(c, name) is not None
+        )
         return (
             f"the compute contract ({terms}) is too small: {spent}, and the next call's prompt "
             "alone would not fit; raise it"

@@ -57,8 +57,9 @@ class StreamProgress:
         """Upstream usage when known (completion at least the deltas seen), else the estimate."""
         if self.usage is None:
             return TokenUsage(0, self.text_deltas)
-        return TokenUsage(self.usage.prompt_tokens, max(self.usage.completion_tokens,
-                                                        self.text_deltas))  # fmt: skip
+        return TokenUsage(
+            self.usage.prompt_tokens, max(self.usage.completion_tokens, self.text_deltas)
+        )
 
 
 class MeteredBackend:

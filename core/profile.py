@@ -19,9 +19,15 @@ Effort = Literal["minimal", "low", "medium", "high"]
 # What clients may send (OpenAI's reasoning efforts), and the level each means here: "none" is
 # the least there is, "xhigh" and "max" the most.
 ClientEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
-EFFORT_LEVEL: dict[str, Effort] = {"none": "minimal", "minimal": "minimal", "low": "low",
-                                   "medium": "medium", "high": "high", "xhigh": "high",
-                                   "max": "high"}  # fmt: skip
+EFFORT_LEVEL: dict[str, Effort] = {
+    "none": "minimal",
+    "minimal": "minimal",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
 
 
 @dataclass(frozen=True)

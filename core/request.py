@@ -25,8 +25,13 @@ class PolicySpec(Protocol):
 
 # vLLM's structured-output fields: a constrained answer, which a chain of thought or a vote on
 # extracted answers would break.
-STRUCTURED_EXTRAS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                     "structured_outputs")  # fmt: skip
+STRUCTURED_EXTRAS = (
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "structured_outputs",
+)
 
 
 @dataclass(frozen=True)

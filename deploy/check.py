@@ -66,8 +66,11 @@ def check_dockerignore() -> Problems:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
     needed = [p.rstrip("*") + "/" for p in packages] + [project["project"]["readme"]]
-    allowed = {line[1:].strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.startswith("!")}  # fmt: skip
+    allowed = {
+        line[1:].strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
     return [f".dockerignore does not let in {n} (add !{n})" for n in needed if n not in allowed]
 
 
@@ -115,8 +118,10 @@ def check_compose(profile: str | None) -> Problems:
         problems += tool_flags.problems(settings, workers, f"{path.name} (service {service})")
         for what, host, _ in upstreams(settings):
             if host not in names:
-                problems.append(f"{path.name} (service {service}): {what} calls {host}, "
-                                f"not a service of this profile")  # fmt: skip
+                problems.append(
+                    f"{path.name} (service {service}): {what} calls {host}, "
+                    f"not a service of this profile"
+                )
     return problems
 
 
@@ -125,10 +130,17 @@ def check_prometheus() -> Problems:
     for profile in COMPOSE_PROFILES:
         every |= service_names(compose_config(profile)["services"])
     config = yaml.safe_load(PROMETHEUS.read_text())
-    targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", [])
-               for t in sc["targets"]]  # fmt: skip
-    return [f"{PROMETHEUS.name}: target {t} is no compose service"
-            for t in targets if t.split(":")[0] not in every]  # fmt: skip
+    targets = [
+        t
+        for job in config["scrape_configs"]
+        for sc in job.get("static_configs", [])
+        for t in sc["targets"]
+    ]
+    return [
+        f"{PROMETHEUS.name}: target {t} is no compose service"
+        for t in targets
+        if t.split(":")[0] not in every
+    ]
 
 
 # --- runner ----------------------------------------------------------------------------------

@@ -27,8 +27,21 @@ _SUFFIXES = {
     "summary": ("", "_sum", "_count"),
     "untyped": ("",),
 }
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-             "group_left", "group_right", "inf", "nan"}  # fmt: skip
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+}
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _IDENT = re.compile(r"(?<![\w$.:])([A-Za-z_:][\w:]*)(?![\w:]|\s*\()")
@@ -98,10 +111,16 @@ def datasource_uids() -> set[str]:
 
 
 def datasource_problems(dashboard: dict[str, Any], uids: set[str]) -> list[str]:
-    used = [(p.get("title"), (p.get("datasource") or {}).get("uid"))
-            for p in panels(dashboard.get("panels", [])) if p.get("type") != "row"]  # fmt: skip
-    return [f"panel {title!r}: datasource {uid!r} is not provisioned ({sorted(uids)})"
-            for title, uid in used if uid not in uids]  # fmt: skip
+    used = [
+        (p.get("title"), (p.get("datasource") or {}).get("uid"))
+        for p in panels(dashboard.get("panels", []))
+        if p.get("type") != "row"
+    ]
+    return [
+        f"panel {title!r}: datasource {uid!r} is not provisioned ({sorted(uids)})"
+        for title, uid in used
+        if uid not in uids
+    ]
 
 
 def dashboard_problems() -> list[str]:
@@ -113,6 +132,8 @@ def dashboard_problems() -> list[str]:
         dashboard = json.loads(path.read_text())
         problems += [f"{path.name}: {p}" for p in datasource_problems(dashboard, datasource_uids())]
         for where, names in queries(dashboard):
-            problems += [f"{path.name}: {where} queries {name}, not in the gateway's /metrics"
-                         for name in sorted(names - exposed)]  # fmt: skip
+            problems += [
+                f"{path.name}: {where} queries {name}, not in the gateway's /metrics"
+                for name in sorted(names - exposed)
+            ]
     return problems

@@ -63,10 +63,12 @@ def check_service_monitor(monitor: dict[str, Any], services: list[dict[str, Any]
         where = f"ServiceMonitor {name}: Service {svc['metadata']['name']}"
         ports = {p.get("name") for p in svc["spec"]["ports"]}
         labels = svc["metadata"].get("labels", {})
-        problems += [f"{where} has no port {e['port']}"
-                     for e in spec["endpoints"] if e["port"] not in ports]  # fmt: skip
-        problems += [f"{where} lacks label {t}"
-                     for t in spec.get("targetLabels", []) if t not in labels]  # fmt: skip
+        problems += [
+            f"{where} has no port {e['port']}" for e in spec["endpoints"] if e["port"] not in ports
+        ]
+        problems += [
+            f"{where} lacks label {t}" for t in spec.get("targetLabels", []) if t not in labels
+        ]
     return problems
 
 
@@ -89,8 +91,10 @@ def check_gateway_pod(docs: list[dict[str, Any]]) -> Problems:
     pause = int(sleep[-1]) if sleep[:1] == ["sleep"] else 0
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if pause == 0 or grace <= pause + DRAIN_S:
-        problems.append(f"gateway drain: need a preStop sleep and terminationGracePeriodSeconds "
-                        f"> sleep + {DRAIN_S}s (sleep {pause}s, grace {grace}s)")  # fmt: skip
+        problems.append(
+            f"gateway drain: need a preStop sleep and terminationGracePeriodSeconds "
+            f"> sleep + {DRAIN_S}s (sleep {pause}s, grace {grace}s)"
+        )
     return problems
 
 
@@ -113,12 +117,15 @@ def check_gateway_config(docs: list[dict[str, Any]]) -> Problems:
         settings = settings_from_dict(yaml.safe_load(text), f"in ConfigMap {name}")
     except ConfigError as exc:
         return [str(exc)]
-    services = {service_host(s): {p["port"] for p in s["spec"]["ports"]}
-                for s in of_kind(docs, "Service")}  # fmt: skip
+    services = {
+        service_host(s): {p["port"] for p in s["spec"]["ports"]} for s in of_kind(docs, "Service")
+    }
     flags = tool_flags.problems(settings, tool_flags.kube_worker_args(docs), f"ConfigMap {name}")
-    return flags + [f"ConfigMap {name}: {what} calls {host}:{port}, not a rendered Service port"
-                    for what, host, port in upstreams(settings)
-                    if port not in services.get(host, set())]  # fmt: skip
+    return flags + [
+        f"ConfigMap {name}: {what} calls {host}:{port}, not a rendered Service port"
+        for what, host, port in upstreams(settings)
+        if port not in services.get(host, set())
+    ]
 
 
 def check_overlay(overlay: Path) -> Problems:

@@ -71,17 +71,22 @@ def problems(settings: Settings, workers: WorkerArgs, where: str) -> Problems:
     found: Problems = []
     for name, tier in settings.tiers.items():
         profile = tier.model_profile()
-        does = [w for w, yes in (("thinks", profile.thinks), ("calls tools", profile.calls_tools))
-                if yes]  # fmt: skip
+        does = [
+            w
+            for w, yes in (("thinks", profile.thinks), ("calls tools", profile.calls_tools))
+            if yes
+        ]
         if not does:
             continue
         for host in tier_hosts(settings, name):
             argv = workers(host)
             lacking = [] if argv is None else missing_flags(argv, profile)
             if lacking:
-                found.append(f"{where}: tier {name} (profile {profile.name}) "
-                             f"{' and '.join(does)} but its worker {host} lacks "
-                             f"{', '.join(lacking)}")  # fmt: skip
+                found.append(
+                    f"{where}: tier {name} (profile {profile.name}) "
+                    f"{' and '.join(does)} but its worker {host} lacks "
+                    f"{', '.join(lacking)}"
+                )
     return found
 
 

@@ -199,8 +199,9 @@ class AdaptiveBonPolicy:
         while reason is None:
             size = 1 if greedy else self._round_size(draw)
             feed: asyncio.Queue[Delta] = asyncio.Queue()
-            work = self._draw(req, decision.tier, backend, draw, size,
-                              feed.put_nowait if live else None)  # fmt: skip
+            work = self._draw(
+                req, decision.tier, backend, draw, size, feed.put_nowait if live else None
+            )
             task = asyncio.ensure_future(work)
             try:
                 async for thought in drain_while(task, feed):
@@ -260,9 +261,15 @@ class AdaptiveBonPolicy:
             return completion.choices[:size], completion.usage, None
         bodies = [self._body(req, 1, draw.requested + i) for i in range(size)]
         done = await draw_streamed(
-            backend, tier, bodies, threshold=threshold, window=self.params.prune_window,
-            prompt_estimate=prompt_estimate(bodies[0]), affinity=req.request_id, live=live,
-        )  # fmt: skip
+            backend,
+            tier,
+            bodies,
+            threshold=threshold,
+            window=self.params.prune_window,
+            prompt_estimate=prompt_estimate(bodies[0]),
+            affinity=req.request_id,
+            live=live,
+        )
         draw.pruned += done.pruned
         draw.threshold = threshold if threshold is not None else draw.threshold
         return done.choices, done.usage, done.stop
@@ -316,9 +323,14 @@ class AdaptiveBonPolicy:
             return "confident_first_sample"
         current = tally(draw.votes(), weighted=p.weighted)
         decision = should_stop(
-            current, draw.answers, rule=p.stopping, confidence=required, window=p.window,
-            min_samples=self._min_samples, max_samples=p.max_samples,
-        )  # fmt: skip
+            current,
+            draw.answers,
+            rule=p.stopping,
+            confidence=required,
+            window=p.window,
+            min_samples=self._min_samples,
+            max_samples=p.max_samples,
+        )
         if decision.stop:
             return decision.reason
         remaining = p.max_samples - draw.requested

@@ -120,6 +120,7 @@ def rank_samples(draw: Draw, weighted: bool) -> tuple[list[int], str]:
 def _most_confident(votes: Sequence[Vote], key: str) -> int:
     """Position of the vote for ``key`` with the highest mean log-probability (earliest on ties)."""
     group = [vote for vote in votes if vote.answer == key]
-    best = max(group, key=lambda v: (-math.inf if v.mean_logprob is None else v.mean_logprob,
-                                     -v.index))  # fmt: skip
+    best = max(
+        group, key=lambda v: (-math.inf if v.mean_logprob is None else v.mean_logprob, -v.index)
+    )
     return best.index

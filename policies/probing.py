@@ -31,8 +31,7 @@ from policies.thinking import as_answer, closing_prefix
 
 # Sampling fields of the client's request that make no sense for a probe: it is one greedy,
 # short continuation whose text is read, never shown.
-_NOT_FOR_PROBES = ("n", "logprobs", "top_logprobs", "top_p", "seed", "stream_options",
-                   "min_tokens")  # fmt: skip
+_NOT_FOR_PROBES = ("n", "logprobs", "top_logprobs", "top_p", "seed", "stream_options", "min_tokens")
 
 
 class ProbeParams(PolicyParams):

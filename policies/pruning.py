@@ -88,16 +88,21 @@ class _Stream:
         """The worker's running usage, which may lag the last delta read; else the estimate."""
         if self.usage is None:
             return TokenUsage(prompt_estimate, self.deltas)
-        return replace(self.usage, completion_tokens=max(self.usage.completion_tokens,
-                                                         self.deltas))  # fmt: skip
+        return replace(self.usage, completion_tokens=max(self.usage.completion_tokens, self.deltas))
 
     def choice(self, index: int) -> Choice:
         text, reasoning = "".join(self.text), "".join(self.reasoning)
         message = {"role": "assistant", "content": text, "reasoning": reasoning or None}
         raw = {"message": message, "logprobs": {"content": self.entries}}
-        return Choice(index=index, text=text, finish_reason=self.finish or "stop",
-                      token_logprobs=tuple(self.logprobs), reasoning=reasoning,
-                      tokens=tuple(self.tokens), raw=raw)  # fmt: skip
+        return Choice(
+            index=index,
+            text=text,
+            finish_reason=self.finish or "stop",
+            token_logprobs=tuple(self.logprobs),
+            reasoning=reasoning,
+            tokens=tuple(self.tokens),
+            raw=raw,
+        )
 
 
 @dataclass
@@ -132,8 +137,7 @@ async def draw_streamed(
 
     async def one(position: int, body: dict[str, Any]) -> tuple[_Stream, str]:
         sample = _Stream()
-        upstream = backend.stream_chat(tier, {**body, "stream_options": running},
-                                       affinity=affinity)  # fmt: skip
+        upstream = backend.stream_chat(tier, {**body, "stream_options": running}, affinity=affinity)
         recent: deque[float] = deque(maxlen=window)
         try:
             async for delta in upstream:

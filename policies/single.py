@@ -68,10 +68,14 @@ class SinglePolicy:
         finally:
             await close_now(upstream)  # now, not when garbage-collected: vLLM aborts it
         choices = tuple(
-            ResultChoice(index=i, text="".join(parts), finish_reason=finish.get(i, "stop"),
-                         reasoning="".join(thoughts.get(i, ())))
+            ResultChoice(
+                index=i,
+                text="".join(parts),
+                finish_reason=finish.get(i, "stop"),
+                reasoning="".join(thoughts.get(i, ())),
+            )
             for i, parts in sorted(texts.items())
-        )  # fmt: skip
+        )
         yield PolicyResult(choices=choices, usage=ledger, report=_report(len(choices)))
 
 

@@ -47,8 +47,17 @@ BLANK_LINE = "\n\n"
 # Stop reasons that mean the answer was cut short rather than finished.
 _TRUNCATED = frozenset({"max_tokens", "max_steps", "budget", "deadline"})
 # Fields of the client's request that would break step-by-step continuation if forwarded.
-_DROPPED = ("n", "logprobs", "top_logprobs", "include_stop_str_in_output", "echo",
-            "stream", "stream_options", "max_completion_tokens", "min_tokens")  # fmt: skip
+_DROPPED = (
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "include_stop_str_in_output",
+    "echo",
+    "stream",
+    "stream_options",
+    "max_completion_tokens",
+    "min_tokens",
+)
 
 
 class SpeculativeParams(PolicyParams):
@@ -189,8 +198,9 @@ class Trace:
             # Every token thought, as ``usage`` bills it (drafts the judge rejected and their
             # rewrites too); the budget bounds the kept trace, ``trace_thinking_tokens``.
             thought = self.ledger.total.reasoning_tokens
-            report.update(thinking_tokens=thought, trace_thinking_tokens=self.spent,
-                          budget_forced=True)  # fmt: skip
+            report.update(
+                thinking_tokens=thought, trace_thinking_tokens=self.spent, budget_forced=True
+            )
         return PolicyResult(choices=(choice,), usage=self.ledger, report=report)
 
 

@@ -61,8 +61,12 @@ def continuation(body: Mapping[str, Any], prefix: str, max_tokens: int) -> dict[
     """The body that continues ``prefix`` as the assistant's message for one sample."""
     out = {k: v for k, v in body.items() if k not in ("n", "thinking_token_budget")}
     out["messages"] = [*body["messages"], {"role": "assistant", "content": prefix}]
-    out.update(continue_final_message=True, add_generation_prompt=False,
-               max_tokens=max_tokens, min_tokens=1)  # fmt: skip
+    out.update(
+        continue_final_message=True,
+        add_generation_prompt=False,
+        max_tokens=max_tokens,
+        min_tokens=1,
+    )
     return out
 
 
@@ -123,8 +127,10 @@ class ThinkingBackend:
         limit, room = token_limits(self.plan, body.get("max_tokens"))
         first = labelled(await self._think(tier, body, limit, affinity))
         self.thinking_tokens += first.usage.reasoning_tokens
-        answers = [asyncio.ensure_future(self._answer(tier, body, c, room, affinity))
-                   for c in first.choices]  # fmt: skip
+        answers = [
+            asyncio.ensure_future(self._answer(tier, body, c, room, affinity))
+            for c in first.choices
+        ]
         try:
             finished = await asyncio.gather(*answers)
         except BaseException:  # one failed or we were cancelled: none is left running unbilled
@@ -163,8 +169,13 @@ class ThinkingBackend:
         lead = self.plan.thinking.answer_prompt.lstrip() if forced else choice.text
         text = lead + answer.reasoning + answer.text
         raw = {"message": {"role": "assistant", "content": text, "reasoning": choice.reasoning}}
-        return Choice(index=choice.index, text=text, finish_reason=answer.finish_reason,
-                      reasoning=choice.reasoning, raw=raw), as_answer(done.usage)  # fmt: skip
+        return Choice(
+            index=choice.index,
+            text=text,
+            finish_reason=answer.finish_reason,
+            reasoning=choice.reasoning,
+            raw=raw,
+        ), as_answer(done.usage)
 
     async def stream_chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None

@@ -36,8 +36,9 @@ def build_bands(configs: tuple[BandConfig, ...], policies: PoliciesConfig) -> tu
         base = policies.named(config.policy)
         params = with_updates(base, config.params)
         upper = math.inf if config.upto is None else config.upto
-        bands.append(Band(config.name, max(lower, 0.0), upper, config.tier, params,
-                          config.thinking_budget))  # fmt: skip
+        bands.append(
+            Band(config.name, max(lower, 0.0), upper, config.tier, params, config.thinking_budget)
+        )
         lower = upper
     return tuple(bands)
 

@@ -314,8 +314,10 @@ class Router:
 def _effort(table: EffortTable, level: str | None) -> EffortConfig:
     """The config of a ``reasoning_effort`` level; none (or an unknown one) is medium."""
     efforts: dict[str | None, EffortConfig] = {
-        "minimal": table.low, "low": table.low, "high": table.high,
-    }  # fmt: skip
+        "minimal": table.low,
+        "low": table.low,
+        "high": table.high,
+    }
     return efforts.get(level, table.medium)
 
 

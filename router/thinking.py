@@ -55,8 +55,11 @@ def plan_thinking(
     thinking = profile.thinking if profile is not None else None
     if thinking is None or req.text_only:
         if requested is not None:
-            why = "a text completion has no thinking" if req.text_only else (
-                f"the tier '{tier}' has no reasoning profile")  # fmt: skip
+            why = (
+                "a text completion has no thinking"
+                if req.text_only
+                else (f"the tier '{tier}' has no reasoning profile")
+            )
             raise InvalidRequest(f"ttc.{BUDGET_FIELD}: {why}", param=f"ttc.{BUDGET_FIELD}")
         return None
     effort = req.reasoning_effort
@@ -77,8 +80,9 @@ def plan_thinking(
 
 def _explicit(value: object, thinking: Thinking) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"ttc.{BUDGET_FIELD} must be an integer number of tokens",
-                             param=f"ttc.{BUDGET_FIELD}")  # fmt: skip
+        raise InvalidRequest(
+            f"ttc.{BUDGET_FIELD} must be an integer number of tokens", param=f"ttc.{BUDGET_FIELD}"
+        )
     if not 0 <= value <= thinking.max_budget:
         raise InvalidRequest(
             f"ttc.{BUDGET_FIELD}={value} is outside 0..{thinking.max_budget} for this tier",

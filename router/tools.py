@@ -65,8 +65,11 @@ class ToolTiers:
             return tier
         alternatives = self._alternatives()
         if pinned or not alternatives:
-            raise InvalidRequest(_refusal(tier, self.profiles[tier], alternatives),
-                                 param="tools", code="tools_not_supported")  # fmt: skip
+            raise InvalidRequest(
+                _refusal(tier, self.profiles[tier], alternatives),
+                param="tools",
+                code="tools_not_supported",
+            )
         chosen = alternatives[0]
         reasons.append(f"tools: tier {tier} cannot call tools; routed to {chosen}, which can")
         return chosen

@@ -142,9 +142,12 @@ def _design(examples: Sequence[Example], buckets: int) -> tuple[Any, Any, Array,
 
 
 def fit(
-    examples: Sequence[Example], buckets: int = DEFAULT_BUCKETS, l2: float = 0.01,
-    iterations: int = 2000, prior: Mapping[str, float] = DEFAULT_WEIGHTS,
-) -> LearnedModel:  # fmt: skip
+    examples: Sequence[Example],
+    buckets: int = DEFAULT_BUCKETS,
+    l2: float = 0.01,
+    iterations: int = 2000,
+    prior: Mapping[str, float] = DEFAULT_WEIGHTS,
+) -> LearnedModel:
     """L2-regularised logistic regression by Nesterov-accelerated gradient descent.
 
     Feature weights are pulled towards ``prior`` (the heuristic's weights) rather than towards
@@ -208,9 +211,14 @@ def evaluate(model: LearnedModel, examples: Sequence[Example]) -> Quality:
 
 
 def train(
-    examples: Sequence[Example], *, buckets: int = DEFAULT_BUCKETS, heldout: float = 0.2,
-    seed: int = 0, l2: float = 0.01, meta: dict[str, Any] | None = None,
-) -> TrainResult:  # fmt: skip
+    examples: Sequence[Example],
+    *,
+    buckets: int = DEFAULT_BUCKETS,
+    heldout: float = 0.2,
+    seed: int = 0,
+    l2: float = 0.01,
+    meta: dict[str, Any] | None = None,
+) -> TrainResult:
     part, test = split(examples, heldout, seed)
     quality = evaluate(fit(part, buckets, l2), test)
     final = fit(examples, buckets, l2)

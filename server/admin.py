@@ -43,8 +43,13 @@ def protect(app: FastAPI, config: ServerConfig) -> None:
     """Install the admin guard (when a key is configured) and CORS (when origins are)."""
     key = admin_key(config)
     if key is not None:
-        paths = {"/metrics", app.docs_url, app.redoc_url, app.openapi_url,
-                 app.swagger_ui_oauth2_redirect_url}  # fmt: skip
+        paths = {
+            "/metrics",
+            app.docs_url,
+            app.redoc_url,
+            app.openapi_url,
+            app.swagger_ui_oauth2_redirect_url,
+        }
         app.add_middleware(AdminGuard, key=key, paths=frozenset(p for p in paths if p))
     if config.cors_origins:  # added last: outermost, so a preflight never meets the guard
         app.add_middleware(
@@ -90,9 +95,15 @@ class AdminGuard:
 
 
 async def _unauthorized(send: Send) -> None:
-    body = json.dumps(envelope("this page needs the admin key", "authentication_error",
-                               None, "admin_key_required")).encode()  # fmt: skip
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
-               (b"www-authenticate", b'Basic realm="ttc-gateway admin"')]  # fmt: skip
+    body = json.dumps(
+        envelope(
+            "this page needs the admin key", "authentication_error", None, "admin_key_required"
+        )
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"www-authenticate", b'Basic realm="ttc-gateway admin"'),
+    ]
     await send({"type": "http.response.start", "status": 401, "headers": headers})
     await send({"type": "http.response.body", "body": body})

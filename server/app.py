@@ -61,9 +61,13 @@ def build_context(
     pool = WorkerPool(dict(settings.tiers), settings.pool, tracer=calls)
     metrics.watch_pool(pool)
     shared = SharedState(
-        settings.redis, settings.auth, settings.limits, settings.cache, observer=metrics,
+        settings.redis,
+        settings.auth,
+        settings.limits,
+        settings.cache,
+        observer=metrics,
         responses=settings.responses,
-    )  # fmt: skip
+    )
     metrics.watch_redis(shared.redis)
     guard = Guard(shared, metrics)
     router = router_factory(pool, shared)(settings)
@@ -77,9 +81,15 @@ def build_context(
     ]
     responses = ResponsesEndpoint(shared.responses)
     return AppContext(
-        settings, metrics, pool, lifecycle, responses, _unique(supervisors),
-        shared=shared, guard=guard,
-    )  # fmt: skip
+        settings,
+        metrics,
+        pool,
+        lifecycle,
+        responses,
+        _unique(supervisors),
+        shared=shared,
+        guard=guard,
+    )
 
 
 def _unique(supervisors: list[WorkerSupervisor]) -> list[WorkerSupervisor]:

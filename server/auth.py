@@ -63,8 +63,9 @@ class Guard:
         self._metrics = metrics
         self._enabled = shared.auth.enabled
         lim = shared.limits_config
-        self._anonymous = Caller(None, ANONYMOUS, Quota(lim.rpm, lim.tpm, lim.tokens_per_day,
-                                                     lim.contract))  # fmt: skip
+        self._anonymous = Caller(
+            None, ANONYMOUS, Quota(lim.rpm, lim.tpm, lim.tokens_per_day, lim.contract)
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._reservations = BudgetReservations(shared.limiter, shared.redis)
         self.context_tokens = lim.context_tokens

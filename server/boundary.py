@@ -57,9 +57,13 @@ class Boundary:
 
 
 async def _internal_error(send: Send) -> None:
-    body = json.dumps(envelope("internal error in the gateway", "internal_error", None,
-                               "internal_error")).encode()  # fmt: skip
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
-               (b"connection", b"close")]  # fmt: skip
+    body = json.dumps(
+        envelope("internal error in the gateway", "internal_error", None, "internal_error")
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 500, "headers": headers})
     await send({"type": "http.response.body", "body": body})

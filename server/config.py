@@ -71,9 +71,12 @@ class TracingConfig(_Section):
         " (OTEL_EXPORTER_OTLP_TRACES_HEADERS), read when this is empty",
     )
     export_timeout_s: float = Field(
-        2.0, gt=0, le=60, description="one export to the collector, retries included (also"
+        2.0,
+        gt=0,
+        le=60,
+        description="one export to the collector, retries included (also"
         " bounds how long stopping waits on a collector that is down)",
-    )  # fmt: skip
+    )
 
 
 class Settings(BaseSettings):

@@ -54,8 +54,9 @@ def request_options(ttc: Mapping[str, Any] | None) -> Options:
     rest, cache = split_cache_flag(ttc)
     include = rest.pop("include_reasoning", True)
     if not isinstance(include, bool):
-        raise InvalidRequest("ttc.include_reasoning must be true or false",
-                             param="ttc.include_reasoning")  # fmt: skip
+        raise InvalidRequest(
+            "ttc.include_reasoning must be true or false", param="ttc.include_reasoning"
+        )
     validated(rest)
     return Options(rest, cache, include)
 

@@ -280,8 +280,11 @@ def with_contract_report(
     if contract is None and reservation is None:
         return result
     used = meter.spent.total_tokens if meter is not None else 0
-    terms = contract.report() if contract is not None else {"max_total_tokens": None,
-                                                             "used_tokens": used}  # fmt: skip
+    terms = (
+        contract.report()
+        if contract is not None
+        else {"max_total_tokens": None, "used_tokens": used}
+    )
     if reservation is not None:
         terms["reserved"] = reservation.tokens
         if reservation.shrunk:

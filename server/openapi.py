@@ -42,8 +42,9 @@ def install(app: FastAPI, models: list[type[BaseModel]], model_names: list[str])
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                                 description=app.description)  # fmt: skip
+            schema = get_openapi(
+                title=app.title, version=app.version, routes=app.routes, description=app.description
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in models:
                 body = model.model_json_schema(ref_template=REF)

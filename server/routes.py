@@ -96,8 +96,9 @@ async def list_input_items(
     """The input items of a stored response of this API key, a page at a time."""
     context = context_of(request)
     caller = await context.guard.authenticate(request)
-    return await context.responses.input_items(response_id, caller.identity,
-                                               after=after, limit=limit, order=order)  # fmt: skip
+    return await context.responses.input_items(
+        response_id, caller.identity, after=after, limit=limit, order=order
+    )
 
 
 @api.delete("/v1/responses/{response_id}", responses={200: {"model": DeletedResponse}, **ERRORS})

@@ -65,8 +65,11 @@ class Tracing:
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
         )
         if exporter is None:
-            otlp = OTLPSpanExporter(endpoint=config.endpoint, headers=config.headers or None,
-                                    timeout=config.export_timeout_s)  # fmt: skip
+            otlp = OTLPSpanExporter(
+                endpoint=config.endpoint,
+                headers=config.headers or None,
+                timeout=config.export_timeout_s,
+            )
             millis = config.export_timeout_s * 1000
             provider.add_span_processor(BatchSpanProcessor(otlp, export_timeout_millis=millis))
         else:

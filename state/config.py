@@ -52,8 +52,11 @@ class ContractTerms(_Section):
 
     @model_validator(mode="after")
     def _defaults_within_ceilings(self) -> ContractTerms:
-        pairs = (("max_total_tokens", "ceiling_total_tokens"), ("max_cost", "ceiling_cost"),
-                 ("deadline_ms", "ceiling_deadline_ms"))  # fmt: skip
+        pairs = (
+            ("max_total_tokens", "ceiling_total_tokens"),
+            ("max_cost", "ceiling_cost"),
+            ("deadline_ms", "ceiling_deadline_ms"),
+        )
         for default, ceiling in pairs:
             low, high = getattr(self, default), getattr(self, ceiling)
             if low is not None and high is not None and low > high:

@@ -135,7 +135,9 @@ class KeyStore:
     def _from_config(self, digest: str, entry: ApiKeyConfig) -> ApiKey:
         d = self._default
         quota = Quota(
-            entry.rpm or d.rpm, entry.tpm or d.tpm, entry.tokens_per_day or d.tokens_per_day,
+            entry.rpm or d.rpm,
+            entry.tpm or d.tpm,
+            entry.tokens_per_day or d.tokens_per_day,
             entry.contract or d.contract,
         )
         tiers = frozenset(entry.tiers) if entry.tiers is not None else None

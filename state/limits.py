@@ -44,7 +44,9 @@ from state.windows import (
 # KEYS: one hash per window (field: window index, value: count).
 # ARGV: force (1: charge without checking), then per window: limit, window_ms, need, charge,
 # sliding. Returns {admitted, now_ms, prev_1, cur_1, prev_2, cur_2, ...}.
-ADMIT_LUA = WINDOW_LUA + """
+ADMIT_LUA = (
+    WINDOW_LUA
+    + """
 local force = ARGV[1] == '1'
 local out = {1, now}
 for i = 1, #KEYS do
@@ -69,6 +71,7 @@ for i = 1, #KEYS do
 end
 return out
 """
+)
 
 # 10 000 identities of a few small dicts each: a few MiB at most while Redis is down.
 _LOCAL_MAX_KEYS = 10_000
@@ -171,8 +174,9 @@ class RateLimiter:
     def local_window(self, window: Window) -> Window:
         """``window`` as this replica enforces it alone: its limit divided by the replicas."""
         limit = max(1, math.ceil(window.limit / self._replicas))
-        return Window(window.reason, limit, window.window_ms, window.sliding, window.need,
-                      window.charge)  # fmt: skip
+        return Window(
+            window.reason, limit, window.window_ms, window.sliding, window.need, window.charge
+        )
 
     async def charge(self, identity: str, quota: Quota, tokens: int) -> None:
         """Count ``tokens`` against tpm and the daily budget; never raises."""

@@ -45,7 +45,9 @@ from state.windows import DAY_MS, WINDOW_LUA, Window
 # KEYS: spend hash of the day, reservation hash, expiry set.
 # ARGV: budget, day_ms, reservation id, want, least, ttl_ms.
 # Returns {granted, now_ms, spent, reserved, earliest expiry (0: none)}; granted 0: refused.
-RESERVE_LUA = WINDOW_LUA + """
+RESERVE_LUA = (
+    WINDOW_LUA
+    + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
 for _, id in ipairs(expired) do
   local held = tonumber(redis.call('HGET', KEYS[2], id) or '0')
@@ -71,10 +73,13 @@ redis.call('PEXPIRE', KEYS[2], keep)
 redis.call('PEXPIRE', KEYS[3], keep)
 return {grant, now, spent, reserved, 0}
 """
+)
 
 # KEYS: reservation hash, expiry set, then one hash per charged window (state.limits layout).
 # ARGV: reservation id, then per window: window_ms, tokens. Returns the tokens released.
-SETTLE_LUA = WINDOW_LUA + """
+SETTLE_LUA = (
+    WINDOW_LUA
+    + """
 local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if held > 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -90,6 +95,7 @@ for i = 3, #KEYS do
 end
 return held
 """
+)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,17 @@ DEFAULT_CONFIG = Path("config/default.yaml")
 
 # Loud at debug (httpcore wrote 81,050 lines in 10 minutes of load) and about their own
 # plumbing: kept at warning unless ``server.log_levels`` names them.
-QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aiohttp", "asyncio", "urllib3", "redis",
-                 "multipart", "watchfiles")  # fmt: skip
+QUIET_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "hpack",
+    "aiohttp",
+    "asyncio",
+    "urllib3",
+    "redis",
+    "multipart",
+    "watchfiles",
+)
 
 
 def configure_logging(level: str, levels: dict[str, str]) -> None:

@@ -68,9 +68,13 @@ def parse_choice(raw: Mapping[str, Any]) -> Choice:
 def _text_choice(raw: Mapping[str, Any]) -> Choice:
     """A choice of ``/v1/completions``: ``text``, and logprobs as parallel lists."""
     logprobs = raw.get("logprobs") or {}
-    pairs = [(t, lp) for t, lp in zip(logprobs.get("tokens") or [],
-                                      logprobs.get("token_logprobs") or [], strict=False)
-             if lp is not None]  # fmt: skip
+    pairs = [
+        (t, lp)
+        for t, lp in zip(
+            logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False
+        )
+        if lp is not None
+    ]
     return Choice(
         index=int(raw.get("index", 0)),
         text=raw.get("text") or "",
@@ -166,9 +170,11 @@ class WorkerClient:
         self._base = base_url.rstrip("/")
 
     async def chat(
-        self, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        self,
+        body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
-    ) -> Completion:  # fmt: skip
+    ) -> Completion:
         url, body = self._base + upstream_path(body), text_body(body)
         try:
             async with self._transport.post(url, body, timeout, headers) as answer:
@@ -182,9 +188,11 @@ class WorkerClient:
             raise UpstreamError("worker sent a malformed completion") from exc
 
     async def stream(
-        self, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        self,
+        body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[Delta]:  # fmt: skip
+    ) -> AsyncIterator[Delta]:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
         # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
         options = {**(body.get("stream_options") or {}), "include_usage": True}

@@ -68,9 +68,7 @@ def worker_env(launch: LaunchConfig) -> dict[str, str]:
     return env
 
 
-def build(
-    launch: LaunchConfig, profile: ModelProfile = PLAIN
-) -> tuple[list[str], dict[str, str]]:
+def build(launch: LaunchConfig, profile: ModelProfile = PLAIN) -> tuple[list[str], dict[str, str]]:
     folder, default_name = resolve_model(launch.model)
     served = tuple(dict.fromkeys((default_name, *launch.served_names)))
     return vllm_command(launch, folder, served, profile), worker_env(launch)

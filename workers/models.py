@@ -125,8 +125,12 @@ def prepare(name: str, *, force: bool = False) -> Path:
         (staging / "chat_template.jinja").write_text(model.chat_template)
     if model.variant is not None:
         VARIANTS[model.variant](staging)
-    record = {"format": _FORMAT_VERSION, "source": source.name, "source_sha256": source_sha,
-              "variant": model.variant}  # fmt: skip
+    record = {
+        "format": _FORMAT_VERSION,
+        "source": source.name,
+        "source_sha256": source_sha,
+        "variant": model.variant,
+    }
     (staging / _MARKER).write_text(json.dumps(record, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)  # atomic: a crash mid-conversion never leaves a half folder

@@ -208,9 +208,14 @@ class WorkerPool:
         group = [w for w in open_ if w.rank == best]
         loads = [Load(w.in_flight, self.signals.fresh(w.url)) for w in group]
         c = self._config
-        i = choose([w.url for w in group], scores(loads), key,
-                   factor=c.affinity_overload_factor, slack=c.affinity_overload_slack,
-                   rng=self._rng)  # fmt: skip
+        i = choose(
+            [w.url for w in group],
+            scores(loads),
+            key,
+            factor=c.affinity_overload_factor,
+            slack=c.affinity_overload_slack,
+            rng=self._rng,
+        )
         worker = group[i]
         if worker.breaker.state is not BreakerState.CLOSED:
             worker.breaker.acquire()  # the one trial of a half-open breaker

@@ -30,9 +30,12 @@ PRESETS: dict[str, ModelProfile] = {
     # gpt-oss: harmony channels (analysis = thinking); reasoning_effort is native to it.
     "gpt_oss": ModelProfile(
         name="gpt_oss",
-        thinking=Thinking(parser="openai_gptoss", start="<|channel|>analysis<|message|>",
-                          end="<|end|>", answer_prompt="<|start|>assistant<|channel|>final"
-                          "<|message|>"),  # fmt: skip
+        thinking=Thinking(
+            parser="openai_gptoss",
+            start="<|channel|>analysis<|message|>",
+            end="<|end|>",
+            answer_prompt="<|start|>assistant<|channel|>final<|message|>",
+        ),
         tool_parser="openai",
     ),
     # Llama 3.x instruct: JSON tool calls, no thinking.

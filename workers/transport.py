@@ -45,9 +45,12 @@ class Exchange(Protocol):
 
 class Transport(Protocol):
     def post(
-        self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        self,
+        url: str,
+        body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
-    ) -> Exchange: ...  # fmt: skip
+    ) -> Exchange: ...
 
 
 class _AiohttpAnswer:
@@ -80,9 +83,13 @@ def encoded(body: Mapping[str, Any]) -> bytes:
 
 class _AiohttpExchange:
     def __init__(
-        self, session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-        timeout: aiohttp.ClientTimeout, headers: Mapping[str, str] | None,
-    ) -> None:  # fmt: skip
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None,
+    ) -> None:
         self._send = (session, url, body, timeout, headers)
         self._response: aiohttp.ClientResponse | None = None
 
@@ -117,9 +124,12 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
 
     def post(
-        self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        self,
+        url: str,
+        body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
-    ) -> Exchange:  # fmt: skip
+    ) -> Exchange:
         return _AiohttpExchange(self._open(), url, body, timeout, headers)
 
     def _open(self) -> aiohttp.ClientSession:

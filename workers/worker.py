@@ -112,8 +112,9 @@ def answered(worker: Worker) -> None:
     """A call to ``worker`` succeeded (or got as far as output); a passed trial re-admits it."""
     worker.seen_up = True
     if worker.breaker.success():
-        log.info("worker %s of tier %s re-admitted: a trial call succeeded", worker.url,
-                 worker.tier)  # fmt: skip
+        log.info(
+            "worker %s of tier %s re-admitted: a trial call succeeded", worker.url, worker.tier
+        )
 
 
 def check_passed(worker: Worker) -> None:
@@ -125,8 +126,9 @@ def check_passed(worker: Worker) -> None:
         worker.breaker.check_passed()
         log.info("worker %s of tier %s is up", worker.url, worker.tier)
     elif worker.breaker.check_passed():
-        log.info("worker %s of tier %s re-admitted: its health check passed", worker.url,
-                 worker.tier)  # fmt: skip
+        log.info(
+            "worker %s of tier %s re-admitted: its health check passed", worker.url, worker.tier
+        )
 
 
 @contextlib.contextmanager
@@ -209,8 +211,9 @@ def judge(worker: Worker, verdict: Check, now: float, grace_s: float) -> None:
     A worker its checks eject gives up the calls still waiting on it."""
     worker.last_check = now
     if verdict is Check.TIMED_OUT and busy(worker, now, grace_s):
-        log.info("worker %s of tier %s is slow to answer checks but serving", worker.url,
-                 worker.tier)  # fmt: skip
+        log.info(
+            "worker %s of tier %s is slow to answer checks but serving", worker.url, worker.tier
+        )
         return
     if verdict is Check.OK:
         check_passed(worker)

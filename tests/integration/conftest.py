@@ -186,11 +186,23 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--dir", str(self.folder)]  # fmt: skip
+        cmd = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.folder),
+        ]
         with (self.folder / "redis.log").open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             if self.cli("PING") == "PONG":
@@ -200,8 +212,9 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         """One redis-cli command (empty string if the server does not answer)."""
-        done = subprocess.run(["redis-cli", "-p", str(self.port), *args],
-                              capture_output=True, text=True, timeout=10)  # fmt: skip
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10
+        )
         return done.stdout.strip() if done.returncode == 0 else ""
 
     def stop(self) -> None:
@@ -231,8 +244,17 @@ REASONING_MODEL = "smollm2-135m-thinking"
 
 
 def start_reasoning_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = ttc_cmd("worker", "--model", REASONING_MODEL, "--port", str(port),
-                  "--served-name", "thinking", "--profile", "smollm2_thinking")  # fmt: skip
+    cmd = ttc_cmd(
+        "worker",
+        "--model",
+        REASONING_MODEL,
+        "--port",
+        str(port),
+        "--served-name",
+        "thinking",
+        "--profile",
+        "smollm2_thinking",
+    )
     with log.open("wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -34,9 +34,12 @@ def spent_by_kind(usage: Any) -> int:
 
 def test_adaptive_bon_votes_and_counts_every_sample(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS, logprobs=True,
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
+        logprobs=True,
         extra_body={"ttc": ADAPTIVE},
-    )  # fmt: skip
+    )
     report = ttc_of(response)
     assert (report["policy"], report["tier"]) == ("adaptive_bon", MODEL)
     assert 2 <= report["samples"] <= 6
@@ -57,9 +60,11 @@ def test_adaptive_bon_votes_and_counts_every_sample(client: openai.OpenAI) -> No
 
 def test_fixed_best_of_n_draws_exactly_n(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS,
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
         extra_body={"ttc": {"policy": "adaptive_bon", "min_samples": 3, "max_samples": 3}},
-    )  # fmt: skip
+    )
     report = ttc_of(response)
     assert (report["samples"], report["rounds"]) == (3, 1)
     assert (report["early_stopped"], report["stop_reason"]) == (False, "max_samples")
@@ -69,9 +74,13 @@ def test_fixed_best_of_n_draws_exactly_n(client: openai.OpenAI) -> None:
 
 def test_adaptive_bon_stream_ends_with_ttc_and_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ttc": ADAPTIVE},
-    )  # fmt: skip
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ttc": ADAPTIVE},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
@@ -95,17 +104,21 @@ def test_bad_override_is_a_400_naming_the_field(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS,
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=MAX_TOKENS,
             extra_body={"ttc": {"policy": "adaptive_bon", **override}},
-        )  # fmt: skip
+        )
     assert caught.value.param == param
 
 
 def test_default_gate_answers_confident_questions_with_one_sample(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS,
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
         extra_body={"ttc": {"policy": "adaptive_bon"}},
-    )  # fmt: skip
+    )
     report = ttc_of(response)
     gate = report["first_sample_confidence"]
     assert gate is not None

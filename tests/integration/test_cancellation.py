@@ -38,8 +38,13 @@ def wait_until_idle(worker_url: str, timeout_s: float = 15.0) -> bool:
 
 
 def test_stream_disconnect_aborts_upstream(gateway: str, worker_url: str) -> None:
-    with httpx.stream("POST", gateway + "/v1/chat/completions", json={**LONG, "stream": True},
-                      trust_env=False, timeout=60) as response:  # fmt: skip
+    with httpx.stream(
+        "POST",
+        gateway + "/v1/chat/completions",
+        json={**LONG, "stream": True},
+        trust_env=False,
+        timeout=60,
+    ) as response:
         lines = response.iter_lines()
         for _ in range(4):
             next(lines)

@@ -40,9 +40,13 @@ def test_chat_returns_a_real_completion_with_ttc_and_honest_usage(client: openai
 
 def test_stream_with_usage_ends_with_ttc_and_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="smollm2-135m", messages=QUESTION, max_tokens=16, temperature=0, stream=True,
+        model="smollm2-135m",
+        messages=QUESTION,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
@@ -89,9 +93,14 @@ def test_stop_sequence_and_max_completion_tokens(client: openai.OpenAI) -> None:
 def test_seed_makes_sampling_repeatable_and_logprobs_pass_through(client: openai.OpenAI) -> None:
     def ask() -> openai.types.chat.ChatCompletion:
         return client.chat.completions.create(
-            model="auto", messages=QUESTION, max_tokens=12, temperature=1.0, seed=1234,
-            logprobs=True, top_logprobs=2,
-        )  # fmt: skip
+            model="auto",
+            messages=QUESTION,
+            max_tokens=12,
+            temperature=1.0,
+            seed=1234,
+            logprobs=True,
+            top_logprobs=2,
+        )
 
     first, second = ask(), ask()
     assert first.choices[0].message.content == second.choices[0].message.content

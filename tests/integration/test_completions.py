@@ -6,8 +6,9 @@ import openai
 
 
 def test_a_text_completion_of_a_raw_prompt(client: openai.OpenAI) -> None:
-    reply = client.completions.create(model="auto", prompt="The capital of Japan is",
-                                      max_tokens=8, temperature=0, logprobs=2)  # fmt: skip
+    reply = client.completions.create(
+        model="auto", prompt="The capital of Japan is", max_tokens=8, temperature=0, logprobs=2
+    )
     choice = reply.choices[0]
     assert choice.text and choice.finish_reason in {"stop", "length"}
     assert choice.logprobs is not None and choice.logprobs.token_logprobs
@@ -19,9 +20,14 @@ def test_a_text_completion_of_a_raw_prompt(client: openai.OpenAI) -> None:
 
 def test_a_streamed_text_completion_with_usage(client: openai.OpenAI) -> None:
     stream = client.completions.create(
-        model="auto", prompt="One, two, three,", max_tokens=8, temperature=0, stream=True,
-        stream_options={"include_usage": True}, echo=True,
-    )  # fmt: skip
+        model="auto",
+        prompt="One, two, three,",
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        echo=True,
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert text.startswith("One, two, three,") and len(text) > len("One, two, three,")
@@ -32,9 +38,11 @@ def test_a_streamed_text_completion_with_usage(client: openai.OpenAI) -> None:
 
 def test_adaptive_bon_on_a_raw_prompt_counts_every_sample(client: openai.OpenAI) -> None:
     reply = client.completions.create(
-        model="auto", prompt="Q: What is the capital of France?\nA:", max_tokens=8,
+        model="auto",
+        prompt="Q: What is the capital of France?\nA:",
+        max_tokens=8,
         extra_body={"ttc": {"policy": "adaptive_bon", "max_samples": 4}},
-    )  # fmt: skip
+    )
     ttc = (reply.model_extra or {})["ttc"]
     assert ttc["policy"] == "adaptive_bon" and 1 <= ttc["samples"] <= 4
     assert reply.usage is not None and reply.usage.completion_tokens >= ttc["samples"]
@@ -45,8 +53,9 @@ def test_echo_with_logprobs_scores_the_prompt_as_eval_harnesses_ask(client: open
     one null, offsets into the echoed text; nothing generated with max_tokens 0."""
     prompt = "The capital of France is Paris"
     for max_tokens in (0, 1):
-        reply = client.completions.create(model="auto", prompt=prompt, echo=True, logprobs=1,
-                                          max_tokens=max_tokens, temperature=0)  # fmt: skip
+        reply = client.completions.create(
+            model="auto", prompt=prompt, echo=True, logprobs=1, max_tokens=max_tokens, temperature=0
+        )
         choice = reply.choices[0]
         assert choice.text.startswith(prompt) and choice.text.count(prompt) == 1
         lp = choice.logprobs

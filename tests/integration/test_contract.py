@@ -20,8 +20,13 @@ QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Name a colour of the rainbow and explain why you chose it."}
 ]
 # High temperature and no gate: the samples disagree, so only the contract stops the rounds.
-VOTES = {"policy": "adaptive_bon", "max_samples": 16, "single_sample_confidence": None,
-         "min_samples": 2, "step": 2}  # fmt: skip
+VOTES = {
+    "policy": "adaptive_bon",
+    "max_samples": 16,
+    "single_sample_confidence": None,
+    "min_samples": 2,
+    "step": 2,
+}
 
 
 def ttc_of(obj: Any) -> dict[str, Any]:
@@ -31,9 +36,11 @@ def ttc_of(obj: Any) -> dict[str, Any]:
 
 def test_adaptive_bon_stays_inside_max_total_tokens(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, temperature=1.5,
+        model=MODEL,
+        messages=QUESTION,
+        temperature=1.5,
         extra_body={"ttc": {**VOTES, "max_total_tokens": 400}},
-    )  # fmt: skip
+    )
     contract = ttc_of(reply)["contract"]
     assert reply.usage is not None
     assert reply.usage.total_tokens <= 400  # the worker's own counts: no overshoot at all
@@ -43,9 +50,12 @@ def test_adaptive_bon_stays_inside_max_total_tokens(client: openai.OpenAI) -> No
 
 def test_a_streamed_single_answer_is_clamped_to_the_contract(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, stream=True, stream_options={"include_usage": True},
+        model=MODEL,
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
         extra_body={"ttc": {"policy": "single", "max_total_tokens": 90}},
-    )  # fmt: skip
+    )
     chunks = list(stream)
     usage = chunks[-1].usage
     assert usage is not None and usage.total_tokens <= 90
@@ -68,9 +78,12 @@ def test_deadline_ms_is_met_with_the_best_answer_so_far(client: openai.OpenAI) -
     started = time.monotonic()
     try:
         reply = client.chat.completions.create(
-            model=MODEL, messages=QUESTION, temperature=1.5, max_tokens=16,
+            model=MODEL,
+            messages=QUESTION,
+            temperature=1.5,
+            max_tokens=16,
             extra_body={"ttc": {**VOTES, "deadline_ms": 8000}},
-        )  # fmt: skip
+        )
     except openai.APIStatusError as exc:
         assert exc.status_code == 504 and "ttc.deadline_ms" in exc.message
         reply = None

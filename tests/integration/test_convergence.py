@@ -56,9 +56,14 @@ def test_convergence_stops_the_chain_once_probes_agree(client: openai.OpenAI) ->
 
 def test_convergence_streams_the_chain_and_ends_with_ttc(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=MAX_TOKENS, temperature=0, stream=True,
-        stream_options={"include_usage": True}, extra_body=TTC,
-    )  # fmt: skip
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=TTC,
+    )
     chunks = list(stream)
     with_text = [c for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(with_text) > 10  # the chain arrives token by token, not in one piece
@@ -80,8 +85,10 @@ def test_bad_convergence_params_are_a_400(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=8,
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=8,
             extra_body={"ttc": {"policy": "convergence", **ttc}},
-        )  # fmt: skip
+        )
     body = caught.value.body
     assert isinstance(body, dict) and body["param"] == param

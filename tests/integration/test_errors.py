@@ -15,8 +15,13 @@ MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def post(gateway: str, body: Any, **kwargs: Any) -> httpx.Response:
-    return httpx.post(gateway + "/v1/chat/completions", trust_env=False, timeout=30, **kwargs,
-                      **({"json": body} if body is not None else {}))  # fmt: skip
+    return httpx.post(
+        gateway + "/v1/chat/completions",
+        trust_env=False,
+        timeout=30,
+        **kwargs,
+        **({"json": body} if body is not None else {}),
+    )
 
 
 def assert_envelope(response: httpx.Response, status: int, param: str | None = None) -> None:
@@ -29,8 +34,12 @@ def assert_envelope(response: httpx.Response, status: int, param: str | None = N
 
 
 def test_malformed_json(gateway: str) -> None:
-    response = post(gateway, None, content=b'{"model": "auto", "messages": [', headers={
-        "content-type": "application/json"})  # fmt: skip
+    response = post(
+        gateway,
+        None,
+        content=b'{"model": "auto", "messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert_envelope(response, 400)
     assert response.json()["error"]["code"] == "invalid_json"
 

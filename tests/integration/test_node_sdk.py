@@ -22,14 +22,20 @@ def node_sdk() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the Node SDK check")
     if not (NODE_DIR / "node_modules" / "openai").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     return NODE_DIR / "sdk_check.mjs"
 
 
 def test_the_node_sdk_makes_chat_and_responses_calls(node_sdk: Path, gateway: str) -> None:
-    done = subprocess.run(["node", str(node_sdk), gateway], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(
+        ["node", str(node_sdk), gateway], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["chat"]["content"] and seen["chat"]["ttc"]["policy"] == "single"

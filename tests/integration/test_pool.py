@@ -106,8 +106,13 @@ def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
 
 
 def ask(gateway: str, i: int, model: str = "pair", max_tokens: int = 16) -> httpx.Response:
-    body = {"model": model, "messages": [{"role": "user", "content": f"Name a colour. ({i})"}],
-            "max_tokens": max_tokens, "temperature": 0.7, **SINGLE}  # fmt: skip
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": f"Name a colour. ({i})"}],
+        "max_tokens": max_tokens,
+        "temperature": 0.7,
+        **SINGLE,
+    }
     return httpx.post(gateway + "/v1/chat/completions", json=body, trust_env=False, timeout=300)
 
 
@@ -186,10 +191,17 @@ class PinnedStream:
 
     def _read(self) -> None:
         story = [{"role": "user", "content": "Write a very long story."}]
-        body = {"model": "second", "stream": True, "max_tokens": 1500, "ignore_eos": True,
-                "messages": story, **SINGLE}  # fmt: skip
-        with httpx.stream("POST", self.gateway + "/v1/chat/completions", json=body,
-                          trust_env=False, timeout=300) as response:  # fmt: skip
+        body = {
+            "model": "second",
+            "stream": True,
+            "max_tokens": 1500,
+            "ignore_eos": True,
+            "messages": story,
+            **SINGLE,
+        }
+        with httpx.stream(
+            "POST", self.gateway + "/v1/chat/completions", json=body, trust_env=False, timeout=300
+        ) as response:
             for line in response.iter_lines():
                 if not line.startswith("data: "):
                     continue

@@ -25,13 +25,20 @@ QUESTION: Any = [{"role": "user", "content": "What is 2 + 3?"}]
 
 @pytest.fixture(scope="module")
 def thinker(reasoning_worker_url: str, start_gateway: GatewayFactory) -> Iterator[openai.OpenAI]:
-    url = start_gateway({
-        "tiers": {"thinking": {"model": "thinking", "endpoints": [reasoning_worker_url],
-                               "profile": "smollm2_thinking"}},
-        "server": {"stream_keepalive_s": 1.0},
-        "pool": {"health_interval_s": 1.0, "health_timeout_s": 10.0},  # a loaded 2-core CI box
-        "router": {"probe": {"mode": "never"}},
-    })  # fmt: skip
+    url = start_gateway(
+        {
+            "tiers": {
+                "thinking": {
+                    "model": "thinking",
+                    "endpoints": [reasoning_worker_url],
+                    "profile": "smollm2_thinking",
+                }
+            },
+            "server": {"stream_keepalive_s": 1.0},
+            "pool": {"health_interval_s": 1.0, "health_timeout_s": 10.0},  # a loaded 2-core CI box
+            "router": {"probe": {"mode": "never"}},
+        }
+    )
     with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300) as sdk:
         yield sdk
 
@@ -50,9 +57,12 @@ def test_a_budget_of_n_gives_at_most_n_thinking_tokens_and_an_answer(
     thinker: openai.OpenAI, budget: int
 ) -> None:
     reply = thinker.chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0, max_tokens=200,
+        model="thinking",
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=200,
         extra_body={"ttc": {"policy": "single", "thinking_budget": budget}},
-    )  # fmt: skip
+    )
     message = reply.choices[0].message
     report = ttc_of(reply)
     assert message.content and message.content.startswith("The final answer is")
@@ -69,10 +79,13 @@ def test_a_budget_of_n_gives_at_most_n_thinking_tokens_and_an_answer(
 
 def test_the_stream_sends_reasoning_deltas_then_a_forced_answer(thinker: openai.OpenAI) -> None:
     stream = thinker.chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0, stream=True,
+        model="thinking",
+        messages=QUESTION,
+        temperature=0,
+        stream=True,
         stream_options={"include_usage": True},
         extra_body={"ttc": {"policy": "single", "thinking_budget": 16}},
-    )  # fmt: skip
+    )
     chunks = list(stream)
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     thinking = "".join(str((d.model_extra or {}).get("reasoning") or "") for d in deltas)
@@ -90,9 +103,13 @@ def test_max_tokens_the_thinking_would_exhaust_still_yields_an_answer(
     thinker: openai.OpenAI,
 ) -> None:
     reply = thinker.chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0, max_tokens=12,
-        reasoning_effort="high", extra_body={"ttc": {"policy": "single"}},
-    )  # fmt: skip
+        model="thinking",
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=12,
+        reasoning_effort="high",
+        extra_body={"ttc": {"policy": "single"}},
+    )
     message = reply.choices[0].message
     assert message.content and message.content.startswith("The final answer is")
     assert ttc_of(reply)["thinking_tokens"] <= 6  # half of max_tokens kept for the answer
@@ -103,10 +120,19 @@ def test_max_tokens_the_thinking_would_exhaust_still_yields_an_answer(
 
 def test_adaptive_bon_samples_each_hold_the_budget(thinker: openai.OpenAI) -> None:
     reply = thinker.chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0.8, max_tokens=64,
-        extra_body={"ttc": {"policy": "adaptive_bon", "thinking_budget": 8,
-                            "min_samples": 2, "max_samples": 2}},
-    )  # fmt: skip
+        model="thinking",
+        messages=QUESTION,
+        temperature=0.8,
+        max_tokens=64,
+        extra_body={
+            "ttc": {
+                "policy": "adaptive_bon",
+                "thinking_budget": 8,
+                "min_samples": 2,
+                "max_samples": 2,
+            }
+        },
+    )
     report = ttc_of(reply)
     assert reply.choices[0].message.content
     assert report["thinking_tokens"] <= 8 * report["samples"]
@@ -139,9 +165,12 @@ def test_convergence_stops_a_thinking_trace_once_probes_agree(
     assert full_thinking >= MIN_THINKING
     before = generated(reasoning_worker_url)
     reply = thinker.chat.completions.create(
-        **ask, extra_body={**LONG_TRACE, "ttc": {"policy": "convergence", "thinking_budget": 200,
-                                                 "probe_every": 16}},
-    )  # fmt: skip
+        **ask,
+        extra_body={
+            **LONG_TRACE,
+            "ttc": {"policy": "convergence", "thinking_budget": 200, "probe_every": 16},
+        },
+    )
     report = ttc_of(reply)
     assert report["early_stopped"] is True and report["stop_reason"] == "converged"
     assert report["thinking_tokens"] < MIN_THINKING <= full_thinking
@@ -163,12 +192,22 @@ def test_streamed_adaptive_bon_sends_the_live_samples_thinking_before_its_round_
     thinker: openai.OpenAI,
 ) -> None:
     stream = thinker.chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0.8, stream=True,
+        model="thinking",
+        messages=QUESTION,
+        temperature=0.8,
+        stream=True,
         stream_options={"include_usage": True},
-        extra_body={"min_tokens": 4,  # the live sample thinks (it may end at once otherwise)
-                    "ttc": {"policy": "adaptive_bon", "thinking_budget": 8, "min_samples": 2,
-                            "max_samples": 2, "single_sample_confidence": None}},
-    )  # fmt: skip
+        extra_body={
+            "min_tokens": 4,  # the live sample thinks (it may end at once otherwise)
+            "ttc": {
+                "policy": "adaptive_bon",
+                "thinking_budget": 8,
+                "min_samples": 2,
+                "max_samples": 2,
+                "single_sample_confidence": None,
+            },
+        },
+    )
     kinds: list[str] = []
     thinking = content = ""
     chunks = list(stream)
@@ -199,11 +238,19 @@ def test_two_tier_policies_hold_the_thinking_budget_and_answer(
     thinker: openai.OpenAI, policy: str, stream: bool
 ) -> None:
     """One reasoning tier plays both roles here (drafts and judge, small and large stage)."""
-    ask: Any = {"model": "thinking", "messages": QUESTION, "temperature": 0.8, "max_tokens": 96,
-                "extra_body": {"ttc": {"policy": policy, "thinking_budget": 8}}}  # fmt: skip
+    ask: Any = {
+        "model": "thinking",
+        "messages": QUESTION,
+        "temperature": 0.8,
+        "max_tokens": 96,
+        "extra_body": {"ttc": {"policy": policy, "thinking_budget": 8}},
+    }
     if stream:
-        chunks = list(thinker.chat.completions.create(
-            **ask, stream=True, stream_options={"include_usage": True}))  # fmt: skip
+        chunks = list(
+            thinker.chat.completions.create(
+                **ask, stream=True, stream_options={"include_usage": True}
+            )
+        )
         content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         report, usage = ttc_of(chunks[-1]), chunks[-1].usage
     else:

@@ -26,8 +26,10 @@ from state.stats import Observation, RouterStats
 from tests.integration.conftest import GatewayFactory, RedisServer, free_port, gateway_config
 
 PREFIX = "ttc-test:"
-KEYS = {name: f"sk-test-{name}-7f3a9c" for name in
-        ("limited", "budget", "streamer", "small_only", "cacher", "outage", "leaver")}  # fmt: skip
+KEYS = {
+    name: f"sk-test-{name}-7f3a9c"
+    for name in ("limited", "budget", "streamer", "small_only", "cacher", "outage", "leaver")
+}
 MSG: Any = [{"role": "user", "content": "What is the capital of France? One word."}]
 VOTE_WORST = prompt_estimate({"messages": MSG}) + 3 * 4  # one round of 3 samples of 4 tokens
 
@@ -50,12 +52,17 @@ def shared_config(worker: str, redis_url: str) -> dict[str, Any]:
     ]
     return gateway_config(
         worker,
-        redis={"url": redis_url, "key_prefix": PREFIX, "timeout_s": 0.1,
-               "failures_to_open": 2, "open_s": 1.0},
+        redis={
+            "url": redis_url,
+            "key_prefix": PREFIX,
+            "timeout_s": 0.1,
+            "failures_to_open": 2,
+            "open_s": 1.0,
+        },
         auth={"enabled": True, "keys": keys},
         limits={"replicas": 2},
         cache={"enabled": True},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +107,12 @@ def counted(redis: RedisServer, name: str, reason: str) -> int:
 
 
 def test_auth_missing_and_wrong_keys_are_401(pair: list[str]) -> None:
-    response = httpx.post(pair[0] + "/v1/chat/completions", trust_env=False, timeout=30,
-                          json={"model": "small", "messages": MSG})  # fmt: skip
+    response = httpx.post(
+        pair[0] + "/v1/chat/completions",
+        trust_env=False,
+        timeout=30,
+        json={"model": "small", "messages": MSG},
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
     with pytest.raises(openai.AuthenticationError) as info:
@@ -156,9 +167,12 @@ def test_budget_is_charged_every_token_of_a_multi_sample_policy(
 def test_a_stream_is_charged_when_it_ends(pair: list[str], redis_server: RedisServer) -> None:
     with client(pair[1], KEYS["streamer"]) as c:
         stream = c.chat.completions.create(
-            model="small", messages=MSG, max_tokens=3, stream=True,
+            model="small",
+            messages=MSG,
+            max_tokens=3,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
         usage = [chunk.usage for chunk in stream if chunk.usage is not None]
     assert len(usage) == 1
     deadline = time.monotonic() + 5.0
@@ -170,13 +184,24 @@ def test_a_stream_is_charged_when_it_ends(pair: list[str], redis_server: RedisSe
 def test_a_client_that_leaves_mid_stream_is_billed_what_was_generated(
     pair: list[str], redis_server: RedisServer
 ) -> None:
-    body = {"model": "small", "stream": True, "max_tokens": 400, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "Write a very long story."}],
-            "ttc": {"policy": "single"}}  # fmt: skip
+    body = {
+        "model": "small",
+        "stream": True,
+        "max_tokens": 400,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "ttc": {"policy": "single"},
+    }
     headers = {"authorization": f"Bearer {KEYS['leaver']}"}
     received = 0
-    with httpx.stream("POST", pair[0] + "/v1/chat/completions", json=body, headers=headers,
-                      trust_env=False, timeout=120) as response:  # fmt: skip
+    with httpx.stream(
+        "POST",
+        pair[0] + "/v1/chat/completions",
+        json=body,
+        headers=headers,
+        trust_env=False,
+        timeout=120,
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 choices = json.loads(line[6:]).get("choices") or [{}]
@@ -194,8 +219,7 @@ def test_a_client_that_leaves_mid_stream_is_billed_what_was_generated(
 def worker_requests(worker_url: str) -> float:
     """Requests the worker has received: finished, running or waiting (one scrape)."""
     text = httpx.get(worker_url + "/metrics", trust_env=False, timeout=10).text
-    names = {"vllm:request_success_total", "vllm:num_requests_running",
-             "vllm:num_requests_waiting"}  # fmt: skip
+    names = {"vllm:request_success_total", "vllm:num_requests_running", "vllm:num_requests_waiting"}
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -280,8 +304,11 @@ async def test_router_stats_are_shared_by_replicas(redis_server: RedisServer) ->
     stats = [RouterStats(r) for r in replicas]
     try:
         for i, tier in enumerate(("small", "small", "large")):
-            stats[i % 2].record(Observation(tier, "adaptive_bon", "hard", 0.7, samples=4,
-                                            tokens=100, agreement=0.75))  # fmt: skip
+            stats[i % 2].record(
+                Observation(
+                    tier, "adaptive_bon", "hard", 0.7, samples=4, tokens=100, agreement=0.75
+                )
+            )
         assert all([await s.flush() for s in stats])
         for s in stats:
             table = await s.snapshot(windows=2)

@@ -66,9 +66,11 @@ def wait_for(condition: Any, what: str, timeout_s: float = 15.0) -> None:
 def metric(url: str, name: str, **labels: str) -> float:
     text = httpx.get(url + "/metrics", trust_env=False, timeout=10).text
     return sum(
-        s.value for f in text_string_to_metric_families(text) for s in f.samples
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
         if s.name == name and labels.items() <= s.labels.items()
-    )  # fmt: skip
+    )
 
 
 async def test_lua_reserves_atomically_settles_once_and_sweeps_expired(
@@ -84,8 +86,9 @@ async def test_lua_reserves_atomically_settles_once_and_sweeps_expired(
         replies = await asyncio.gather(*asks)
         granted = [r for r in replies if isinstance(r, Reservation)]
         assert len(granted) == 10  # reserved + spent <= budget, whatever the interleaving
-        assert all(isinstance(r, Refusal) and r.cause == "reserved" for r in replies
-                   if r not in granted)  # fmt: skip
+        assert all(
+            isinstance(r, Refusal) and r.cause == "reserved" for r in replies if r not in granted
+        )
         assert redis_server.cli("HGET", "lua-resv:reserved:{k}", "total") == "100"
         for reservation in granted:
             await holds.settle(reservation, quota, 7)
@@ -108,18 +111,25 @@ async def test_lua_reserves_atomically_settles_once_and_sweeps_expired(
 @pytest.fixture(scope="module")
 def storm_gateway(worker_url: str, redis_server: RedisServer, start_gateway: GatewayFactory) -> str:
     key = {"name": "storm", "key_hash": hash_key(STORM_KEY), "tokens_per_day": BUDGET}
-    return start_gateway(gateway_config(
-        worker_url, redis={"url": redis_server.url, "key_prefix": PREFIX},
-        auth={"enabled": True, "keys": [key]}, router={"probe": {"mode": "never"}},
-    ))  # fmt: skip
+    return start_gateway(
+        gateway_config(
+            worker_url,
+            redis={"url": redis_server.url, "key_prefix": PREFIX},
+            auth={"enabled": True, "keys": [key]},
+            router={"probe": {"mode": "never"}},
+        )
+    )
 
 
 async def leave_mid_stream(client: openai.AsyncOpenAI, holding: asyncio.Event) -> int:
     """A stream of up to 64 tokens, closed after its second content chunk."""
     stream = await client.chat.completions.create(
-        model="small", messages=MSG, max_tokens=64, stream=True,
+        model="small",
+        messages=MSG,
+        max_tokens=64,
+        stream=True,
         extra_body={"ignore_eos": True, "ttc": {"policy": "single"}},
-    )  # fmt: skip
+    )
     received = 0
     async for chunk in stream:
         received += bool(chunk.choices and chunk.choices[0].delta.content)
@@ -133,8 +143,12 @@ async def leave_mid_stream(client: openai.AsyncOpenAI, holding: asyncio.Event) -
 async def ask(client: openai.AsyncOpenAI, vote: bool) -> Any:
     ttc: dict[str, Any] = {"policy": "single"}
     if vote:
-        ttc = {"policy": "adaptive_bon", "min_samples": 2, "max_samples": 2,
-               "single_sample_confidence": None}  # fmt: skip
+        ttc = {
+            "policy": "adaptive_bon",
+            "min_samples": 2,
+            "max_samples": 2,
+            "single_sample_confidence": None,
+        }
     try:
         return await client.chat.completions.create(
             model="small", messages=MSG, max_tokens=8, extra_body={"ttc": ttc}
@@ -146,8 +160,9 @@ async def ask(client: openai.AsyncOpenAI, vote: bool) -> Any:
 async def test_a_storm_of_50_never_spends_past_the_budget_and_releases_everything(
     storm_gateway: str, redis_server: RedisServer
 ) -> None:
-    client = openai.AsyncOpenAI(base_url=storm_gateway + "/v1", api_key=STORM_KEY,
-                                max_retries=0, timeout=300)  # fmt: skip
+    client = openai.AsyncOpenAI(
+        base_url=storm_gateway + "/v1", api_key=STORM_KEY, max_retries=0, timeout=300
+    )
     gone_before = metric(storm_gateway, "ttc_unfinished_tokens_total")
     async with client:
         holding = [asyncio.Event() for _ in range(LEAVERS)]
@@ -187,21 +202,28 @@ async def test_a_worker_that_dies_mid_stream_releases_the_reservation(
 ) -> None:
     await dying.start()
     key = {"name": "death", "key_hash": hash_key(DEATH_KEY), "tokens_per_day": 10_000}
-    settings = settings_from_dict({
-        "tiers": {"small": {"model": "fake", "endpoints": [dying.url]}},
-        "redis": {"url": redis_server.url, "key_prefix": PREFIX},
-        "auth": {"enabled": True, "keys": [key]}, "router": {"probe": {"mode": "never"}},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {"small": {"model": "fake", "endpoints": [dying.url]}},
+            "redis": {"url": redis_server.url, "key_prefix": PREFIX},
+            "auth": {"enabled": True, "keys": [key]},
+            "router": {"probe": {"mode": "never"}},
+        }
+    )
     app = create_app(settings)
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=DEATH_KEY, http_client=http,
-                                max_retries=0)  # fmt: skip
+    client = openai.AsyncOpenAI(
+        base_url="http://gw/v1", api_key=DEATH_KEY, http_client=http, max_retries=0
+    )
     try:
         async with app.router.lifespan_context(app):
             stream = await client.chat.completions.create(
-                model="small", messages=MSG, max_tokens=8, stream=True,
+                model="small",
+                messages=MSG,
+                max_tokens=8,
+                stream=True,
                 extra_body={"ttc": {"policy": "single"}},
-            )  # fmt: skip
+            )
             texts: list[str] = []
             with pytest.raises(openai.APIError):
                 async for chunk in stream:

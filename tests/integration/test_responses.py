@@ -10,9 +10,12 @@ import pytest
 
 def test_create_answers_with_output_text_usage_and_ttc(client: openai.OpenAI) -> None:
     response = client.responses.create(
-        model="auto", input="What is the capital of Japan?", max_output_tokens=24,
-        temperature=0, instructions="Answer briefly.",
-    )  # fmt: skip
+        model="auto",
+        input="What is the capital of Japan?",
+        max_output_tokens=24,
+        temperature=0,
+        instructions="Answer briefly.",
+    )
     assert response.status in {"completed", "incomplete"}
     assert response.output_text
     assert response.output[0].type == "message"
@@ -24,8 +27,9 @@ def test_create_answers_with_output_text_usage_and_ttc(client: openai.OpenAI) ->
 
 
 def test_the_stream_helper_delivers_text_and_the_final_response(client: openai.OpenAI) -> None:
-    with client.responses.stream(model="auto", input="Name a colour.", max_output_tokens=16,
-                                 temperature=0) as stream:  # fmt: skip
+    with client.responses.stream(
+        model="auto", input="Name a colour.", max_output_tokens=16, temperature=0
+    ) as stream:
         events = list(stream)
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
     last = events[-1]
@@ -39,11 +43,16 @@ def test_the_stream_helper_delivers_text_and_the_final_response(client: openai.O
 
 
 def test_previous_response_id_continues_and_delete_forgets(client: openai.OpenAI) -> None:
-    first = client.responses.create(model="auto", input="My name is Ada.", max_output_tokens=16,
-                                    temperature=0)  # fmt: skip
-    second = client.responses.create(model="auto", input="What is my name?",
-                                     previous_response_id=first.id, max_output_tokens=16,
-                                     temperature=0)  # fmt: skip
+    first = client.responses.create(
+        model="auto", input="My name is Ada.", max_output_tokens=16, temperature=0
+    )
+    second = client.responses.create(
+        model="auto",
+        input="What is my name?",
+        previous_response_id=first.id,
+        max_output_tokens=16,
+        temperature=0,
+    )
     # the second prompt holds the first turn: more input tokens than the question alone
     assert second.usage is not None and first.usage is not None
     assert second.usage.input_tokens > first.usage.input_tokens
@@ -55,9 +64,11 @@ def test_previous_response_id_continues_and_delete_forgets(client: openai.OpenAI
 
 def test_adaptive_bon_serves_responses_too(client: openai.OpenAI) -> None:
     response = client.responses.create(
-        model="auto", input="What is the capital of France?", max_output_tokens=16,
+        model="auto",
+        input="What is the capital of France?",
+        max_output_tokens=16,
         extra_body={"ttc": {"policy": "adaptive_bon", "max_samples": 4}},
-    )  # fmt: skip
+    )
     ttc = (response.model_extra or {})["ttc"]
     assert ttc["policy"] == "adaptive_bon" and ttc["samples"] >= 1
     assert response.usage is not None
@@ -70,9 +81,12 @@ def test_three_turns_through_previous_response_id(client: openai.OpenAI) -> None
     inputs: list[int] = []
     for text in turns:
         response = client.responses.create(
-            model="auto", input=text, max_output_tokens=12, temperature=0,
+            model="auto",
+            input=text,
+            max_output_tokens=12,
+            temperature=0,
             previous_response_id=previous,
-        )  # fmt: skip
+        )
         assert response.usage is not None and response.output_text
         inputs.append(response.usage.input_tokens)
         previous = response.id
@@ -82,10 +96,12 @@ def test_three_turns_through_previous_response_id(client: openai.OpenAI) -> None
 def test_reasoning_effort_moves_the_routing_decision(client: openai.OpenAI) -> None:
     def reasons(effort: str) -> list[str]:
         response = client.responses.create(
-            model="auto", input="What is 17 * 23?", max_output_tokens=8,
+            model="auto",
+            input="What is 17 * 23?",
+            max_output_tokens=8,
             reasoning=cast(Any, {"effort": effort}),
             extra_body={"ttc": {"policy": "single"}},
-        )  # fmt: skip
+        )
         found: list[str] = (response.model_extra or {})["ttc"]["reasons"]
         return found
 
@@ -94,8 +110,9 @@ def test_reasoning_effort_moves_the_routing_decision(client: openai.OpenAI) -> N
 
 
 def test_get_final_response_after_a_completed_stream(client: openai.OpenAI) -> None:
-    with client.responses.stream(model="auto", input="Say hello.", max_output_tokens=64,
-                                 temperature=0) as stream:  # fmt: skip
+    with client.responses.stream(
+        model="auto", input="Say hello.", max_output_tokens=64, temperature=0
+    ) as stream:
         text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
         final = stream.get_final_response()
     assert final.status == "completed" and final.output_text == text and text

@@ -35,14 +35,25 @@ def routed(
         "probe": {"mode": "always", "weight": 0.2},
         "bands": [
             {"name": "easy", "upto": 0.35, "policy": "single"},
-            {"name": "medium", "upto": 0.65, "policy": "adaptive_bon",
-             "params": {"min_samples": 2, "max_samples": 2}},
-            {"name": "hard", "policy": "adaptive_bon",
-             "params": {"min_samples": 2, "step": 1, "max_samples": 3,
-                        "single_sample_confidence": None}},
+            {
+                "name": "medium",
+                "upto": 0.65,
+                "policy": "adaptive_bon",
+                "params": {"min_samples": 2, "max_samples": 2},
+            },
+            {
+                "name": "hard",
+                "policy": "adaptive_bon",
+                "params": {
+                    "min_samples": 2,
+                    "step": 1,
+                    "max_samples": 3,
+                    "single_sample_confidence": None,
+                },
+            },
         ],
         "traces": {"path": str(traces)},
-    }  # fmt: skip
+    }
     return start_gateway(gateway_config(worker_url, router=router)), traces
 
 

@@ -75,22 +75,36 @@ def check_speculative_report(ttc: dict[str, Any], usage: Any) -> None:
 
 def test_speculative_drafts_judges_and_counts_every_token(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="auto", messages=QUESTION, max_tokens=MAX_TOKENS, temperature=0,
+        model="auto",
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
         extra_body=SPECULATIVE,
-    )  # fmt: skip
+    )
     assert reply.choices[0].message.content
     assert reply.choices[0].finish_reason in {"stop", "length"}
     ttc = (reply.model_extra or {})["ttc"]
     check_speculative_report(ttc, reply.usage)
-    assert ttc["stop_reason"] in {"answer", "eos", "repeated_step", "max_steps", "max_tokens",
-                                  "empty_step"}  # fmt: skip
+    assert ttc["stop_reason"] in {
+        "answer",
+        "eos",
+        "repeated_step",
+        "max_steps",
+        "max_tokens",
+        "empty_step",
+    }
 
 
 def test_speculative_streams_each_settled_step(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="auto", messages=QUESTION, max_tokens=MAX_TOKENS, temperature=0, stream=True,
-        stream_options={"include_usage": True}, extra_body=SPECULATIVE,
-    )  # fmt: skip
+        model="auto",
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=SPECULATIVE,
+    )
     chunks = list(stream)
     pieces = [c.choices[0].delta.content for c in chunks if c.choices]
     settled = [p for p in pieces if p]
@@ -104,9 +118,11 @@ def test_speculative_streams_each_settled_step(client: openai.OpenAI) -> None:
 
 def test_cascade_reports_escalation_and_bills_the_small_tier(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="auto", messages=SHORT_QUESTION, max_tokens=16,
+        model="auto",
+        messages=SHORT_QUESTION,
+        max_tokens=16,
         extra_body={"ttc": {"policy": "cascade"}},
-    )  # fmt: skip
+    )
     assert reply.choices[0].message.content
     ttc = (reply.model_extra or {})["ttc"]
     assert ttc["policy"] == "cascade"

@@ -29,8 +29,12 @@ QUESTION: list[ChatCompletionMessageParam] = [
 ]
 # 24 tokens hold the model's one-sentence answer; the gate is off so the samples vote in rounds.
 MAX_TOKENS = 24
-ADAPTIVE = {"policy": "adaptive_bon", "single_sample_confidence": None, "min_samples": 2,
-            "max_samples": 4}  # fmt: skip
+ADAPTIVE = {
+    "policy": "adaptive_bon",
+    "single_sample_confidence": None,
+    "min_samples": 2,
+    "max_samples": 4,
+}
 ROLES = {"cascade": {"small_tier": "small", "large_tier": "large"}}
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -39,8 +43,7 @@ NODE_DIR = Path(__file__).parent / "node"
 def roles(worker_url: str, start_gateway: GatewayFactory) -> Iterator[openai.OpenAI]:
     """A gateway whose cascade runs small -> large (both served by the one worker)."""
     url = start_gateway(gateway_config(worker_url, policies=ROLES))
-    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0,
-                       timeout=300) as sdk:  # fmt: skip
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300) as sdk:
         yield sdk
 
 
@@ -56,9 +59,14 @@ def progress_of(chunk: ChatCompletionChunk) -> dict[str, Any] | None:
 
 def streamed(client: openai.OpenAI, ttc: dict[str, Any]) -> list[ChatCompletionChunk]:
     stream = client.chat.completions.create(
-        model="auto", messages=QUESTION, max_tokens=MAX_TOKENS, seed=7, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ttc": ttc},
-    )  # fmt: skip
+        model="auto",
+        messages=QUESTION,
+        max_tokens=MAX_TOKENS,
+        seed=7,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ttc": ttc},
+    )
     return list(stream)
 
 
@@ -121,9 +129,12 @@ def test_streamed_cascade_says_each_round_and_whether_it_escalates(
 def test_the_responses_stream_says_each_round_as_the_python_sdk_expects(
     client: openai.OpenAI,
 ) -> None:
-    with client.responses.stream(model="auto", input="What is the capital of Japan?",
-                                 max_output_tokens=MAX_TOKENS,
-                                 extra_body={"ttc": ADAPTIVE}) as stream:  # fmt: skip
+    with client.responses.stream(
+        model="auto",
+        input="What is the capital of Japan?",
+        max_output_tokens=MAX_TOKENS,
+        extra_body={"ttc": ADAPTIVE},
+    ) as stream:
         events = list(stream)
         if events[-1].type == "response.completed":
             assert stream.get_final_response().output_text == events[-1].response.output_text
@@ -139,14 +150,18 @@ def test_the_responses_stream_says_each_round_as_the_python_sdk_expects(
         assert final.incomplete_details.reason == "max_output_tokens"
     kinds = [str(e.type) for e in events]
     first_text = kinds.index("response.output_text.delta")
-    progress = [extra(e.response).get("progress") for e in events[:first_text]
-                if e.type == "response.in_progress"]  # fmt: skip
+    progress = [
+        extra(e.response).get("progress")
+        for e in events[:first_text]
+        if e.type == "response.in_progress"
+    ]
     assert progress[0] is None and all(progress[1:])  # OpenAI's own first, then each round
     assert len(progress) > 1 and "response.in_progress" not in kinds[first_text:]
     report = extra(final)
     assert progress[-1] is not None and progress[-1]["samples"] == report["samples"]
-    deltas = "".join(getattr(e, "delta", "") for e in events
-                     if e.type == "response.output_text.delta")  # fmt: skip
+    deltas = "".join(
+        getattr(e, "delta", "") for e in events if e.type == "response.output_text.delta"
+    )
     assert deltas and deltas == final.output_text
     assert [e.sequence_number for e in events] == list(range(len(events)))
 
@@ -155,10 +170,19 @@ def test_the_node_sdk_parses_every_chunk_of_a_streamed_adaptive_bon(gateway: str
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the Node SDK check")
     if not (NODE_DIR / "node_modules" / "openai").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
-    done = subprocess.run(["node", str(NODE_DIR / "stream_check.mjs"), gateway],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "stream_check.mjs"), gateway],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     chunks = seen["chat_stream"]
@@ -172,5 +196,7 @@ def test_the_node_sdk_parses_every_chunk_of_a_streamed_adaptive_bon(gateway: str
     assert seen["chat_helper"]["content"] and seen["chat_helper"]["progress"] >= 1
     responses = seen["responses_stream"]
     assert responses["progress"] >= 1 and responses["kinds"][-1] in {
-        "response.completed", "response.incomplete"}  # fmt: skip
+        "response.completed",
+        "response.incomplete",
+    }
     assert responses["text"] and responses["text"] == responses["output_text"]

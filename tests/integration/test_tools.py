@@ -18,10 +18,18 @@ import pytest
 from policies.tool_votes import canonical
 from tests.integration.conftest import GatewayFactory, gateway_config
 
-WEATHER: Any = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}  # fmt: skip
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 CALL_WEATHER: Any = {"type": "function", "function": {"name": "get_weather"}}
 QUESTION: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -36,9 +44,13 @@ def sdk(worker_url: str, start_gateway: GatewayFactory) -> openai.OpenAI:
 
 def test_a_call_comes_back_the_result_goes_back_and_an_answer_arrives(sdk: openai.OpenAI) -> None:
     reply = sdk.chat.completions.create(
-        model="small", messages=QUESTION, tools=[WEATHER], tool_choice=CALL_WEATHER,
-        max_tokens=40, temperature=0,
-    )  # fmt: skip
+        model="small",
+        messages=QUESTION,
+        tools=[WEATHER],
+        tool_choice=CALL_WEATHER,
+        max_tokens=40,
+        temperature=0,
+    )
     message = reply.choices[0].message
     assert message.tool_calls is not None
     call = message.tool_calls[0]
@@ -48,17 +60,26 @@ def test_a_call_comes_back_the_result_goes_back_and_an_answer_arrives(sdk: opena
     result = {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"}
     turn: Any = [*QUESTION, message.model_dump(exclude_none=True), result]
     final = sdk.chat.completions.create(
-        model="small", messages=turn, tools=[WEATHER], tool_choice="none", max_tokens=30,
+        model="small",
+        messages=turn,
+        tools=[WEATHER],
+        tool_choice="none",
+        max_tokens=30,
         temperature=0,
-    )  # fmt: skip
+    )
     assert final.choices[0].message.content and not final.choices[0].message.tool_calls
 
 
 def test_a_streamed_call_arrives_in_argument_deltas(sdk: openai.OpenAI) -> None:
     stream = sdk.chat.completions.create(
-        model="small", messages=QUESTION, tools=[WEATHER], tool_choice=CALL_WEATHER,
-        max_tokens=40, temperature=0, stream=True,
-    )  # fmt: skip
+        model="small",
+        messages=QUESTION,
+        tools=[WEATHER],
+        tool_choice=CALL_WEATHER,
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+    )
     names, pieces = set(), []
     for chunk in stream:
         for choice in chunk.choices:
@@ -73,8 +94,12 @@ def test_a_streamed_call_arrives_in_argument_deltas(sdk: openai.OpenAI) -> None:
 
 def test_auto_reaches_a_worker_with_a_parser(sdk: openai.OpenAI) -> None:
     reply = sdk.chat.completions.create(
-        model="small", messages=QUESTION, tools=[WEATHER], tool_choice="auto", max_tokens=16,
-    )  # fmt: skip
+        model="small",
+        messages=QUESTION,
+        tools=[WEATHER],
+        tool_choice="auto",
+        max_tokens=16,
+    )
     assert reply.choices[0].message.content or reply.choices[0].message.tool_calls
 
 
@@ -87,10 +112,14 @@ def test_a_tier_without_tools_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
 
 def test_samples_vote_on_the_call(sdk: openai.OpenAI) -> None:
     reply = sdk.chat.completions.create(
-        model="small", messages=QUESTION, tools=[WEATHER], tool_choice=CALL_WEATHER,
-        max_tokens=40, temperature=0.8,
+        model="small",
+        messages=QUESTION,
+        tools=[WEATHER],
+        tool_choice=CALL_WEATHER,
+        max_tokens=40,
+        temperature=0.8,
         extra_body={"ttc": {"policy": "adaptive_bon", "max_samples": 4}},
-    )  # fmt: skip
+    )
     ttc: Any = reply.model_extra["ttc"]  # type: ignore[index]
     assert ttc["policy"] == "adaptive_bon"
     votes = ttc["votes"]

@@ -57,8 +57,9 @@ async def serving(
             serve.result()  # it failed to start: say why
         await asyncio.sleep(0.02)
     try:
-        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x",
-                                      max_retries=0, timeout=300) as sdk:  # fmt: skip
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=300
+        ) as sdk:
             yield sdk
     finally:
         server.should_exit = True
@@ -88,8 +89,10 @@ def spent_by(calls: list[ReadableSpan]) -> dict[tuple[str, str], tuple[int, int]
         a = attrs(call)
         key = (a["ttc.kind"], a["ttc.tier"])
         prompt, completion = out.get(key, (0, 0))
-        out[key] = (prompt + a.get("ttc.tokens.prompt", 0),
-                    completion + a.get("ttc.tokens.completion", 0))  # fmt: skip
+        out[key] = (
+            prompt + a.get("ttc.tokens.prompt", 0),
+            completion + a.get("ttc.tokens.completion", 0),
+        )
     return out
 
 
@@ -105,9 +108,12 @@ async def test_convergence_spans_its_chain_and_each_probe(
     chain's stream is closed before its end: its span says cancelled."""
     async with serving(gateway_config(worker_url, **TRACED), exporter) as sdk:
         reply = await sdk.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=128, temperature=0,
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=128,
+            temperature=0,
             extra_body={"ttc": {"policy": "convergence", "probe_every": 16}},
-        )  # fmt: skip
+        )
     request, calls = tree(exporter)
     ttc = (reply.model_extra or {})["ttc"]
     assert ttc["stop_reason"] == "converged"
@@ -125,8 +131,13 @@ async def test_convergence_spans_its_chain_and_each_probe(
 async def test_adaptive_bon_spans_one_sample_call_per_round(
     worker_url: str, exporter: InMemorySpanExporter
 ) -> None:
-    ttc = {"policy": "adaptive_bon", "min_samples": 2, "step": 2, "max_samples": 4,
-           "single_sample_confidence": None}  # fmt: skip
+    ttc = {
+        "policy": "adaptive_bon",
+        "min_samples": 2,
+        "step": 2,
+        "max_samples": 4,
+        "single_sample_confidence": None,
+    }
     async with serving(gateway_config(worker_url, **TRACED), exporter) as sdk:
         reply = await sdk.chat.completions.create(
             model=MODEL, messages=QUESTION, max_tokens=24, extra_body={"ttc": ttc}
@@ -145,9 +156,12 @@ async def test_speculative_spans_drafts_and_judge_calls_on_their_tiers(
     config = gateway_config(worker_url, policies=roles, **TRACED)
     async with serving(config, exporter) as sdk:
         reply = await sdk.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=64, temperature=0,
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=64,
+            temperature=0,
             extra_body={"ttc": {"policy": "speculative", "max_steps": 2}},
-        )  # fmt: skip
+        )
     _, calls = tree(exporter)
     by_kind = spent_by(calls)
     assert ("draft", "small") in by_kind and ("judge", "large") in by_kind
@@ -161,14 +175,22 @@ async def test_cascade_spans_the_escalated_stage_as_escalation(
     """``escalate_below: 1.0`` always escalates: a vote's Beta confidence is below 1."""
     roles = {"cascade": {"small_tier": "small", "large_tier": "large"}}
     ttc = {"policy": "cascade", "escalate_below": 1.0, "large_policy": "single"}
-    config = gateway_config(worker_url, policies=roles, router={"probe": {"mode": "never"}},
-                            **TRACED)  # fmt: skip
+    config = gateway_config(
+        worker_url, policies=roles, router={"probe": {"mode": "never"}}, **TRACED
+    )
     async with serving(config, exporter) as sdk:
         if stream:
-            chunks = [c async for c in await sdk.chat.completions.create(
-                model="auto", messages=QUESTION, max_tokens=16, stream=True,
-                stream_options={"include_usage": True}, extra_body={"ttc": ttc},
-            )]  # fmt: skip
+            chunks = [
+                c
+                async for c in await sdk.chat.completions.create(
+                    model="auto",
+                    messages=QUESTION,
+                    max_tokens=16,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_body={"ttc": ttc},
+                )
+            ]
             report, usage = (chunks[-1].model_extra or {})["ttc"], chunks[-1].usage
         else:
             reply = await sdk.chat.completions.create(
@@ -190,9 +212,12 @@ async def test_a_stream_the_client_leaves_ends_its_spans_cancelled_and_499(
 ) -> None:
     async with serving(gateway_config(worker_url, **TRACED), exporter) as sdk:
         stream = await sdk.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=1500, stream=True,
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=1500,
+            stream=True,
             extra_body={"ignore_eos": True, "ttc": {"policy": "single"}},
-        )  # fmt: skip
+        )
         received = 0
         async for chunk in stream:
             received += bool(chunk.choices and chunk.choices[0].delta.content)
@@ -230,9 +255,13 @@ async def test_a_caller_traceparent_parents_the_request_and_its_calls(
 ) -> None:
     header = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
     async with serving(gateway_config(worker_url, **TRACED), exporter) as sdk:
-        await sdk.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8,
-                                          extra_headers=header,
-                                          extra_body={"ttc": {"policy": "single"}})  # fmt: skip
+        await sdk.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=8,
+            extra_headers=header,
+            extra_body={"ttc": {"policy": "single"}},
+        )
     request, calls = tree(exporter)
     assert trace.format_trace_id(request.context.trace_id) == CALLER_TRACE
     assert request.parent is not None

@@ -62,8 +62,11 @@ async def recording_upstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]
     async def chat(request: web.Request) -> web.Response:
         seen.append(dict(request.headers))
         usage = {"prompt_tokens": 3, "completion_tokens": 1}
-        choice = {"index": 0, "message": {"role": "assistant", "content": "Paris"},
-                  "finish_reason": "stop"}  # fmt: skip
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Paris"},
+            "finish_reason": "stop",
+        }
         return web.json_response({"model": "m", "choices": [choice], "usage": usage})
 
     async def health(_: web.Request) -> web.Response:
@@ -73,25 +76,32 @@ async def recording_upstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]
         return web.json_response({"data": [{"id": "m"}]})
 
     routes: dict[tuple[str, str], Handler] = {
-        ("GET", "/health"): health, ("GET", "/v1/models"): models,
+        ("GET", "/health"): health,
+        ("GET", "/v1/models"): models,
         ("POST", "/v1/chat/completions"): chat,
-    }  # fmt: skip
+    }
     async with listening(routes) as url:
         yield url, seen
 
 
 def fake_tier_config(url: str, **tracing: Any) -> dict[str, Any]:
-    return {"tiers": {"m": {"model": "m", "endpoints": [url]}},
-            "router": {"probe": {"mode": "never"}}, "tracing": tracing}  # fmt: skip
+    return {
+        "tiers": {"m": {"model": "m", "endpoints": [url]}},
+        "router": {"probe": {"mode": "never"}},
+        "tracing": tracing,
+    }
 
 
 async def test_the_worker_receives_the_traceparent_of_its_call_span(
     exporter: InMemorySpanExporter,
 ) -> None:
-    async with recording_upstream() as (url, seen), serving(fake_tier_config(url, enabled=True),
-                                                              exporter) as sdk:  # fmt: skip
-        await sdk.chat.completions.create(model="m", messages=QUESTION, extra_headers=CALLER,
-                                          extra_body=PINNED)  # fmt: skip
+    async with (
+        recording_upstream() as (url, seen),
+        serving(fake_tier_config(url, enabled=True), exporter) as sdk,
+    ):
+        await sdk.chat.completions.create(
+            model="m", messages=QUESTION, extra_headers=CALLER, extra_body=PINNED
+        )
     _, (call,) = tree(exporter)
     (headers,) = seen
     version, trace_id, parent_id, flags = headers["traceparent"].split("-")
@@ -102,10 +112,13 @@ async def test_the_worker_receives_the_traceparent_of_its_call_span(
 async def test_tracing_off_sends_no_traceparent_and_records_nothing(
     exporter: InMemorySpanExporter,
 ) -> None:
-    async with recording_upstream() as (url, seen), serving(fake_tier_config(url, enabled=False),
-                                                              exporter) as sdk:  # fmt: skip
-        await sdk.chat.completions.create(model="m", messages=QUESTION, extra_headers=CALLER,
-                                          extra_body=PINNED)  # fmt: skip
+    async with (
+        recording_upstream() as (url, seen),
+        serving(fake_tier_config(url, enabled=False), exporter) as sdk,
+    ):
+        await sdk.chat.completions.create(
+            model="m", messages=QUESTION, extra_headers=CALLER, extra_body=PINNED
+        )
     (headers,) = seen
     assert "traceparent" not in {name.lower() for name in headers}
     assert exporter.get_finished_spans() == ()
@@ -121,15 +134,22 @@ async def test_spans_reach_an_otlp_collector_with_its_headers_by_shutdown() -> N
         exports.append((dict(request.headers), message))
         return web.Response()
 
-    async with recording_upstream() as (url, _), listening({("POST", "/v1/traces"): collect}
-                                                           ) as collector:  # fmt: skip
-        tracing = {"enabled": True, "endpoint": collector + "/v1/traces",
-                   "service_name": "gw-test", "headers": {"x-tenant": "t1"}}  # fmt: skip
+    async with (
+        recording_upstream() as (url, _),
+        listening({("POST", "/v1/traces"): collect}) as collector,
+    ):
+        tracing = {
+            "enabled": True,
+            "endpoint": collector + "/v1/traces",
+            "service_name": "gw-test",
+            "headers": {"x-tenant": "t1"},
+        }
         app = create_app(settings_from_dict(fake_tier_config(url, **tracing)))
         async with app.router.lifespan_context(app):
             http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-            sdk = openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http,
-                                     max_retries=0)  # fmt: skip
+            sdk = openai.AsyncOpenAI(
+                base_url="http://gw/v1", api_key="x", http_client=http, max_retries=0
+            )
             reply = await sdk.chat.completions.create(
                 model="m", messages=QUESTION, extra_headers=CALLER, extra_body=PINNED
             )

@@ -32,43 +32,80 @@ def _surrogates() -> list[BadInput]:
     lone = "\ud800"
     part = {"role": "user", "content": [{"type": "text", "text": lone}]}
     return [
-        ("surrogate in content", _json(chat(messages=[{"role": "user", "content": lone}])),
-         "messages"),
-        ("surrogate in system", _json(chat(messages=[{"role": "system", "content": lone}, USER])),
-         "messages"),
+        (
+            "surrogate in content",
+            _json(chat(messages=[{"role": "user", "content": lone}])),
+            "messages",
+        ),
+        (
+            "surrogate in system",
+            _json(chat(messages=[{"role": "system", "content": lone}, USER])),
+            "messages",
+        ),
         ("surrogate in content part", _json(chat(messages=[part])), "messages"),
-        ("surrogate in stream", _json(chat(messages=[{"role": "user", "content": lone}],
-                                           stream=True)), "messages"),
-    ]  # fmt: skip
+        (
+            "surrogate in stream",
+            _json(chat(messages=[{"role": "user", "content": lone}], stream=True)),
+            "messages",
+        ),
+    ]
 
 
 def _strict_types() -> list[BadInput]:
     wrong: list[tuple[str, Any]] = [
-        ("temperature", "0.5"), ("temperature", True), ("n", "2"), ("max_tokens", "16"),
-        ("stream", "yes"), ("seed", True), ("logprobs", "yes"), ("tools", "x"),
-        ("tool_choice", 1), ("response_format", 1), ("logit_bias", "x"),
-        ("max_tokens", 10**30), ("seed", 2**70), ("top_p", "1"), ("stop", 5),
-        ("max_completion_tokens", -1), ("n", 0), ("temperature", -1), ("top_logprobs", "3"),
-        ("stream_options", "x"), ("user", 5), ("presence_penalty", "0"),
-    ]  # fmt: skip
-    return [(f"{field}={value!r}"[:60], _json(chat(**{field: value})), field)
-            for field, value in wrong]  # fmt: skip
+        ("temperature", "0.5"),
+        ("temperature", True),
+        ("n", "2"),
+        ("max_tokens", "16"),
+        ("stream", "yes"),
+        ("seed", True),
+        ("logprobs", "yes"),
+        ("tools", "x"),
+        ("tool_choice", 1),
+        ("response_format", 1),
+        ("logit_bias", "x"),
+        ("max_tokens", 10**30),
+        ("seed", 2**70),
+        ("top_p", "1"),
+        ("stop", 5),
+        ("max_completion_tokens", -1),
+        ("n", 0),
+        ("temperature", -1),
+        ("top_logprobs", "3"),
+        ("stream_options", "x"),
+        ("user", 5),
+        ("presence_penalty", "0"),
+    ]
+    return [
+        (f"{field}={value!r}"[:60], _json(chat(**{field: value})), field) for field, value in wrong
+    ]
 
 
 def _shapes() -> list[BadInput]:
     return [
-        ("logit_bias NaN", b'{"model": "fast", "messages": [{"role": "user", "content": "hi"}],'
-                           b' "logit_bias": {"1": NaN}}', "logit_bias"),
-        ("temperature Infinity", b'{"model": "fast", "messages": [{"role": "user", '
-                                 b'"content": "hi"}], "temperature": Infinity}', "temperature"),
+        (
+            "logit_bias NaN",
+            b'{"model": "fast", "messages": [{"role": "user", "content": "hi"}],'
+            b' "logit_bias": {"1": NaN}}',
+            "logit_bias",
+        ),
+        (
+            "temperature Infinity",
+            b'{"model": "fast", "messages": [{"role": "user", '
+            b'"content": "hi"}], "temperature": Infinity}',
+            "temperature",
+        ),
         ("nested 1000 deep", _deep(1000), None),
         ("nested 100000 deep", _deep(100_000), None),
         ("malformed JSON", b'{"model": "fast", "messages": [', None),
         ("empty body", b"", None),
         ("body is a list", b"[]", None),
         ("body is a string", b'"hi"', None),
-        ("invalid UTF-8", b'{"model": "fast", "messages": [{"role": "user", "content": "\xff"}]}',
-         None),
+        (
+            "invalid UTF-8",
+            b'{"model": "fast", "messages": [{"role": "user", "content": "\xff"}]}',
+            None,
+        ),
         ("messages missing", _json({"model": "fast"}), "messages"),
         ("messages empty", _json(chat(messages=[])), "messages"),
         ("messages not a list", _json(chat(messages="hi")), "messages"),
@@ -82,7 +119,7 @@ def _shapes() -> list[BadInput]:
         ("ttc unknown field", _json(chat(ttc={"bogus": 1})), "ttc"),
         ("ttc max_samples a string", _json(chat(ttc={"max_samples": "8"})), "ttc"),
         ("reasoning_effort unknown", _json(chat(reasoning_effort="extreme")), "reasoning_effort"),
-    ]  # fmt: skip
+    ]
 
 
 def corpus() -> list[BadInput]:

@@ -45,8 +45,9 @@ def _chunk(text: str | None = None, finish: str | None = None) -> bytes:
     delta = {"role": "assistant", "content": ""} if text is None and not finish else {}
     if text is not None:
         delta = {"content": text}
-    return _sse({"model": MODEL, "choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": finish}]})  # fmt: skip
+    return _sse(
+        {"model": MODEL, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    )
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:
@@ -59,8 +60,14 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
         raise
     lines = head.decode().split("\r\n")
     method, path, _ = lines[0].split(" ", 2)
-    length = next((int(v) for k, v in (ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
-                   if k.lower() == "content-length"), 0)  # fmt: skip
+    length = next(
+        (
+            int(v)
+            for k, v in (ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+            if k.lower() == "content-length"
+        ),
+        0,
+    )
     return method, path, json.loads(await reader.readexactly(length)) if length else {}
 
 
@@ -153,8 +160,9 @@ class FakeUpstream:
             writer.write(_response(404, b"{}"))
         return True
 
-    async def _chat(self, body: dict[str, Any], reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> bool:  # fmt: skip
+    async def _chat(
+        self, body: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         if self.mode == "hang":
             return await _until_client_leaves(self, reader)
         if self.mode.isdigit():
@@ -175,13 +183,15 @@ class FakeUpstream:
                 "usage": USAGE,
                 "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
             }
-            writer.write(_response(200, json.dumps(answer).encode()))  # fmt: skip
+            writer.write(_response(200, json.dumps(answer).encode()))
         return True
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Write the stream; False if this worker "died" or stalled on the way."""
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                     b"transfer-encoding: chunked\r\n\r\n" + _chunk())  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n" + _chunk()
+        )
         for i in range(TOKENS):
             if self.mode == "die" and i == self.die_after:
                 writer.transport.abort()  # a reset, as when the worker's process is killed

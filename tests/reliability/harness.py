@@ -68,8 +68,9 @@ def port() -> int:
 
 def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
@@ -110,8 +111,11 @@ class Gateway:
         """The sum of every sample of ``name`` whose labels contain ``labels``."""
         text = httpx.get(self.url + "/metrics", trust_env=False, timeout=5).text
         pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$"
-        return sum(float(m.group(2)) for m in re.finditer(pattern, text, re.M)
-                   if labels in (m.group(1) or ""))  # fmt: skip
+        return sum(
+            float(m.group(2))
+            for m in re.finditer(pattern, text, re.M)
+            if labels in (m.group(1) or "")
+        )
 
 
 @contextlib.contextmanager
@@ -120,8 +124,16 @@ def gateway(config: Mapping[str, Any], folder: Path, ready: str = "/ready") -> I
     gateway_port = port()
     (folder / "gateway.yaml").write_text(yaml.safe_dump(dict(config)))
     log = folder / "gateway.log"
-    command = [sys.executable, "-m", "ttc.cli", "serve", "--config",
-               str(folder / "gateway.yaml"), "--port", str(gateway_port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ttc.cli",
+        "serve",
+        "--config",
+        str(folder / "gateway.yaml"),
+        "--port",
+        str(gateway_port),
+    ]
     proc = spawn(command, log)
     url = f"http://127.0.0.1:{gateway_port}"
     try:
@@ -147,8 +159,15 @@ def single_tier(name: str, model: str, *endpoints: str, **sections: Any) -> dict
 def fast_upstream(model: str, folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
     """``bench.fast_upstream`` (answers at once) on a port of ours."""
     upstream_port = port()
-    command = [sys.executable, "-m", "bench.fast_upstream", "--port", str(upstream_port),
-               "--model", model]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench.fast_upstream",
+        "--port",
+        str(upstream_port),
+        "--model",
+        model,
+    ]
     proc = spawn(command, folder / f"upstream-{upstream_port}.log")
     url = f"http://127.0.0.1:{upstream_port}"
     wait_http(url + "/health", 30.0, proc)
@@ -186,7 +205,10 @@ class Report:
         FIGURES[self.case] = self.figures
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"{self.case}-{run.name}.json"
-        meta = {"case": self.case, "form": run.name,
-                "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+        meta = {
+            "case": self.case,
+            "form": run.name,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         path.write_text(json.dumps({**meta, **self.figures}, indent=2) + "\n")
         return path

@@ -35,8 +35,13 @@ class Outcome:
 
 
 def chat_body(model: str, stream: bool) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream,
-            "max_tokens": 16, "ttc": {"policy": "single"}}  # fmt: skip
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": stream,
+        "max_tokens": 16,
+        "ttc": {"policy": "single"},
+    }
 
 
 async def one_request(client: httpx.AsyncClient, model: str, stream: bool) -> Outcome:
@@ -91,8 +96,7 @@ class Load:
 
     async def _client(self, index: int) -> None:
         timeout = httpx.Timeout(30.0, connect=5.0)
-        async with httpx.AsyncClient(base_url=self.url, timeout=timeout,
-                                     trust_env=False) as client:  # fmt: skip
+        async with httpx.AsyncClient(base_url=self.url, timeout=timeout, trust_env=False) as client:
             stream = index % 2 == 1
             while not self._stop.is_set():
                 outcome = await one_request(client, self.model, stream)

@@ -71,7 +71,14 @@ def test_every_bad_input_is_a_400_and_the_connection_survives(gw: Gateway) -> No
             conn.connect()
     conn.close()
     in_flight = gw.metric("ttc_requests_in_flight")
-    Report("bad-input", {"inputs": len(cases), "answered_right": len(cases) - len(problems),
-                         "problems": problems, "in_flight_after": in_flight}).write()  # fmt: skip
+    Report(
+        "bad-input",
+        {
+            "inputs": len(cases),
+            "answered_right": len(cases) - len(problems),
+            "problems": problems,
+            "in_flight_after": in_flight,
+        },
+    ).write()
     assert not problems, "\n".join(problems)
     assert in_flight == 0.0

@@ -113,17 +113,20 @@ def test_client_leaving_cancels_the_upstream_call(setup: Setup) -> None:
     left = gw.metric("ttc_requests_total", 'status="499"') - left_before
     errors = gw.metric("ttc_errors_total") - errors_before
     tracebacks = gw.log.read_text(errors="replace").count("Traceback")
-    Report("disconnects", {
-        "repeats": repeats,
-        "streams_not_cancelled": sum(s is None for s in streams),
-        "calls_not_cancelled": sum(c is None for c in calls),
-        "stream_cancel": _ms([s for s in streams if s is not None]),
-        "call_cancel": _ms([c for c in calls if c is not None]),
-        "in_flight_after": gw.metric("ttc_requests_in_flight"),
-        "settled_as_left": left,
-        "settled_as_errors": errors,
-        "tracebacks_logged": tracebacks,
-    }).write()  # fmt: skip
+    Report(
+        "disconnects",
+        {
+            "repeats": repeats,
+            "streams_not_cancelled": sum(s is None for s in streams),
+            "calls_not_cancelled": sum(c is None for c in calls),
+            "stream_cancel": _ms([s for s in streams if s is not None]),
+            "call_cancel": _ms([c for c in calls if c is not None]),
+            "in_flight_after": gw.metric("ttc_requests_in_flight"),
+            "settled_as_left": left,
+            "settled_as_errors": errors,
+            "tracebacks_logged": tracebacks,
+        },
+    ).write()
     assert None not in streams, "a stream's upstream call outlived its client"
     assert None not in calls, "a call's upstream request outlived its client"
     assert in_flight_zero is not None, "ttc_requests_in_flight did not return to 0"

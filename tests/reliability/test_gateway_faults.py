@@ -71,8 +71,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 def events(url: str, body: dict[str, Any]) -> list[Any]:
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, trust_env=False,
-                      timeout=30) as response:  # fmt: skip
+    with httpx.stream(
+        "POST", url + "/v1/chat/completions", json=body, trust_env=False, timeout=30
+    ) as response:
         assert response.status_code == 200
         lines = [ln[6:] for ln in response.iter_lines() if ln.startswith("data: ")]
     return [ln if ln == "[DONE]" else json.loads(ln) for ln in lines]

@@ -94,9 +94,16 @@ async def test_sigkill_of_a_worker_under_mixed_load(
     await asyncio.sleep(run.phase_s)
     outcomes = await load.stop()
     by_phase = phases(outcomes, marks)
-    report = Report("kill-worker", {"clients": run.clients, "phase_s": run.phase_s,
-                                    "health_interval_s": INTERVAL_S, "readmitted_s": recovered,
-                                    **by_phase})  # fmt: skip
+    report = Report(
+        "kill-worker",
+        {
+            "clients": run.clients,
+            "phase_s": run.phase_s,
+            "health_interval_s": INTERVAL_S,
+            "readmitted_s": recovered,
+            **by_phase,
+        },
+    )
     report.write()
     killed_at = marks[1][1]
     failed = [o for o in outcomes if not o.ok]

@@ -54,8 +54,13 @@ def fuzz(operation: Any, mode: GenerationMode, examples: int, url: str, found: F
     """Run up to ``examples`` generated requests of one operation in one mode."""
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         response = case.call(base_url=url, timeout=30)
         found.statuses[f"{mode.value} {response.status_code}"] += 1
@@ -64,8 +69,10 @@ def fuzz(operation: Any, mode: GenerationMode, examples: int, url: str, found: F
         try:
             case.validate_response(response, checks=CHECKS)
         except Exception as exc:  # schemathesis raises a group of check failures
-            found.failures.append(f"{operation.label} [{mode.value}] {response.status_code}: "
-                                  f"{str(exc).strip().splitlines()[0][:200]}")  # fmt: skip
+            found.failures.append(
+                f"{operation.label} [{mode.value}] {response.status_code}: "
+                f"{str(exc).strip().splitlines()[0][:200]}"
+            )
 
     try:
         run()
@@ -98,13 +105,17 @@ def test_openapi_document_holds_for_generated_requests(gw: Gateway) -> None:
             examples = budget(operation, form().fuzz_cases - len(operations), with_inputs)
             fuzz(operation, mode, examples, gw.url, found)
     failures = sorted({f for found in findings.values() for f in found.failures})
-    Report("openapi-fuzz", {
-        "operations": len(operations),
-        "cases": sum(sum(f.statuses.values()) for f in findings.values()),
-        "failures": sum(len(f.failures) for f in findings.values()),
-        "distinct_failures": failures[:30],
-        "statuses": {label: dict(sorted(f.statuses.items())) for label, f in findings.items()},
-        "valid_requests_refused": {label: f.refused_valid[:3] for label, f in findings.items()
-                                   if f.refused_valid},
-    }).write()  # fmt: skip
+    Report(
+        "openapi-fuzz",
+        {
+            "operations": len(operations),
+            "cases": sum(sum(f.statuses.values()) for f in findings.values()),
+            "failures": sum(len(f.failures) for f in findings.values()),
+            "distinct_failures": failures[:30],
+            "statuses": {label: dict(sorted(f.statuses.items())) for label, f in findings.items()},
+            "valid_requests_refused": {
+                label: f.refused_valid[:3] for label, f in findings.items() if f.refused_valid
+            },
+        },
+    ).write()
     assert not failures, "\n".join(failures[:30])

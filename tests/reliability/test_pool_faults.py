@@ -30,10 +30,12 @@ async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
     await b.close()
 
 
-def pool_of(*upstreams: FakeUpstream, tier: dict[str, Any] | None = None, **pool: Any
-            ) -> WorkerPool:  # fmt: skip
-    config = PoolConfig(**{"affinity": "caller", "breaker": BreakerConfig(failure_threshold=1),
-                           **pool})  # fmt: skip
+def pool_of(
+    *upstreams: FakeUpstream, tier: dict[str, Any] | None = None, **pool: Any
+) -> WorkerPool:
+    config = PoolConfig(
+        **{"affinity": "caller", "breaker": BreakerConfig(failure_threshold=1), **pool}
+    )
     urls = tuple(u.url for u in upstreams)
     return WorkerPool({"t": TierConfig(model=MODEL, endpoints=urls, **(tier or {}))}, config)
 
@@ -104,8 +106,9 @@ async def test_503_is_retried_and_a_whole_tier_of_503s_is_unavailable(
     b.mode = "503"
     # Their calls fail while their checks pass: the next try is the end of a 10 s backoff,
     # beyond the 4 s cap.
-    pool = pool_of(a, b, retry_after_s=4, breaker=BreakerConfig(failure_threshold=1,
-                                                                open_base_s=10))  # fmt: skip
+    pool = pool_of(
+        a, b, retry_after_s=4, breaker=BreakerConfig(failure_threshold=1, open_base_s=10)
+    )
     with pytest.raises(UpstreamUnavailable, match="worker answered 503") as info:
         await pool.chat("t", MSG)
     assert info.value.retry_after == 4
@@ -136,8 +139,13 @@ async def test_call_on_a_hung_worker_moves_once_health_checks_eject_it(
     (a hung process or a lost node: no connection reset ever comes)."""
     a, b = fakes
     a.mode = "hang"
-    pool = pool_of(a, b, health_interval_s=0.2, health_timeout_s=0.2,
-                   breaker=BreakerConfig(failure_threshold=3))  # fmt: skip
+    pool = pool_of(
+        a,
+        b,
+        health_interval_s=0.2,
+        health_timeout_s=0.2,
+        breaker=BreakerConfig(failure_threshold=3),
+    )
     await pool.start()
     call = asyncio.create_task(pool.chat("t", MSG, affinity=key_for(a, a, b)))
     while a.chats == 0:
@@ -158,8 +166,14 @@ async def test_a_saturated_worker_that_keeps_streaming_is_busy_not_ejected(
     saturated vLLM does; once its call ends, the same timeouts do eject it."""
     a, b = fakes
     a.token_delay_s = 0.2  # 8 tokens: a 1.6 s stream
-    pool = pool_of(a, b, health_interval_s=0.1, health_timeout_s=0.2, busy_grace_s=0.5,
-                   breaker=BreakerConfig(failure_threshold=3))  # fmt: skip
+    pool = pool_of(
+        a,
+        b,
+        health_interval_s=0.1,
+        health_timeout_s=0.2,
+        busy_grace_s=0.5,
+        breaker=BreakerConfig(failure_threshold=3),
+    )
     await pool.start()
     worker = pool.workers["t"][0]
     assert worker.healthy is True
@@ -178,8 +192,14 @@ async def test_recent_progress_excuses_timed_out_checks_only_for_the_grace(
     progress excuses the timeouts for ``busy_grace_s``, no longer; then the call moves to b."""
     a, b = fakes
     # Threshold 3: a single slow check of the idle b on a busy machine must not eject it.
-    pool = pool_of(a, b, health_interval_s=0.1, health_timeout_s=0.2, busy_grace_s=0.4,
-                   breaker=BreakerConfig(failure_threshold=3))  # fmt: skip
+    pool = pool_of(
+        a,
+        b,
+        health_interval_s=0.1,
+        health_timeout_s=0.2,
+        busy_grace_s=0.4,
+        breaker=BreakerConfig(failure_threshold=3),
+    )
     await pool.start()
     on_a = key_for(a, a, b)
     assert (await pool.chat("t", MSG, affinity=on_a)).choices[0].text == "x" * TOKENS

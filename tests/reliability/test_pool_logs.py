@@ -30,8 +30,9 @@ async def fake() -> AsyncIterator[FakeUpstream]:
 
 def pool_of(fake: FakeUpstream, base_s: float = 30.0) -> WorkerPool:
     breaker = BreakerConfig(failure_threshold=1, open_base_s=base_s)
-    return WorkerPool({"t": TierConfig(model=MODEL, endpoints=(fake.url,))},
-                      PoolConfig(breaker=breaker))  # fmt: skip
+    return WorkerPool(
+        {"t": TierConfig(model=MODEL, endpoints=(fake.url,))}, PoolConfig(breaker=breaker)
+    )
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -79,16 +80,20 @@ async def test_readmission_by_a_trial_call_is_logged(
     fake.mode = "ok"
     await asyncio.sleep(0.06)  # the backoff; its checks pass, so only a trial re-admits it
     await pool.chat("t", MSG)
-    assert (logging.INFO, f"worker {fake.url} of tier t re-admitted: a trial call succeeded"
-            ) in lines(caplog)  # fmt: skip
+    assert (
+        logging.INFO,
+        f"worker {fake.url} of tier t re-admitted: a trial call succeeded",
+    ) in lines(caplog)
     await pool.close()
 
 
 @pytest.mark.parametrize(
     ("mode", "said"),
-    [("500", "worker answered 500: fake answered 500"),
-     ("garbage", "worker sent a malformed completion")],
-)  # fmt: skip
+    [
+        ("500", "worker answered 500: fake answered 500"),
+        ("garbage", "worker sent a malformed completion"),
+    ],
+)
 async def test_a_503_says_what_the_worker_did_and_names_no_address(
     fake: FakeUpstream, mode: str, said: str
 ) -> None:

@@ -62,11 +62,13 @@ async def test_both_workers_back_serve_within_two_health_intervals_as_the_503s_s
     fleet: tuple[FakeUpstream, FakeUpstream], record_property: Callable[[str, object], None]
 ) -> None:
     a, b = fleet
-    settings = settings_from_dict({
-        "tiers": {"t": {"model": MODEL, "endpoints": [a.url, b.url]}},
-        "pool": {"health_interval_s": INTERVAL_S, "health_timeout_s": 0.5},
-        "router": {"bands": [{"name": "all", "policy": "single"}], "probe": {"mode": "never"}},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {"t": {"model": MODEL, "endpoints": [a.url, b.url]}},
+            "pool": {"health_interval_s": INTERVAL_S, "health_timeout_s": 0.5},
+            "router": {"bands": [{"name": "all", "policy": "single"}], "probe": {"mode": "never"}},
+        }
+    )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     log, stop = Log(), asyncio.Event()

@@ -45,8 +45,17 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no"]  # fmt: skip
+        command = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         self.proc = spawn(command, self.folder / "redis.log")
         client = redis.Redis(port=self.port, socket_timeout=1)
         for _ in range(100):
@@ -72,10 +81,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
     store.start()
     upstream, upstream_proc = fast_upstream("fast", folder)
     config = single_tier(
-        "fast", "fast", upstream,
+        "fast",
+        "fast",
+        upstream,
         redis={"url": f"redis://127.0.0.1:{store.port}/0", "open_s": OPEN_S},
         limits={"rpm": 1_000_000, "tpm": 100_000_000},  # never reached: Redis on every request
-    )  # fmt: skip
+    )
     try:
         with gateway(config, folder) as running:
             yield running, store
@@ -112,9 +123,17 @@ async def under_load(
     await asyncio.sleep(run.phase_s)
     by_phase = phases(await load.stop(), marks)
     errors = gw.metric("ttc_redis_errors_total") - errors_before
-    Report(case, {"clients": run.clients, "fault_s": run.phase_s, "redis_errors": errors,
-                  "breaker_open_s": OPEN_S, "breaker_closed_after_s": recovered,
-                  **by_phase}).write()  # fmt: skip
+    Report(
+        case,
+        {
+            "clients": run.clients,
+            "fault_s": run.phase_s,
+            "redis_errors": errors,
+            "breaker_open_s": OPEN_S,
+            "breaker_closed_after_s": recovered,
+            **by_phase,
+        },
+    ).write()
     assert errors > 0, "the fault never reached the gateway"
     assert all(p["failed"] == 0 for p in by_phase.values()), by_phase
     assert recovered is not None and recovered <= OPEN_S + 1.0, recovered

@@ -46,9 +46,12 @@ class Canned:
     urls: list[str] = field(default_factory=list)
 
     def post(
-        self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout,
+        self,
+        url: str,
+        body: dict[str, Any],
+        timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
-    ) -> Exchange:  # fmt: skip
+    ) -> Exchange:
         self.sent.append(body)
         self.urls.append(url)
         return CannedExchange(self)
@@ -61,8 +64,9 @@ class CannedExchange:
     async def __aenter__(self) -> Answer:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:  # fmt: skip
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.canned.complete.append(not self._left and not self.canned.broken)
 
     async def read(self) -> bytes:
@@ -77,8 +81,10 @@ class CannedExchange:
 
 def sse(*events: dict[str, Any] | str) -> tuple[bytes, ...]:
     """One SSE event per part, ``[DONE]`` for a string."""
-    return tuple(b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode())
-                 + b"\n\n" for e in events)  # fmt: skip
+    return tuple(
+        b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode()) + b"\n\n"
+        for e in events
+    )
 
 
 def token(text: str) -> dict[str, Any]:
@@ -114,9 +120,15 @@ async def stream(clients: WorkerClients, url: str, got: list[Delta], read_s: flo
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(503, WorkerFailed), (500, WorkerFailed), (429, WorkerFailed), (400, InvalidRequest),
-     (422, InvalidRequest), (404, UpstreamError)],
-)  # fmt: skip
+    [
+        (503, WorkerFailed),
+        (500, WorkerFailed),
+        (429, WorkerFailed),
+        (400, InvalidRequest),
+        (422, InvalidRequest),
+        (404, UpstreamError),
+    ],
+)
 async def test_an_error_status_is_translated_by_whose_fault_it_is(
     status: int, error: type[TtcError]
 ) -> None:
@@ -145,13 +157,20 @@ async def test_a_stream_asks_for_usage_and_keeps_the_callers_stream_options() ->
     got = [d async for d in over(canned).get("http://w").stream(body, SECONDS)]
     assert [d.text for d in got] == ["a"]
     assert canned.sent[0]["stream"] is True
-    assert canned.sent[0]["stream_options"] == {"continuous_usage_stats": True,
-                                                "include_usage": True}  # fmt: skip
+    assert canned.sent[0]["stream_options"] == {
+        "continuous_usage_stats": True,
+        "include_usage": True,
+    }
 
 
 async def test_events_split_across_reads_are_parsed_whole_and_usage_ends_the_stream() -> None:
-    whole = b"".join(sse(token("ab"), {"model": MODEL, "choices": [], "usage": {
-        "prompt_tokens": 5, "completion_tokens": 2}}, "[DONE]"))  # fmt: skip
+    whole = b"".join(
+        sse(
+            token("ab"),
+            {"model": MODEL, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}},
+            "[DONE]",
+        )
+    )
     canned = Canned(200, tuple(whole[i : i + 7] for i in range(0, len(whole), 7)))
     got: list[Delta] = []
     await stream(over(canned), "http://w", got)
@@ -175,12 +194,16 @@ async def test_an_answer_that_is_not_json_is_an_upstream_error() -> None:
 
 @pytest.mark.parametrize(
     ("canned", "message"),
-    [(Canned(200, sse(token("x"), token("y")), broken=True), "stream broke"),
-     (Canned(200, sse(token("x"), token("y"), {"error": {"message": "engine overloaded"}})),
-      "stream error: engine overloaded"),
-     (Canned(200, sse(token("x"), token("y"))), "ended without \\[DONE\\]"),
-     (Canned(200, (*sse(token("x"), token("y")), b"data: {not json\n\n")), "malformed")],
-)  # fmt: skip
+    [
+        (Canned(200, sse(token("x"), token("y")), broken=True), "stream broke"),
+        (
+            Canned(200, sse(token("x"), token("y"), {"error": {"message": "engine overloaded"}})),
+            "stream error: engine overloaded",
+        ),
+        (Canned(200, sse(token("x"), token("y"))), "ended without \\[DONE\\]"),
+        (Canned(200, (*sse(token("x"), token("y")), b"data: {not json\n\n")), "malformed"),
+    ],
+)
 async def test_a_stream_going_wrong_after_output_is_an_upstream_error(
     canned: Canned, message: str
 ) -> None:
@@ -252,13 +275,23 @@ async def test_a_consumer_that_stops_reading_closes_the_upstream_connection(
 
 
 async def test_a_prompt_body_is_a_text_completion_and_a_messages_body_a_chat() -> None:
-    text = {"model": MODEL, "choices": [{"index": 0, "text": " Paris", "finish_reason": "stop",
-            "logprobs": {"tokens": [" Paris"], "token_logprobs": [-0.1]}}],
-            "usage": {"prompt_tokens": 4, "completion_tokens": 1}}  # fmt: skip
+    text = {
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "text": " Paris",
+                "finish_reason": "stop",
+                "logprobs": {"tokens": [" Paris"], "token_logprobs": [-0.1]},
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1},
+    }
     canned = Canned(parts=(json.dumps(text).encode(),))
     client = over(canned).get("http://w:1")
-    done = await client.chat({"prompt": "Capital of France:", "logprobs": True,
-                              "top_logprobs": 2}, SECONDS)  # fmt: skip
+    done = await client.chat(
+        {"prompt": "Capital of France:", "logprobs": True, "top_logprobs": 2}, SECONDS
+    )
     assert canned.urls == ["http://w:1/v1/completions"]
     assert canned.sent[0] == {"prompt": "Capital of France:", "logprobs": 2}
     assert done.choices[0].text == " Paris" and done.choices[0].token_logprobs == (-0.1,)

@@ -25,8 +25,7 @@ OUTAGE_S = 5.0  # long enough for a breaker's backoff to grow past the interval 
 
 
 def first_success_after(outcomes: list[Outcome], t: float) -> float | None:
-    return min((o.started + o.latency_s for o in outcomes if o.ok and o.started >= t),
-               default=None)  # fmt: skip
+    return min((o.started + o.latency_s for o in outcomes if o.ok and o.started >= t), default=None)
 
 
 def late_hints(outcomes: list[Outcome], back: float) -> list[tuple[float, str | None]]:
@@ -71,11 +70,17 @@ async def test_both_workers_down_then_back(tmp_path: Path) -> None:
     hints = sorted({o.retry_after for o in outage if o.result == "HTTP 503"}, key=str)
     late = late_hints(outcomes, back)
     recovery = None if served is None else round(served - back, 3)
-    Report("workers-outage", {
-        "health_interval_s": INTERVAL_S, "outage_s": OUTAGE_S, "recovery_s": recovery,
-        "retry_after_values": hints, "late_or_missing_retry_after": len(late),
-        **phases(outcomes, marks),
-    }).write()  # fmt: skip
+    Report(
+        "workers-outage",
+        {
+            "health_interval_s": INTERVAL_S,
+            "outage_s": OUTAGE_S,
+            "recovery_s": recovery,
+            "retry_after_values": hints,
+            "late_or_missing_retry_after": len(late),
+            **phases(outcomes, marks),
+        },
+    ).write()
     failed = [o for o in outcomes if not o.ok]
     assert all(o.result == "HTTP 503" or o.started < marks[1][1] for o in failed), failed
     assert recovery is not None and recovery <= 2 * INTERVAL_S, recovery

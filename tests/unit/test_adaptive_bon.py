@@ -99,8 +99,10 @@ async def test_keeps_sampling_while_answers_disagree() -> None:
     assert round_sizes(backend) == [2, 2, 2]
     report = result.report
     assert (report["samples"], report["stop_reason"], report["early_stopped"]) == (
-        6, "max_samples", False,
-    )  # fmt: skip
+        6,
+        "max_samples",
+        False,
+    )
     assert report["tokens_saved"] == 0
     assert report["votes"] == {"paris": 3, "lyon": 3}
 
@@ -257,8 +259,13 @@ async def test_a_client_temperature_of_zero_draws_the_one_greedy_sample(
 ) -> None:
     """Every sample at temperature 0 is the same: one, never n > 1 (vLLM refuses it)."""
     backend = ScriptedBackend(in_order("Paris", "Lyon"))
-    result = await run(backend, request(temperature=0.0), max_samples=8, min_samples=2,
-                       single_sample_confidence=gate)  # fmt: skip
+    result = await run(
+        backend,
+        request(temperature=0.0),
+        max_samples=8,
+        min_samples=2,
+        single_sample_confidence=gate,
+    )
     assert [(body["n"], body["temperature"]) for _, body in backend.calls] == [(1, 0.0)]
     assert result.report["stop_reason"] == "greedy" and result.report["samples"] == 1
 

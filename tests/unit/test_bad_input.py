@@ -44,30 +44,46 @@ def tool(function: str) -> str:
 # (case id, raw body, the param the 400 must name)
 DEPTH = [
     ("deep-content", body(messages=message(DEEP)), "messages.0.content"),
-    ("deep-tool-schema", body(tools=tool('{"name": "f", "parameters": ' + DEEP + "}")),
-     "tools.0.function"),
+    (
+        "deep-tool-schema",
+        body(tools=tool('{"name": "f", "parameters": ' + DEEP + "}")),
+        "tools.0.function",
+    ),
     ("deep-ttc", body(ttc='{"policy": ' + DEEP + "}"), "ttc.policy.0"),
-    ("deep-response-format", body(response_format='{"type": "json_schema", "json_schema": '
-                                  '{"name": "x", "schema": ' + NESTED_100 + "}}"),
-     "response_format.json_schema.schema"),
+    (
+        "deep-response-format",
+        body(
+            response_format='{"type": "json_schema", "json_schema": '
+            '{"name": "x", "schema": ' + NESTED_100 + "}}"
+        ),
+        "response_format.json_schema.schema",
+    ),
     ("deep-vllm-extra", body(guided_json=NESTED_100), "guided_json.a.a"),
     ("deep-stream", body(stream="true", messages=message(DEEP)), "messages.0.content"),
-]  # fmt: skip
+]
 SURROGATES = [
     ("lone-high", body(messages=message(r'"\ud800"')), "messages.0.content"),
     ("lone-low", body(messages=message(r'"x\udc00y"')), "messages.0.content"),
     ("reversed-pair", body(messages=message(r'"\ude00\ud83d"')), "messages.0.content"),
-    ("system", body(messages='[{"role": "system", "content": "\\ud800"}, '
-                             '{"role": "user", "content": "hi"}]'), "messages.0.content"),
-    ("content-part", body(messages=message(r'[{"type": "text", "text": "a\uDBFF"}]')),
-     "messages.0.content.0.text"),
+    (
+        "system",
+        body(
+            messages='[{"role": "system", "content": "\\ud800"}, {"role": "user", "content": "hi"}]'
+        ),
+        "messages.0.content",
+    ),
+    (
+        "content-part",
+        body(messages=message(r'[{"type": "text", "text": "a\uDBFF"}]')),
+        "messages.0.content.0.text",
+    ),
     ("stream", body(stream="true", messages=message(r'"\ud800"')), "messages.0.content"),
     ("model", body(model=r'"auto\ud800"'), "model"),
     ("stop", body(stop=r'["ok", "\ud800"]'), "stop.1"),
     ("tool-name", body(tools=tool(r'{"name": "\ud800"}')), "tools.0.function.name"),
     ("ttc", body(ttc=r'{"policy": "\ud800"}'), "ttc.policy"),
     ("key", body(metadata=r'{"\ud800": "x"}'), "metadata"),
-]  # fmt: skip
+]
 NUMBERS = [
     ("nan-temperature", body(temperature="NaN"), "temperature"),
     ("infinity-top-p", body(top_p="Infinity"), "top_p"),
@@ -76,13 +92,12 @@ NUMBERS = [
     ("float-overflow", body(ttc='{"max_cost": 1e400}'), "ttc.max_cost"),
     ("int-past-parser-limit", body(max_tokens="1" * 5000), "max_tokens"),
     ("max-tokens-1e30", body(max_tokens=str(10**30)), "max_tokens"),
-    ("max-completion-tokens-huge", body(max_completion_tokens=str(2**40)),
-     "max_completion_tokens"),
+    ("max-completion-tokens-huge", body(max_completion_tokens=str(2**40)), "max_completion_tokens"),
     ("seed-2^70", body(seed=str(2**70)), "seed"),
     ("seed-minus-2^70", body(seed=str(-(2**70))), "seed"),
     ("n-huge", body(n=str(10**30)), "n"),
     ("logit-bias-range", body(logit_bias='{"1": 101}'), "logit_bias.1"),
-]  # fmt: skip
+]
 TYPES = [
     ("temperature-string", body(temperature='"0.5"'), "temperature"),
     ("temperature-bool", body(temperature="true"), "temperature"),
@@ -103,10 +118,16 @@ TYPES = [
     ("message-string", body(messages='["hi"]'), "messages.0"),
     ("role-int", body(messages='[{"role": 5, "content": "hi"}]'), "messages.0.role"),
     ("content-int", body(messages=message("5")), "messages.0.content"),
-    ("content-part-text-int", body(messages=message('[{"type": "text", "text": 5}]')),
-     "messages.0.content.0.text"),
-    ("stream-options", body(stream="true", stream_options='{"include_usage": "yes"}'),
-     "stream_options.include_usage"),
+    (
+        "content-part-text-int",
+        body(messages=message('[{"type": "text", "text": 5}]')),
+        "messages.0.content.0.text",
+    ),
+    (
+        "stream-options",
+        body(stream="true", stream_options='{"include_usage": "yes"}'),
+        "stream_options.include_usage",
+    ),
     ("reasoning-effort-int", body(reasoning_effort="1"), "reasoning_effort"),
     ("ttc-string", body(ttc='"x"'), "ttc"),
     ("user-int", body(user="5"), "user"),
@@ -117,24 +138,32 @@ TYPES = [
     ("tools-item-int", body(tools="[1]"), "tools.0"),
     ("tool-type", body(tools='[{"type": "retrieval"}]'), "tools.0.type"),
     ("tool-name-int", body(tools=tool('{"name": 5}')), "tools.0.function.name"),
-    ("tool-parameters-list", body(tools=tool('{"name": "f", "parameters": []}')),
-     "tools.0.function.parameters"),
+    (
+        "tool-parameters-list",
+        body(tools=tool('{"name": "f", "parameters": []}')),
+        "tools.0.function.parameters",
+    ),
     ("tool-choice-int", body(tool_choice="1"), "tool_choice"),
     ("tool-choice-word", body(tool_choice='"always"'), "tool_choice"),
-    ("tool-choice-no-function", body(tool_choice='{"type": "function"}'),
-     "tool_choice.function"),
+    ("tool-choice-no-function", body(tool_choice='{"type": "function"}'), "tool_choice.function"),
     ("response-format-int", body(response_format="1"), "response_format"),
     ("response-format-type", body(response_format='{"type": "xml"}'), "response_format.type"),
     ("logit-bias-string", body(logit_bias='"x"'), "logit_bias"),
     ("logit-bias-value-string", body(logit_bias='{"1": "x"}'), "logit_bias.1"),
     ("logit-bias-key-not-a-token", body(logit_bias='{"abc": 1}'), "logit_bias.abc"),
-]  # fmt: skip
+]
 PARSING = [
-    ("invalid-utf8", b'{"model": "auto", "messages": [{"role": "user", "content": "a\xff"}]}',
-     "messages.0.content"),
-    ("truncated-content", b'{"model": "auto", "messages": [{"role": "user", "content": "a',
-     "messages.0.content"),
-]  # fmt: skip
+    (
+        "invalid-utf8",
+        b'{"model": "auto", "messages": [{"role": "user", "content": "a\xff"}]}',
+        "messages.0.content",
+    ),
+    (
+        "truncated-content",
+        b'{"model": "auto", "messages": [{"role": "user", "content": "a',
+        "messages.0.content",
+    ),
+]
 CORPUS = DEPTH + SURROGATES + NUMBERS + TYPES + PARSING
 
 
@@ -191,15 +220,25 @@ VALID: list[dict[str, Any]] = [
     {"temperature": 0.5, "max_completion_tokens": 16, "seed": -(2**63), "stop": ["\n", "."]},
     {"logprobs": True, "top_logprobs": 2, "presence_penalty": 0, "frequency_penalty": 0.5},
     {"logit_bias": {"50256": -100, "12": 1.5}, "user": "u", "metadata": {"k": "v"}},
-    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"},
-                                                 "strict": True}}],
-     "tool_choice": {"type": "function", "function": {"name": "f"}},
-     "parallel_tool_calls": False},
-    {"response_format": {"type": "json_schema",
-                         "json_schema": {"name": "r", "schema": {"type": "object"}}}},
+    {
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "f", "parameters": {"type": "object"}, "strict": True},
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "parallel_tool_calls": False,
+    },
+    {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": {"type": "object"}},
+        }
+    },
     {"response_format": {"type": "json_object"}, "tool_choice": "auto", "store": False},
     {"top_k": 5, "min_p": 0.1, "stream": False, "reasoning_effort": "low"},
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("fields", VALID)

@@ -35,15 +35,22 @@ def decide(difficulty: float, **fields: Any) -> tuple[str | None, str, int | Non
         GenRequest(messages=({"role": "user", "content": "hi"},), **fields)
     )
     plan = decision.thinking
-    return decision.band, decision.params.name, plan.budget if plan else None, (
-        plan.source if plan else "")  # fmt: skip
+    return (
+        decision.band,
+        decision.params.name,
+        plan.budget if plan else None,
+        (plan.source if plan else ""),
+    )
 
 
 @pytest.mark.parametrize(
     ("difficulty", "expected"),
-    [(0.1, ("easy", "single", 0)), (0.5, ("medium", "single", 64)),
-     (0.9, ("hard", "convergence", 512))],
-)  # fmt: skip
+    [
+        (0.1, ("easy", "single", 0)),
+        (0.5, ("medium", "single", 64)),
+        (0.9, ("hard", "convergence", 512)),
+    ],
+)
 def test_each_band_sets_its_thinking_mode(difficulty: float, expected: tuple[Any, ...]) -> None:
     band, policy, budget, source = decide(difficulty)
     assert (band, policy, budget) == expected
@@ -68,8 +75,12 @@ def test_the_requests_own_budget_wins_and_the_profile_caps_the_band() -> None:
     capped = THINKER.thinking
     assert capped is not None
     huge = (BandConfig(name="all", policy="single", thinking_budget=131072),)
-    router = Router(RouterConfig(bands=huge, probe={"mode": "never"}), PoliciesConfig(), ("r",),
-                    profiles={"r": THINKER})  # fmt: skip
+    router = Router(
+        RouterConfig(bands=huge, probe={"mode": "never"}),
+        PoliciesConfig(),
+        ("r",),
+        profiles={"r": THINKER},
+    )
     plan = router.decide(GenRequest(messages=(), reasoning_effort="high")).thinking
     assert plan is not None and plan.budget == capped.max_budget
 
@@ -82,8 +93,12 @@ def test_an_unknown_effort_is_a_400_even_where_the_band_sets_the_budget() -> Non
 
 def test_a_band_without_a_budget_leaves_the_profile_in_charge() -> None:
     plain = (BandConfig(name="all", policy="single"),)
-    router = Router(RouterConfig(bands=plain, probe={"mode": "never"}), PoliciesConfig(), ("r",),
-                    profiles={"r": THINKER})  # fmt: skip
+    router = Router(
+        RouterConfig(bands=plain, probe={"mode": "never"}),
+        PoliciesConfig(),
+        ("r",),
+        profiles={"r": THINKER},
+    )
     plan = router.decide(GenRequest(messages=(), reasoning_effort="low")).thinking
     assert plan is not None and (plan.budget, plan.source) == (32, "reasoning_effort")
 

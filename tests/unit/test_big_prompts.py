@@ -64,8 +64,11 @@ def _requests(text: str) -> list[GenRequest]:
     parts = [{"type": "text", "text": text}, {"type": "text", "text": "Answer briefly."}]
     chat = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": parts})
     history = tuple({"role": "user" if i % 2 else "assistant", "content": text} for i in range(9))
-    return [user(text), GenRequest(messages=chat, sampling={"max_tokens": 64}),
-            GenRequest(messages=history)]  # fmt: skip
+    return [
+        user(text),
+        GenRequest(messages=chat, sampling={"max_tokens": 64}),
+        GenRequest(messages=history),
+    ]
 
 
 def test_normal_prompts_score_as_they_did_without_the_bounds(
@@ -102,8 +105,9 @@ def counting_extract(monkeypatch: pytest.MonkeyPatch) -> list[GenRequest]:
 
 
 def pinned(model: str = "small", policy: str = "single") -> GenRequest:
-    return GenRequest(messages=({"role": "user", "content": "hi"},), model=model,
-                      ttc={"policy": policy})  # fmt: skip
+    return GenRequest(
+        messages=({"role": "user", "content": "hi"},), model=model, ttc={"policy": policy}
+    )
 
 
 def test_prediction_is_skipped_when_tier_and_policy_are_pinned(

@@ -37,8 +37,7 @@ def make_app(backend: Any, **extra: Any) -> FastAPI:
 
 def client_for(app: FastAPI, key: str = "x") -> openai.AsyncOpenAI:
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key=key, http_client=http,
-                              max_retries=0)  # fmt: skip
+    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key=key, http_client=http, max_retries=0)
 
 
 def charges(app: FastAPI) -> list[int]:
@@ -59,8 +58,12 @@ async def test_a_cache_hit_bills_and_shows_the_probe_that_routed_it() -> None:
     backend = LogprobBackend(respond=lambda t, b: ["Paris"])
     app = make_app(backend, router={"probe": {"mode": "always"}}, cache={"enabled": True})
     billed = charges(app)
-    ask = {"model": "auto", "messages": CAPITAL, "temperature": 0,
-           "extra_body": {"ttc": {"policy": "single", "cache": True}}}  # fmt: skip
+    ask = {
+        "model": "auto",
+        "messages": CAPITAL,
+        "temperature": 0,
+        "extra_body": {"ttc": {"policy": "single", "cache": True}},
+    }
     await client_for(app).chat.completions.create(**ask)
     again = await client_for(app).chat.completions.create(**ask)
     assert again.model_extra["ttc"]["cache"] == "hit"
@@ -75,8 +78,7 @@ class Escalates(ScriptedBackend):
     """Four different answers (no agreement: cascade escalates), then a long large-tier
     stream that the contract cuts."""
 
-    def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                    ) -> Any:  # fmt: skip
+    def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None) -> Any:
         return super().stream_chat(tier, {**body, "stream": True}, affinity=affinity)
 
 
@@ -90,10 +92,19 @@ async def test_a_stage_the_contract_cut_is_in_usage_as_billed() -> None:
     app = make_app(Escalates(escalating))
     billed = charges(app)
     stream = await client_for(app).chat.completions.create(
-        model="small", messages=CAPITAL, stream=True, stream_options={"include_usage": True},
-        extra_body={"ttc": {"policy": "cascade", "large_policy": "single",
-                            "small_max_samples": 2, "max_total_tokens": 200}},
-    )  # fmt: skip
+        model="small",
+        messages=CAPITAL,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={
+            "ttc": {
+                "policy": "cascade",
+                "large_policy": "single",
+                "small_max_samples": 2,
+                "max_total_tokens": 200,
+            }
+        },
+    )
     usage = [chunk async for chunk in stream][-1].usage
     assert usage is not None
     assert billed == [usage.total_tokens]
@@ -105,14 +116,16 @@ async def test_a_stage_the_contract_cut_is_in_usage_as_billed() -> None:
 class SlowProbes(ScriptedBackend):
     """A chain that ends before its probe answers: the probe is cancelled in flight."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         self.calls.append((tier, body))
         await asyncio.sleep(5)
         raise AssertionError("the chain ends first")
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> Any:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Any:
         for word in ["Step", "one.\n\n", "Step", "two.\n\n", "So", "Paris."]:
             await asyncio.sleep(0.01)
             yield Delta(text=word + " ")
@@ -126,9 +139,10 @@ async def test_a_probe_cancelled_in_flight_is_billed_its_prompt_and_shown() -> N
     app = make_app(backend)
     billed = charges(app)
     reply = await client_for(app).chat.completions.create(
-        model="small", messages=[{"role": "user", "content": "Capital of France? Step by step"}],
+        model="small",
+        messages=[{"role": "user", "content": "Capital of France? Step by step"}],
         extra_body={"ttc": {"policy": "convergence", "probe_every": 4}},
-    )  # fmt: skip
+    )
     ttc: Any = reply.model_extra["ttc"]  # type: ignore[index]
     assert ttc["probes_cancelled"] >= 1
     assert reply.usage is not None and billed == [reply.usage.total_tokens]
@@ -140,8 +154,9 @@ class OneContinuationFails(RunawayThinker):
     """Forced thinking with n=2: the first answer continuation fails at once, the second is
     still generating."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         if body.get("continue_final_message"):
             self.calls.append((tier, body))
             if len([b for _, b in self.calls if b.get("continue_final_message")]) == 1:
@@ -154,35 +169,54 @@ class OneContinuationFails(RunawayThinker):
 
 async def test_a_failed_forced_answer_stops_its_siblings() -> None:
     backend = OneContinuationFails(lambda t, b: ["x"])
-    tiers = {"thinking": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
-                          "profile": "smollm2_thinking"}}  # fmt: skip
-    app = create_app(settings_from_dict({"tiers": tiers, "router": {"probe": {"mode": "never"}}}),
-                     backend=backend)  # fmt: skip
+    tiers = {
+        "thinking": {
+            "model": "m",
+            "endpoints": ["http://127.0.0.1:9"],
+            "profile": "smollm2_thinking",
+        }
+    }
+    app = create_app(
+        settings_from_dict({"tiers": tiers, "router": {"probe": {"mode": "never"}}}),
+        backend=backend,
+    )
     billed = charges(app)
     with pytest.raises(openai.APIStatusError):
         await client_for(app).chat.completions.create(
-            model="thinking", messages=QUESTION, n=2, seed=100, max_tokens=64,
+            model="thinking",
+            messages=QUESTION,
+            n=2,
+            seed=100,
+            max_tokens=64,
             extra_body={"ttc": {"policy": "single"}},
-        )  # fmt: skip
+        )
     await asyncio.sleep(0.5)
     assert not getattr(backend, "late", False)
     assert len(billed) == 1 and billed[0] > 0
 
 
-@pytest.mark.parametrize(("policy", "ttc"), [("cascade", {"small_max_samples": 2}),
-                                             ("speculative", {"max_steps": 1})])  # fmt: skip
+@pytest.mark.parametrize(
+    ("policy", "ttc"), [("cascade", {"small_max_samples": 2}), ("speculative", {"max_steps": 1})]
+)
 async def test_a_key_limited_to_a_tier_cannot_reach_another_through_a_policy(
     policy: str, ttc: dict[str, Any]
 ) -> None:
     backend = ScriptedBackend(lambda t, b: ["The answer is A"] * int(b.get("n") or 1))
-    tiers = {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"], "cost_per_1k_tokens": 1},
-             "large": {"model": "M", "endpoints": ["http://127.0.0.1:8"],
-                       "cost_per_1k_tokens": 10}}  # fmt: skip
+    tiers = {
+        "small": {"model": "m", "endpoints": ["http://127.0.0.1:9"], "cost_per_1k_tokens": 1},
+        "large": {"model": "M", "endpoints": ["http://127.0.0.1:8"], "cost_per_1k_tokens": 10},
+    }
     keys = [{"name": "alice", "key_hash": hash_key(SECRET), "tiers": ["small"]}]
-    app = create_app(settings_from_dict({
-        "tiers": tiers, "router": {"probe": {"mode": "never"}},
-        "auth": {"enabled": True, "redis_keys": False, "keys": keys},
-    }), backend=backend)  # fmt: skip
+    app = create_app(
+        settings_from_dict(
+            {
+                "tiers": tiers,
+                "router": {"probe": {"mode": "never"}},
+                "auth": {"enabled": True, "redis_keys": False, "keys": keys},
+            }
+        ),
+        backend=backend,
+    )
     with pytest.raises(openai.PermissionDeniedError) as info:
         await client_for(app, SECRET).chat.completions.create(
             model="small", messages=CAPITAL, extra_body={"ttc": {"policy": policy, **ttc}}

@@ -21,8 +21,9 @@ def clock() -> Clock:
     return Clock()
 
 
-def breaker(clock: Clock, threshold: int = 3, base: float = 1.0, cap: float = 8.0
-            ) -> CircuitBreaker:  # fmt: skip
+def breaker(
+    clock: Clock, threshold: int = 3, base: float = 1.0, cap: float = 8.0
+) -> CircuitBreaker:
     config = BreakerConfig(failure_threshold=threshold, open_base_s=base, open_max_s=cap)
     return CircuitBreaker(config, clock)
 

@@ -47,10 +47,14 @@ def test_equivalent_spellings_share_a_key() -> None:
         req(temperature=0, max_tokens=8, stop=["\n"], seed=1),
         req(temperature=0, max_tokens=8, stop=["\n"], n=2),
         req(temperature=0, max_tokens=8, stop=["\n"], passthrough={"top_k": 5}),
-        req(temperature=0, max_tokens=8, stop=["\n"],
-            messages=({"role": "user", "content": "What is the capital of Spain?"},)),
+        req(
+            temperature=0,
+            max_tokens=8,
+            stop=["\n"],
+            messages=({"role": "user", "content": "What is the capital of Spain?"},),
+        ),
     ],
-)  # fmt: skip
+)
 def test_anything_that_changes_the_answer_changes_the_key(other: GenRequest) -> None:
     assert key(other) != key(req(temperature=0, max_tokens=8, stop=["\n"]))
 

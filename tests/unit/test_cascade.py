@@ -66,12 +66,23 @@ TIERS = {"small_tier": "small", "large_tier": "large"}
 
 
 def stages(confidence: float | None, answer: str | None = "paris") -> Stages:
-    small_report = {"samples": 4, "confidence": confidence, "answer": answer,
-                    "stop_reason": "max_samples", "early_stopped": False}  # fmt: skip
-    large_report = {"samples": 3, "confidence": 0.9, "answer": "paris",
-                    "stop_reason": "confident", "early_stopped": True}  # fmt: skip
-    return Stages(StagePolicy("Lyon", small_report, tokens=8),
-                  StagePolicy("Paris", large_report, tokens=30))  # fmt: skip
+    small_report = {
+        "samples": 4,
+        "confidence": confidence,
+        "answer": answer,
+        "stop_reason": "max_samples",
+        "early_stopped": False,
+    }
+    large_report = {
+        "samples": 3,
+        "confidence": 0.9,
+        "answer": "paris",
+        "stop_reason": "confident",
+        "early_stopped": True,
+    }
+    return Stages(
+        StagePolicy("Lyon", small_report, tokens=8), StagePolicy("Paris", large_report, tokens=30)
+    )
 
 
 async def cascade(factory: Stages, **params: Any) -> PolicyResult:
@@ -106,9 +117,15 @@ async def test_unsure_small_tier_escalates_to_large_policy() -> None:
     assert tokens_by(result) == {("sample", "large"): 30, ("sample", "small"): 8}
     report = result.report
     assert report["escalated"] is True and report["final_tier"] == "large"
-    assert report["small"] == {"tier": "small", "policy": "adaptive_bon", "samples": 4,
-                               "confidence": 0.6, "answer": "paris",
-                               "stop_reason": "max_samples", "early_stopped": False}  # fmt: skip
+    assert report["small"] == {
+        "tier": "small",
+        "policy": "adaptive_bon",
+        "samples": 4,
+        "confidence": 0.6,
+        "answer": "paris",
+        "stop_reason": "max_samples",
+        "early_stopped": False,
+    }
     assert report["large"]["stop_reason"] == "confident" and report["stop_reason"] == "confident"
     assert report["samples"] == 7
 

@@ -18,8 +18,9 @@ def test_default_config_is_valid_and_launches_one_worker() -> None:
 
 def test_error_names_the_bad_key() -> None:
     with pytest.raises(ConfigError) as info:
-        settings_from_dict({"tiers": {"a": {"model": "m", "endpoints": ["http://x"]}},
-                            "server": {"prot": 1}})  # fmt: skip
+        settings_from_dict(
+            {"tiers": {"a": {"model": "m", "endpoints": ["http://x"]}}, "server": {"prot": 1}}
+        )
     assert "server.prot" in str(info.value)
 
 
@@ -31,8 +32,12 @@ def test_tier_without_workers_is_refused() -> None:
 
 def test_policy_param_out_of_range_names_it() -> None:
     with pytest.raises(ConfigError) as info:
-        settings_from_dict({"tiers": {"a": {"model": "m", "endpoints": ["http://x"]}},
-                            "policies": {"adaptive_bon": {"confidence": 1.5}}})  # fmt: skip
+        settings_from_dict(
+            {
+                "tiers": {"a": {"model": "m", "endpoints": ["http://x"]}},
+                "policies": {"adaptive_bon": {"confidence": 1.5}},
+            }
+        )
     assert "policies.adaptive_bon.confidence" in str(info.value)
 
 

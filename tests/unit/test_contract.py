@@ -58,16 +58,18 @@ class TokenBackend:
         words = self.answers[i % len(self.answers)].split(" ")
         return " ".join(words[:limit] if limit is not None else words)
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         self.bodies.append(body)
         texts = [self._text(i, body.get("max_tokens")) for i in range(int(body.get("n") or 1))]
         used = sum(len(t.split(" ")) for t in texts)
         choices = tuple(choice(i, t) for i, t in enumerate(texts))
         return Completion(choices, TokenUsage(PROMPT_TOKENS, used), "fake")
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         limit = body.get("max_tokens") or 10_000
         self.generated = min(self.ahead, limit)
         for _ in range(limit):
@@ -96,11 +98,22 @@ def decision() -> Decision:
 # validation -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("max_total_tokens", -5), ("max_total_tokens", 0), ("max_total_tokens", 10**12),
-     ("max_total_tokens", "100"), ("max_total_tokens", True), ("max_total_tokens", 1.5),
-     ("max_cost", 0), ("max_cost", -0.1), ("max_cost", 1e12), ("max_cost", "1"),
-     ("deadline_ms", 0), ("deadline_ms", 10**9), ("deadline_ms", [100])],
-)  # fmt: skip
+    [
+        ("max_total_tokens", -5),
+        ("max_total_tokens", 0),
+        ("max_total_tokens", 10**12),
+        ("max_total_tokens", "100"),
+        ("max_total_tokens", True),
+        ("max_total_tokens", 1.5),
+        ("max_cost", 0),
+        ("max_cost", -0.1),
+        ("max_cost", 1e12),
+        ("max_cost", "1"),
+        ("deadline_ms", 0),
+        ("deadline_ms", 10**9),
+        ("deadline_ms", [100]),
+    ],
+)
 def test_a_bad_contract_field_is_a_400_naming_it(name: str, value: Any) -> None:
     with pytest.raises(InvalidRequest) as info:
         request_options({name: value})
@@ -156,8 +169,9 @@ async def test_adaptive_bon_stops_at_the_budget_and_votes_on_what_it_drew() -> N
 async def test_a_contract_smaller_than_the_prompt_is_a_clear_error() -> None:
     backend = TokenBackend()
     with pytest.raises(BudgetReached, match="too small"):
-        await vote_policy().run(GenRequest(tuple(QUESTION)), decision(), metered(backend,
-                                max_total_tokens=30))  # fmt: skip
+        await vote_policy().run(
+            GenRequest(tuple(QUESTION)), decision(), metered(backend, max_total_tokens=30)
+        )
     assert backend.bodies == []  # nothing was sent upstream
 
 
@@ -193,29 +207,47 @@ async def test_the_deadline_stops_the_rounds_within_the_margin() -> None:
 async def test_a_deadline_before_any_answer_is_a_504() -> None:
     backend = ScriptedBackend(lambda t, b: ["x"], delay_s=1.0)
     with pytest.raises(DeadlineReached) as info:
-        await vote_policy().run(GenRequest(tuple(QUESTION)), decision(), metered(backend,
-                                deadline_ms=50))  # fmt: skip
+        await vote_policy().run(
+            GenRequest(tuple(QUESTION)), decision(), metered(backend, deadline_ms=50)
+        )
     assert info.value.status == 504 and info.value.param == "ttc.deadline_ms"
     assert isinstance(info.value, ContractReached)
 
 
 # through the gateway ------------------------------------------------------------------------
 def app_with(backend: Any, **contract: Any) -> Any:
-    return create_app(settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
-                            "cost_per_1k_tokens": 2.0}},
-        "server": {"request_timeout_s": 2.0, "stream_keepalive_s": 0.05},
-        "limits": {"contract": contract},
-    }), backend=backend)  # fmt: skip
+    return create_app(
+        settings_from_dict(
+            {
+                "tiers": {
+                    "small": {
+                        "model": "m",
+                        "endpoints": ["http://127.0.0.1:9"],
+                        "cost_per_1k_tokens": 2.0,
+                    }
+                },
+                "server": {"request_timeout_s": 2.0, "stream_keepalive_s": 0.05},
+                "limits": {"contract": contract},
+            }
+        ),
+        backend=backend,
+    )
 
 
 async def test_the_response_reports_the_contract_and_the_router_planned_within_it() -> None:
     client = client_for(app_with(TokenBackend(answers=[" ".join(["w"] * 500)])))
     reply = await client.chat.completions.create(
-        model="auto", messages=QUESTION,
-        extra_body={"ttc": {"policy": "adaptive_bon", "single_sample_confidence": None,
-                            "max_total_tokens": 1000, "max_cost": 4.0}},
-    )  # fmt: skip
+        model="auto",
+        messages=QUESTION,
+        extra_body={
+            "ttc": {
+                "policy": "adaptive_bon",
+                "single_sample_confidence": None,
+                "max_total_tokens": 1000,
+                "max_cost": 4.0,
+            }
+        },
+    )
     ttc = reply.model_extra["ttc"]  # type: ignore[index]
     contract = ttc["contract"]
     assert contract["max_total_tokens"] == 1000 and contract["used_tokens"] <= 1000
@@ -267,10 +299,17 @@ async def test_deadline_ms_tightens_the_request_deadline() -> None:
     client = client_for(app_with(backend))
     started = time.monotonic()
     reply = await client.chat.completions.create(
-        model="auto", messages=QUESTION,
-        extra_body={"ttc": {"policy": "adaptive_bon", "single_sample_confidence": None,
-                            "max_samples": 16, "deadline_ms": 300}},
-    )  # fmt: skip
+        model="auto",
+        messages=QUESTION,
+        extra_body={
+            "ttc": {
+                "policy": "adaptive_bon",
+                "single_sample_confidence": None,
+                "max_samples": 16,
+                "deadline_ms": 300,
+            }
+        },
+    )
     assert time.monotonic() - started < 0.3 + 0.2
     assert reply.model_extra["ttc"]["stop_reason"] == "deadline"  # type: ignore[index]
     await asyncio.sleep(0)

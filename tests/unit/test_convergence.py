@@ -102,9 +102,11 @@ class ChainBackend:
 
 def request(**passthrough: Any) -> GenRequest:
     return GenRequest(
-        messages=(QUESTION,), sampling={"max_tokens": BUDGET, "n": 2, "logprobs": True},
-        passthrough=passthrough, request_id="req-1",
-    )  # fmt: skip
+        messages=(QUESTION,),
+        sampling={"max_tokens": BUDGET, "n": 2, "logprobs": True},
+        passthrough=passthrough,
+        request_id="req-1",
+    )
 
 
 def policy_and_decision(**params: Any) -> tuple[ConvergencePolicy, Decision]:

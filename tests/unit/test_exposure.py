@@ -21,16 +21,21 @@ from server.config import settings_from_dict
 from tests.fakes import ScriptedBackend
 
 ADMIN = ("/metrics", "/docs", "/redoc", "/openapi.json")
-CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}],
-        "ttc": {"policy": "single"}}  # fmt: skip
+CHAT = {
+    "model": "auto",
+    "messages": [{"role": "user", "content": "hi"}],
+    "ttc": {"policy": "single"},
+}
 
 
 def app_with(backend: ScriptedBackend | None = None, **server: Any) -> FastAPI:
-    settings = settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
-        "router": {"probe": {"mode": "never"}},
-        "server": server,
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+            "router": {"probe": {"mode": "never"}},
+            "server": server,
+        }
+    )
     return create_app(settings, backend=backend or ScriptedBackend(lambda t, b: ["x"]))
 
 
@@ -80,13 +85,19 @@ async def test_cors_allows_the_listed_origins_and_their_preflight(
     monkeypatch.setenv("TTC_TEST_ADMIN_KEY", "s3cret")
     app = app_with(cors_origins=["https://app.example"], admin_key_env="TTC_TEST_ADMIN_KEY")
     async with client(app) as http:
-        preflight = await http.options("/v1/chat/completions", headers={
-            "origin": "https://app.example", "access-control-request-method": "POST",
-            "access-control-request-headers": "authorization,content-type"})  # fmt: skip
+        preflight = await http.options(
+            "/v1/chat/completions",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization,content-type",
+            },
+        )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://app.example"
-        answer = await http.post("/v1/chat/completions", json=CHAT,
-                                 headers={"origin": "https://app.example"})  # fmt: skip
+        answer = await http.post(
+            "/v1/chat/completions", json=CHAT, headers={"origin": "https://app.example"}
+        )
         assert answer.status_code == 200
         assert answer.headers["access-control-allow-origin"] == "https://app.example"
         assert "x-ttc-tier" in answer.headers["access-control-expose-headers"]
@@ -95,8 +106,9 @@ async def test_cors_allows_the_listed_origins_and_their_preflight(
 
 
 class Hanging(ScriptedBackend):
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -120,18 +132,31 @@ async def test_a_client_leaving_before_its_answer_is_one_info_line(
         raise AssertionError(f"nothing is sent to a client that left: {message}")
 
     path = "/v1/chat/completions"
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "root_path": "", "scheme": "http", "server": ("gw", 80), "client": ("127.0.0.1", 5),
-             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("gw", 80),
+        "client": ("127.0.0.1", 5),
+        "headers": [(b"content-type", b"application/json")],
+    }
     caplog.set_level(logging.INFO)
     call = asyncio.ensure_future(app(scope, receive, send))  # type: ignore[arg-type]
     await asyncio.sleep(0.2)
     gone.set()
     await asyncio.wait_for(call, 5.0)  # returns: nothing reaches uvicorn's error log
     assert [r.levelno for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert any(r.getMessage() == "client left before its answer: POST /v1/chat/completions"
-               and r.levelno == logging.INFO for r in caplog.records)  # fmt: skip
+    assert any(
+        r.getMessage() == "client left before its answer: POST /v1/chat/completions"
+        and r.levelno == logging.INFO
+        for r in caplog.records
+    )
 
 
 async def test_a_bug_outside_the_request_lifecycle_is_one_traceback_and_a_500(

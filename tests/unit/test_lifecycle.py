@@ -31,21 +31,25 @@ QUESTION: Any = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def settings(**router: Any) -> Settings:
-    return settings_from_dict({
-        # profile smollm2: the tier can call tools (requests with tools reach the backend)
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
-                            "profile": "smollm2"}},
-        "server": {"request_timeout_s": 0.5, "stream_keepalive_s": 0.05},
-        "router": router,
-    })  # fmt: skip
+    return settings_from_dict(
+        {
+            # profile smollm2: the tier can call tools (requests with tools reach the backend)
+            "tiers": {
+                "small": {"model": "m", "endpoints": ["http://127.0.0.1:9"], "profile": "smollm2"}
+            },
+            "server": {"request_timeout_s": 0.5, "stream_keepalive_s": 0.05},
+            "router": router,
+        }
+    )
 
 
 def client_for(app: FastAPI) -> openai.AsyncOpenAI:
     # httpx2: the HTTP client this openai SDK is built on
     transport = httpx2.ASGITransport(app=app)
     http = httpx2.AsyncClient(transport=transport, base_url="http://gateway")
-    return openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="x", http_client=http,
-                              max_retries=0)  # fmt: skip
+    return openai.AsyncOpenAI(
+        base_url="http://gateway/v1", api_key="x", http_client=http, max_retries=0
+    )
 
 
 def context(app: FastAPI) -> AppContext:
@@ -56,9 +60,11 @@ def context(app: FastAPI) -> AppContext:
 def counted(app: FastAPI, status: str) -> float:
     m = context(app).metrics
     return sum(
-        s.value for metric in m.requests.collect() for s in metric.samples
+        s.value
+        for metric in m.requests.collect()
+        for s in metric.samples
         if s.name.endswith("_total") and s.labels["status"] == status
-    )  # fmt: skip
+    )
 
 
 def in_flight(app: FastAPI) -> float:
@@ -87,9 +93,12 @@ async def test_the_probe_is_billed_in_the_usage_of_a_plain_request() -> None:
 async def test_the_probe_is_billed_in_the_usage_of_a_stream() -> None:
     app = create_app(settings(probe={"mode": "always"}), backend=probing_backend())
     stream = await client_for(app).chat.completions.create(
-        model="auto", messages=QUESTION, stream=True, stream_options={"include_usage": True},
+        model="auto",
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
         extra_body={"ttc": {"policy": "single"}},
-    )  # fmt: skip
+    )
     chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip() == "Paris"
@@ -101,18 +110,21 @@ async def test_the_probe_is_billed_in_the_usage_of_a_stream() -> None:
 class ProbeThatNeverAnswers(ScriptedBackend):
     """A probe of the small tier that hangs (a stuck worker, a lost node)."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
 
 async def test_a_hanging_probe_ends_at_the_request_deadline_with_a_504() -> None:
-    app = create_app(settings(probe={"mode": "always"}),
-                     backend=ProbeThatNeverAnswers(lambda t, b: ["x"]))  # fmt: skip
+    app = create_app(
+        settings(probe={"mode": "always"}), backend=ProbeThatNeverAnswers(lambda t, b: ["x"])
+    )
     with pytest.raises(openai.APIStatusError) as info:
-        await asyncio.wait_for(client_for(app).chat.completions.create(
-            model="auto", messages=QUESTION), 5.0)  # fmt: skip
+        await asyncio.wait_for(
+            client_for(app).chat.completions.create(model="auto", messages=QUESTION), 5.0
+        )
     assert info.value.status_code == 504
     assert "while routing" in info.value.message
     assert (in_flight(app), counted(app, "504")) == (0, 1)
@@ -120,13 +132,15 @@ async def test_a_hanging_probe_ends_at_the_request_deadline_with_a_504() -> None
 
 @dataclass
 class HangsAfterFirstWord(ScriptedBackend):
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         yield Delta(text="first")
         await asyncio.Event().wait()
 
@@ -138,9 +152,12 @@ def hangs() -> HangsAfterFirstWord:
 async def test_a_policy_past_the_deadline_is_a_504_counted_once() -> None:
     app = create_app(settings(probe={"mode": "never"}), backend=hangs())
     with pytest.raises(openai.APIStatusError) as info:
-        await asyncio.wait_for(client_for(app).chat.completions.create(
-            model="auto", messages=QUESTION, extra_body={"ttc": {"policy": "single"}}),
-            5.0)  # fmt: skip
+        await asyncio.wait_for(
+            client_for(app).chat.completions.create(
+                model="auto", messages=QUESTION, extra_body={"ttc": {"policy": "single"}}
+            ),
+            5.0,
+        )
     assert info.value.status_code == 504
     assert (in_flight(app), counted(app, "504"), counted(app, "ok")) == (0, 1, 0)
 
@@ -149,7 +166,10 @@ async def test_a_stream_past_the_deadline_ends_with_an_error_event_and_is_settle
     backend = hangs()
     app = create_app(settings(probe={"mode": "never"}), backend=backend)
     stream = await client_for(app).chat.completions.create(
-        model="auto", messages=QUESTION, stream=True, extra_body={"ttc": {"policy": "single"}},
+        model="auto",
+        messages=QUESTION,
+        stream=True,
+        extra_body={"ttc": {"policy": "single"}},
     )
     with pytest.raises(openai.APIError) as info:
         async for _ in stream:
@@ -164,8 +184,9 @@ async def test_a_stream_past_the_deadline_ends_with_an_error_event_and_is_settle
 
 
 class NoWorker(ScriptedBackend):
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         raise UpstreamUnavailable("no healthy worker for tier 'small'", retry_after=3)
         yield Delta()  # pragma: no cover
 
@@ -174,7 +195,9 @@ async def test_a_stream_that_fails_before_its_first_event_keeps_its_http_status(
     app = create_app(settings(probe={"mode": "never"}), backend=NoWorker(lambda t, b: ["x"]))
     with pytest.raises(openai.APIStatusError) as info:
         await client_for(app).chat.completions.create(
-            model="auto", messages=QUESTION, stream=True,
+            model="auto",
+            messages=QUESTION,
+            stream=True,
             extra_body={"ttc": {"policy": "single"}},
         )
     assert info.value.status_code == 503
@@ -192,8 +215,9 @@ async def test_a_refused_body_is_counted_and_leaves_nothing_in_flight() -> None:
 class Buggy(ScriptedBackend):
     """A backend with a bug: stands in for any unexpected exception inside the gateway."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         raise KeyError("a bug")
 
 
@@ -205,8 +229,12 @@ async def test_an_internal_error_is_a_settled_500_and_the_connection_stays_usabl
             model="auto", messages=QUESTION, extra_body={"ttc": {"policy": "single"}}
         )
     assert info.value.status_code == 500
-    expected = {"message": "internal error in the gateway", "type": "internal_error",
-                "param": None, "code": "internal_error"}  # fmt: skip
+    expected = {
+        "message": "internal error in the gateway",
+        "type": "internal_error",
+        "param": None,
+        "code": "internal_error",
+    }
     assert info.value.body == expected
     assert (in_flight(app), counted(app, "500")) == (0, 1)
     errors = context(app).metrics.errors.labels("500", "internal_error")._value.get()

@@ -14,17 +14,29 @@ from tests.unit.test_thinking_budget import QUESTION, RunawayThinker, gateway
 
 BUDGET = 6
 # Two rounds of two: the window rule needs four agreeing answers.
-VOTE = {"policy": "adaptive_bon", "thinking_budget": BUDGET, "min_samples": 2,
-        "max_samples": 4, "step": 2, "single_sample_confidence": None,
-        "stopping": "window", "window": 4, "confidence": 0.99}  # fmt: skip
+VOTE = {
+    "policy": "adaptive_bon",
+    "thinking_budget": BUDGET,
+    "min_samples": 2,
+    "max_samples": 4,
+    "step": 2,
+    "single_sample_confidence": None,
+    "stopping": "window",
+    "window": 4,
+    "confidence": 0.99,
+}
 
 
 async def test_the_first_samples_thinking_streams_before_its_round_ends() -> None:
     backend = RunawayThinker(lambda t, b: [])
     stream = await gateway(backend).chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0.7, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ttc": VOTE},
-    )  # fmt: skip
+        model="thinking",
+        messages=QUESTION,
+        temperature=0.7,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ttc": VOTE},
+    )
     chunks = [chunk async for chunk in stream]
     kinds: list[str] = []
     thinking: list[str] = []
@@ -55,9 +67,12 @@ async def test_a_streamed_response_shows_the_thinking_it_streamed_everywhere() -
     """Responses API: the reasoning item of response.completed is the thinking that streamed."""
     backend = RunawayThinker(lambda t, b: [])
     stream = await gateway(backend).responses.create(
-        model="thinking", input="What is 2 + 3?", temperature=0.7, stream=True,
+        model="thinking",
+        input="What is 2 + 3?",
+        temperature=0.7,
+        stream=True,
         extra_body={"ttc": VOTE},
-    )  # fmt: skip
+    )
     deltas: list[str] = []
     done_text = completed_text = None
     async for event in stream:

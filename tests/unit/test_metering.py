@@ -21,12 +21,14 @@ class Scripted:
     def __init__(self, deltas: list[Delta], fail: Exception | None = None) -> None:
         self.deltas, self.fail, self.closed = deltas, fail, False
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         return Completion((Choice(0, "Paris", "stop"),), TokenUsage(12, 3), "m")
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         try:
             for delta in self.deltas:
                 yield delta
@@ -70,8 +72,9 @@ async def test_a_call_cancelled_in_flight_is_billed_its_prompt() -> None:
     before vLLM aborted it (and reports nothing)."""
 
     class Slow(Scripted):
-        async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                       ) -> Completion:  # fmt: skip
+        async def chat(
+            self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+        ) -> Completion:
             await asyncio.sleep(10)
             raise AssertionError("unreachable")
 
@@ -99,8 +102,9 @@ async def test_a_failed_stream_keeps_the_latest_usage_it_sent() -> None:
 class SlowToClose(Scripted):
     """A stream whose closing awaits (as closing a worker's connection does)."""
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         try:
             for delta in self.deltas:
                 yield delta

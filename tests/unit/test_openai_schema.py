@@ -25,8 +25,9 @@ def test_max_completion_tokens_maps_to_max_tokens() -> None:
 
 
 def test_vllm_extras_pass_through_and_unknown_fields_are_refused() -> None:
-    req = ChatCompletionRequest.model_validate({"model": "a", "messages": MSG, "top_k": 5,
-                                                "tools": [{"type": "function"}]})  # fmt: skip
+    req = ChatCompletionRequest.model_validate(
+        {"model": "a", "messages": MSG, "top_k": 5, "tools": [{"type": "function"}]}
+    )
     assert req.passthrough() == {"top_k": 5, "tools": [{"type": "function"}]}
     with pytest.raises(ValidationError, match="Unrecognized request argument supplied: foo"):
         ChatCompletionRequest.model_validate({"model": "a", "messages": MSG, "foo": 1})
@@ -34,9 +35,13 @@ def test_vllm_extras_pass_through_and_unknown_fields_are_refused() -> None:
 
 @pytest.mark.parametrize(
     ("extra", "param"),
-    [({"temperature": -0.1}, "temperature"), ({"n": 129}, "n"), ({"top_logprobs": 21},
-     "top_logprobs"), ({"messages": [{"role": "user"}]}, "messages.0")],
-)  # fmt: skip
+    [
+        ({"temperature": -0.1}, "temperature"),
+        ({"n": 129}, "n"),
+        ({"top_logprobs": 21}, "top_logprobs"),
+        ({"messages": [{"role": "user"}]}, "messages.0"),
+    ],
+)
 def test_ranges(extra: dict[str, Any], param: str) -> None:
     assert param_of({"model": "a", "messages": MSG, **extra}) == param
 

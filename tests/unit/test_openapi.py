@@ -14,24 +14,27 @@ from tests.fakes import ScriptedBackend
 
 
 def app() -> Any:
-    settings = settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
-        "router": {"probe": {"mode": "never"}},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+            "router": {"probe": {"mode": "never"}},
+        }
+    )
     return create_app(settings, backend=ScriptedBackend(lambda tier, body: ["Paris"]))
 
 
 def client(application: Any) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=application),
-                              base_url="http://gw")  # fmt: skip
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=application), base_url="http://gw")
 
 
 async def test_every_generation_route_declares_its_body_answers_and_errors() -> None:
     document = (await client(app()).get("/openapi.json")).json()
     schemas = document["components"]["schemas"]
-    for path, model in (("/v1/chat/completions", "ChatCompletionRequest"),
-                        ("/v1/responses", "ResponsesRequest"),
-                        ("/v1/completions", "CompletionRequest")):  # fmt: skip
+    for path, model in (
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/responses", "ResponsesRequest"),
+        ("/v1/completions", "CompletionRequest"),
+    ):
         post = document["paths"][path]["post"]
         ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{model}" and model in schemas

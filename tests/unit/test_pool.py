@@ -41,8 +41,11 @@ async def fleet() -> AsyncIterator[Fleet]:
 
 
 def make_pool(*urls: str, **config: Any) -> WorkerPool:
-    settings = {"affinity": "caller", "breaker": BreakerConfig(failure_threshold=1,
-                open_base_s=0.05), **config}  # fmt: skip
+    settings = {
+        "affinity": "caller",
+        "breaker": BreakerConfig(failure_threshold=1, open_base_s=0.05),
+        **config,
+    }
     return WorkerPool({"small": TierConfig(model=MODEL, endpoints=urls)}, PoolConfig(**settings))
 
 
@@ -304,8 +307,9 @@ async def test_dns_discovery_adds_and_removes_workers_and_survives_a_failed_look
     static = "http://a:8000"
     found = DiscoveryConfig(dns="vllm-small.ttc.svc.cluster.local", interval_s=60)
     tier = TierConfig(model="small", endpoints=(static,), discovery=found)
-    pool = WorkerPool({"small": tier}, PoolConfig(), resolver=resolver,
-                      transport=httpx.MockTransport(handler))  # fmt: skip
+    pool = WorkerPool(
+        {"small": tier}, PoolConfig(), resolver=resolver, transport=httpx.MockTransport(handler)
+    )
     await pool.start()
 
     def urls() -> list[str]:

@@ -37,8 +37,14 @@ from tests.unit.test_speculative import request as step_request
 SPLIT = AdaptiveBonParams(single_sample_confidence=None, min_samples=2, step=2, max_samples=6)
 # Split in the first round, then agreeing: two rounds, and "Paris" wins 3 to 1.
 AGREE_LATE = ("Paris", "Rome", "Paris", "Paris")
-ADAPTIVE = {"ttc": {"policy": "adaptive_bon", "single_sample_confidence": None,
-                    "min_samples": 2, "max_samples": 4}}  # fmt: skip
+ADAPTIVE = {
+    "ttc": {
+        "policy": "adaptive_bon",
+        "single_sample_confidence": None,
+        "min_samples": 2,
+        "max_samples": 4,
+    }
+}
 
 
 async def test_adaptive_bon_says_each_round_before_drawing_the_next() -> None:
@@ -85,8 +91,9 @@ async def test_cascade_relays_stage_rounds_then_its_verdict_then_the_large_answe
     # exp(-2) per token: the gate sample is unsure, the small tier splits, the cascade escalates
     backend = answers_by_tier(["Lyon", "Nice", "Rome", "Lille"], "Paris", logprob=-2.0)
     spec = CascadeParams(small_tier="small", large_tier="large", small_max_samples=4)
-    events = [e async for e in CascadePolicy(spec).stream(request(), Decision("small", spec),
-                                                          backend)]  # fmt: skip
+    events = [
+        e async for e in CascadePolicy(spec).stream(request(), Decision("small", spec), backend)
+    ]
     progress = [e for e in events if isinstance(e, Progress)]
     result = events[-1]
     assert isinstance(result, PolicyResult) and result.report["escalated"] is True
@@ -104,8 +111,10 @@ async def test_cascade_relays_stage_rounds_then_its_verdict_then_the_large_answe
 
 
 async def test_speculative_streams_a_step_before_drafting_the_next() -> None:
-    backend = StepBackend(steps={"small": [step("France."), step("Paris.", "eos")]},
-                          verdicts=[verdict(GOOD), verdict(GOOD)])  # fmt: skip
+    backend = StepBackend(
+        steps={"small": [step("France."), step("Paris.", "eos")]},
+        verdicts=[verdict(GOOD), verdict(GOOD)],
+    )
     stream = SpeculativePolicy(SPEC).stream(step_request(), Decision("small", SPEC), backend)
     first = await anext(stream)
     assert isinstance(first, Delta) and first.text == "France."
@@ -125,15 +134,16 @@ def test_a_long_leader_is_cut_to_a_label() -> None:
 
 
 def app_with(backend: ScriptedBackend) -> FastAPI:
-    config = {"tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
-              "router": {"probe": {"mode": "never"}}}  # fmt: skip
+    config = {
+        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+        "router": {"probe": {"mode": "never"}},
+    }
     return create_app(settings_from_dict(config), backend=backend)
 
 
 def sdk(app: FastAPI) -> openai.AsyncOpenAI:
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http,
-                              max_retries=0)  # fmt: skip
+    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http, max_retries=0)
 
 
 def progress_of(obj: Any) -> dict[str, Any] | None:
@@ -145,12 +155,21 @@ def progress_of(obj: Any) -> dict[str, Any] | None:
 async def test_chat_progress_is_an_empty_delta_of_choice_0_before_the_content() -> None:
     client = sdk(app_with(ScriptedBackend(in_order("Paris", "Rome"))))
     stream = await client.chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "Capital of France?"}],
-        stream=True, stream_options={"include_usage": True}, extra_body=ADAPTIVE,
-    )  # fmt: skip
+        model="auto",
+        messages=[{"role": "user", "content": "Capital of France?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=ADAPTIVE,
+    )
     chunks = [chunk async for chunk in stream]
-    kinds = ["progress" if progress_of(c) else "content" if c.choices and
-             c.choices[0].delta.content else "other" for c in chunks]  # fmt: skip
+    kinds = [
+        "progress"
+        if progress_of(c)
+        else "content"
+        if c.choices and c.choices[0].delta.content
+        else "other"
+        for c in chunks
+    ]
     assert kinds.index("progress") < kinds.index("content")
     steps = [p for p in map(progress_of, chunks) if p]
     marks = [c for c in chunks if progress_of(c)]
@@ -168,9 +187,11 @@ async def test_the_quickstart_loop_reads_choices_0_of_every_chunk() -> None:
     progress chunks in the stream and no usage asked for, it must not meet an empty list."""
     client = sdk(app_with(ScriptedBackend(in_order("Paris", "Rome"))))
     stream = await client.chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "Capital of France?"}],
-        stream=True, extra_body=ADAPTIVE,
-    )  # fmt: skip
+        model="auto",
+        messages=[{"role": "user", "content": "Capital of France?"}],
+        stream=True,
+        extra_body=ADAPTIVE,
+    )
     chunks = [chunk async for chunk in stream]
     assert any(progress_of(c) for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) in {"Paris", "Rome"}
@@ -179,17 +200,19 @@ async def test_the_quickstart_loop_reads_choices_0_of_every_chunk() -> None:
 async def test_the_chat_stream_helper_assembles_the_answer_around_progress() -> None:
     client = sdk(app_with(ScriptedBackend(in_order("Paris"))))
     async with client.chat.completions.stream(
-        model="auto", messages=[{"role": "user", "content": "Capital of France?"}],
+        model="auto",
+        messages=[{"role": "user", "content": "Capital of France?"}],
         extra_body=ADAPTIVE,
-    ) as stream:  # fmt: skip
+    ) as stream:
         done = await stream.get_final_completion()
     assert done.choices[0].message.content == "Paris"
 
 
 async def test_responses_progress_is_one_more_in_progress_event_before_the_output() -> None:
     client = sdk(app_with(ScriptedBackend(in_order(*AGREE_LATE))))
-    raw = await client.responses.create(model="auto", input="Capital of France?", stream=True,
-                                        extra_body=ADAPTIVE)  # fmt: skip
+    raw = await client.responses.create(
+        model="auto", input="Capital of France?", stream=True, extra_body=ADAPTIVE
+    )
     kinds: list[str] = [event.type async for event in raw]
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert kinds.count("response.in_progress") == 3  # one as OpenAI sends it, one per round
@@ -197,8 +220,9 @@ async def test_responses_progress_is_one_more_in_progress_event_before_the_outpu
         "response.in_progress"
     )
     assert kinds[-1] == "response.completed"
-    async with client.responses.stream(model="auto", input="Capital of France?",
-                                       extra_body=ADAPTIVE) as helper:  # fmt: skip
+    async with client.responses.stream(
+        model="auto", input="Capital of France?", extra_body=ADAPTIVE
+    ) as helper:
         events = [event async for event in helper]
         final = await helper.get_final_response()
     progress = [progress_of(e.response) for e in events if e.type == "response.in_progress"]
@@ -208,8 +232,9 @@ async def test_responses_progress_is_one_more_in_progress_event_before_the_outpu
 
 async def test_completions_progress_is_an_empty_piece_of_choice_0() -> None:
     client = sdk(app_with(ScriptedBackend(in_order(*AGREE_LATE))))
-    stream = await client.completions.create(model="auto", prompt="Capital of France?",
-                                             stream=True, extra_body=ADAPTIVE)  # fmt: skip
+    stream = await client.completions.create(
+        model="auto", prompt="Capital of France?", stream=True, extra_body=ADAPTIVE
+    )
     chunks = [chunk async for chunk in stream]
     steps = [progress_of(c) for c in chunks if progress_of(c)]
     assert [p["samples"] for p in steps if p] == [2, 4]
@@ -233,4 +258,7 @@ def test_the_streams_bench_times_first_byte_progress_and_content() -> None:
     assert timing.first_byte <= timing.first_progress <= timing.first_content
     assert timing.round_s <= timing.first_progress and timing.rounds == 2
     assert ttc_of("adaptive_bon:single_sample_confidence=null:max_samples=4") == {
-        "policy": "adaptive_bon", "single_sample_confidence": None, "max_samples": 4}  # fmt: skip
+        "policy": "adaptive_bon",
+        "single_sample_confidence": None,
+        "max_samples": 4,
+    }

@@ -64,14 +64,25 @@ class WaveringBackend:
 
 
 def request() -> GenRequest:
-    return GenRequest(messages=({"role": "user", "content": "2 + 3?"},), request_id="r",
-                      sampling={"seed": 100})  # fmt: skip
+    return GenRequest(
+        messages=({"role": "user", "content": "2 + 3?"},), request_id="r", sampling={"seed": 100}
+    )
 
 
 async def run(backend: WaveringBackend, **params: Any) -> Any:
-    fields = {"prune": True, "prune_window": WINDOW, "prune_warmup": 2,
-              "single_sample_confidence": None, "min_samples": 2, "max_samples": 6, "step": 2,
-              "confidence": 0.99, "stopping": "window", "window": 6, **params}  # fmt: skip
+    fields = {
+        "prune": True,
+        "prune_window": WINDOW,
+        "prune_warmup": 2,
+        "single_sample_confidence": None,
+        "min_samples": 2,
+        "max_samples": 6,
+        "step": 2,
+        "confidence": 0.99,
+        "stopping": "window",
+        "window": 6,
+        **params,
+    }
     p = AdaptiveBonParams(**fields)
     return await AdaptiveBonPolicy(p).run(request(), Decision("t", p), backend)
 

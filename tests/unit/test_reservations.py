@@ -84,8 +84,9 @@ def test_refusal_waits_for_the_next_day_only_when_the_spend_alone_is_too_much() 
 class Slow(ScriptedBackend):
     """Answers after ``delay_s``, so concurrent requests overlap."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         self.calls.append((tier, body))
         await asyncio.sleep(self.delay_s)
         limit = int(body.get("max_tokens") or 4)
@@ -93,21 +94,21 @@ class Slow(ScriptedBackend):
 
 
 def app_with(tokens_per_day: int, over_budget: str, backend: Slow) -> FastAPI:
-    settings = settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
-        "server": {"request_timeout_s": 30},
-        "cache": {"enabled": True},  # opt-in: only requests that ask for it
-        "router": {"probe": {"mode": "never"}},
-        "limits": {"tokens_per_day": tokens_per_day,
-                   "contract": {"over_budget": over_budget}},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+            "server": {"request_timeout_s": 30},
+            "cache": {"enabled": True},  # opt-in: only requests that ask for it
+            "router": {"probe": {"mode": "never"}},
+            "limits": {"tokens_per_day": tokens_per_day, "contract": {"over_budget": over_budget}},
+        }
+    )
     return create_app(settings, backend=backend)
 
 
 def client_for(app: FastAPI) -> openai.AsyncOpenAI:
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http,
-                              max_retries=0)  # fmt: skip
+    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http, max_retries=0)
 
 
 def worst(max_tokens: int) -> int:
@@ -117,9 +118,11 @@ def worst(max_tokens: int) -> int:
 
 async def ask(client: openai.AsyncOpenAI, max_tokens: int) -> Any:
     return await client.chat.completions.create(
-        model="small", messages=QUESTION, max_tokens=max_tokens,
+        model="small",
+        messages=QUESTION,
+        max_tokens=max_tokens,
         extra_body={"ttc": {"policy": "single"}},
-    )  # fmt: skip
+    )
 
 
 async def test_reject_refuses_what_the_budget_cannot_hold_and_settles_every_reservation() -> None:
@@ -169,9 +172,13 @@ async def test_streamed_and_text_completion_usage_carry_the_contract() -> None:
     backend = Slow(lambda t, b: ["x"], delay_s=0.0)
     client = client_for(app_with(10 * worst(8), "reject", backend))
     stream = await client.chat.completions.create(
-        model="small", messages=QUESTION, max_tokens=8, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ttc": {"policy": "single"}},
-    )  # fmt: skip
+        model="small",
+        messages=QUESTION,
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ttc": {"policy": "single"}},
+    )
     chunks = [chunk async for chunk in stream]
     usage = chunks[-1].usage
     assert usage is not None and (usage.model_extra or {})["ttc_contract"]["reserved"] == worst(8)

@@ -22,24 +22,34 @@ from server.app import create_app
 from server.config import Settings, settings_from_dict
 from tests.fakes import ScriptedBackend
 
-WEATHER: Any = {"type": "function", "name": "get_weather", "description": "Weather in a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                               "required": ["city"]}}  # fmt: skip
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
 
 
 def settings(**extra: Any) -> Settings:
-    return settings_from_dict({
-        # llama3: a profile whose workers parse tool calls (a plain tier refuses tools)
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
-                            "profile": "llama3"}},
-        "router": {"probe": {"mode": "never"}}, **extra,
-    })  # fmt: skip
+    return settings_from_dict(
+        {
+            # llama3: a profile whose workers parse tool calls (a plain tier refuses tools)
+            "tiers": {
+                "small": {"model": "m", "endpoints": ["http://127.0.0.1:9"], "profile": "llama3"}
+            },
+            "router": {"probe": {"mode": "never"}},
+            **extra,
+        }
+    )
 
 
 def sdk(app: FastAPI, key: str = "x") -> openai.AsyncOpenAI:
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key=key, http_client=http,
-                              max_retries=0)  # fmt: skip
+    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key=key, http_client=http, max_retries=0)
 
 
 def paris() -> ScriptedBackend:
@@ -50,9 +60,12 @@ async def test_a_string_input_gets_a_message_with_output_text_usage_and_ttc() ->
     backend = paris()
     app = create_app(settings(), backend=backend)
     response = await sdk(app).responses.create(
-        model="auto", input="Capital of France?", instructions="Answer in one word.",
-        max_output_tokens=16, extra_body={"ttc": {"policy": "single"}},
-    )  # fmt: skip
+        model="auto",
+        input="Capital of France?",
+        instructions="Answer in one word.",
+        max_output_tokens=16,
+        extra_body={"ttc": {"policy": "single"}},
+    )
     assert response.output_text == "Paris"
     assert response.status == "completed" and response.object == "response"
     assert response.id.startswith("resp_")
@@ -60,8 +73,10 @@ async def test_a_string_input_gets_a_message_with_output_text_usage_and_ttc() ->
     assert response.usage.input_tokens == 10
     assert response.model_extra["ttc"]["policy"] == "single"  # type: ignore[index]
     _, body = backend.calls[0]
-    assert body["messages"] == [{"role": "system", "content": "Answer in one word."},
-                                {"role": "user", "content": "Capital of France?"}]  # fmt: skip
+    assert body["messages"] == [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
     assert body["max_tokens"] == 16
 
 
@@ -69,8 +84,9 @@ async def test_previous_response_id_continues_the_conversation_and_get_delete_wo
     backend = paris()
     app = create_app(settings(), backend=backend)
     client = sdk(app)
-    first = await client.responses.create(model="auto", input="Capital of France?",
-                                          instructions="Be brief.")  # fmt: skip
+    first = await client.responses.create(
+        model="auto", input="Capital of France?", instructions="Be brief."
+    )
     second = await client.responses.create(
         model="auto", input="And of Italy?", previous_response_id=first.id
     )
@@ -103,8 +119,9 @@ async def test_a_long_agent_loop_with_big_tool_outputs_stays_continuable() -> No
             {"type": "message", "role": "user", "content": f"turn {turn}"},
             {"type": "function_call_output", "call_id": f"c{turn}", "output": output},
         ]
-        response = await client.responses.create(model="auto", input=items,
-                                                 previous_response_id=previous)  # fmt: skip
+        response = await client.responses.create(
+            model="auto", input=items, previous_response_id=previous
+        )
         assert response.model_extra["store"] is True  # type: ignore[index]
         sent.append([m["content"] for m in backend.calls[-1][1]["messages"]])
         previous = response.id
@@ -160,8 +177,9 @@ async def test_a_stored_response_is_visible_only_to_the_key_that_made_it(
     with pytest.raises(openai.NotFoundError):
         await sdk(app, "secret-b").responses.delete(mine.id)
     with pytest.raises(openai.BadRequestError):
-        await sdk(app, "secret-b").responses.create(model="auto", input="x",
-                                                    previous_response_id=mine.id)  # fmt: skip
+        await sdk(app, "secret-b").responses.create(
+            model="auto", input="x", previous_response_id=mine.id
+        )
     assert (await sdk(app, "secret-a").responses.retrieve(mine.id)).output_text == "Paris"
     assert hashlib.sha256(b"secret-a").hexdigest() not in str(mine.model_dump())
 
@@ -174,11 +192,19 @@ async def test_the_stream_helper_gets_typed_events_in_order() -> None:
     ) as stream:
         kinds = [event.type async for event in stream]
         final = await stream.get_final_response()
-    assert kinds[:4] == ["response.created", "response.in_progress",
-                         "response.output_item.added", "response.content_part.added"]  # fmt: skip
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
     assert kinds.count("response.output_text.delta") == 4
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
-                          "response.output_item.done", "response.completed"]  # fmt: skip
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert final.output_text.strip() == "The capital is Paris"
     assert final.usage is not None and final.usage.output_tokens == 4
 
@@ -193,8 +219,12 @@ async def test_unknown_fields_and_background_are_refused_naming_them() -> None:
     assert "background" in info.value.message
     assert info.value.body["param"] == "background"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as info:
-        await client.responses.create(model="auto", input="hi", tools=[WEATHER],
-                                      tool_choice={"type": "function", "name": "nope"})  # fmt: skip
+        await client.responses.create(
+            model="auto",
+            input="hi",
+            tools=[WEATHER],
+            tool_choice={"type": "function", "name": "nope"},
+        )
     assert info.value.body["param"] == "tool_choice"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(model="auto", input="hi", temperature=cast(Any, "0.5"))
@@ -204,8 +234,9 @@ async def test_unknown_fields_and_background_are_refused_naming_them() -> None:
 class CallsTheWeather(ScriptedBackend):
     """Answers with a tool call, as vLLM with a tool-call parser does."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         self.calls.append((tier, body))
         call = {
             "id": "call_1",
@@ -221,8 +252,11 @@ async def test_function_tools_give_function_call_items_and_outputs_round_trip() 
     backend = CallsTheWeather(lambda tier, body: [""])
     client = sdk(create_app(settings(), backend=backend))
     response = await client.responses.create(
-        model="auto", input="Weather in Paris?", tools=[WEATHER], tool_choice="auto",
-    )  # fmt: skip
+        model="auto",
+        input="Weather in Paris?",
+        tools=[WEATHER],
+        tool_choice="auto",
+    )
     _, body = backend.calls[0]
     assert body["tools"][0]["function"]["name"] == "get_weather"
     assert body["tool_choice"] == "auto"
@@ -231,18 +265,24 @@ async def test_function_tools_give_function_call_items_and_outputs_round_trip() 
     assert call.type == "function_call" and call.name == "get_weather"
     assert call.call_id == "call_1" and call.arguments == '{"city": "Paris"}'
     await client.responses.create(
-        model="auto", previous_response_id=response.id, tools=[WEATHER],
+        model="auto",
+        previous_response_id=response.id,
+        tools=[WEATHER],
         input=[{"type": "function_call_output", "call_id": "call_1", "output": "18C, sunny"}],
-    )  # fmt: skip
+    )
     _, body = backend.calls[-1]
     assert body["messages"][-2]["tool_calls"][0]["id"] == "call_1"
-    assert body["messages"][-1] == {"role": "tool", "tool_call_id": "call_1",
-                                    "content": "18C, sunny"}  # fmt: skip
+    assert body["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "18C, sunny",
+    }
 
 
 class DiesMidStream(ScriptedBackend):
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> Any:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Any:
         yield Delta(text="Par")
         raise UpstreamUnavailable("the worker died", retry_after=1)
 
@@ -265,8 +305,9 @@ class ThinksAfterItStarts(ScriptedBackend):
     """Reasoning that arrives after the answer began (interleaved thinking, as harmony-style
     models can stream); a real worker does not do it on demand."""
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> Any:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Any:
         yield Delta(text="Par")
         yield Delta(reasoning="hmm, the capital")
         yield Delta(text="is")
@@ -296,19 +337,36 @@ async def test_an_agent_loop_replayed_by_hand_keeps_one_assistant_turn() -> None
     backend = paris()
     client = sdk(create_app(settings(), backend=backend))
     items: Any = [
-        {"type": "message", "role": "user",
-         "content": [{"type": "input_text", "text": "Weather?",
-                      "prompt_cache_breakpoint": {"type": "ephemeral"}}]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {
+                    "type": "input_text",
+                    "text": "Weather?",
+                    "prompt_cache_breakpoint": {"type": "ephemeral"},
+                }
+            ],
+        },
         {"type": "message", "role": "assistant", "content": "Let me check."},
-        {"type": "function_call", "call_id": "c1", "name": "get_weather",
-         "arguments": '{"city": "Paris"}', "namespace": "default"},
-        {"type": "function_call_output", "call_id": "c1", "output": "18C",
-         "name": "get_weather"},
-    ]  # fmt: skip
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+            "namespace": "default",
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": "18C", "name": "get_weather"},
+    ]
     await client.responses.create(
-        model="auto", input=items, tools=[WEATHER], include=["reasoning.encrypted_content"],
-        prompt_cache_key="agent-7", safety_identifier="u-1", max_tool_calls=4,
-    )  # fmt: skip
+        model="auto",
+        input=items,
+        tools=[WEATHER],
+        include=["reasoning.encrypted_content"],
+        prompt_cache_key="agent-7",
+        safety_identifier="u-1",
+        max_tool_calls=4,
+    )
     messages = backend.calls[-1][1]["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
     assert messages[1]["content"] == "Let me check."
@@ -338,17 +396,26 @@ async def test_bad_input_items_and_options_name_the_field(extra: Any, param: str
 async def test_every_openai_reasoning_effort_is_understood() -> None:
     client = sdk(create_app(settings(), backend=paris()))
     for effort in ("none", "xhigh", "max"):
-        response = await client.responses.create(model="auto", input="hi",
-                                                 reasoning={"effort": effort})  # fmt: skip
+        response = await client.responses.create(
+            model="auto", input="hi", reasoning={"effort": effort}
+        )
         reasons = " ".join(response.model_extra["ttc"]["reasons"])  # type: ignore[index]
         assert ("minimal" if effort == "none" else "high") in reasons
 
 
 async def test_input_items_list_a_page_at_a_time_for_the_owner_only() -> None:
-    app = create_app(settings(auth={"enabled": True, "keys": [
-        {"name": "a", "key_hash": hashlib.sha256(b"secret-a").hexdigest()},
-        {"name": "b", "key_hash": hashlib.sha256(b"secret-b").hexdigest()}]}),
-        backend=CallsTheWeather(lambda t, b: [""]))  # fmt: skip
+    app = create_app(
+        settings(
+            auth={
+                "enabled": True,
+                "keys": [
+                    {"name": "a", "key_hash": hashlib.sha256(b"secret-a").hexdigest()},
+                    {"name": "b", "key_hash": hashlib.sha256(b"secret-b").hexdigest()},
+                ],
+            }
+        ),
+        backend=CallsTheWeather(lambda t, b: [""]),
+    )
     client = sdk(app, "secret-a")
     items: Any = [
         {"type": "message", "role": "user", "content": "Weather in Paris?"},
@@ -358,8 +425,12 @@ async def test_input_items_list_a_page_at_a_time_for_the_owner_only() -> None:
     ]
     response = await client.responses.create(model="auto", input=items, tools=[WEATHER])
     listed = await client.responses.input_items.list(response.id, order="asc")
-    assert [i.type for i in listed.data] == ["message", "message", "function_call",
-                                             "function_call_output"]  # fmt: skip
+    assert [i.type for i in listed.data] == [
+        "message",
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
     newest = await client.responses.input_items.list(response.id, limit=2)
     assert [i.type for i in newest.data] == ["function_call_output", "function_call"]
     assert newest.has_more

@@ -217,8 +217,9 @@ def test_an_override_for_the_bands_policy_survives_the_routers_switch(
 ) -> None:
     """``auto`` with ``ttc.max_samples`` was valid as sent: when the router switches to
     ``single`` (greedy, or n > 1), the override is set aside and said, not a 400."""
-    request = GenRequest(messages=({"role": "user", "content": "hi"},), ttc={"max_samples": 8},
-                         sampling=sampling)  # fmt: skip
+    request = GenRequest(
+        messages=({"role": "user", "content": "hi"},), ttc={"max_samples": 8}, sampling=sampling
+    )
     decision = ROUTER.decide(request)
     assert decision.params.name == "single"
     assert any("ttc.max_samples" in r and "unused" in r for r in decision.reasons)
@@ -226,8 +227,9 @@ def test_an_override_for_the_bands_policy_survives_the_routers_switch(
 
 @pytest.mark.parametrize("policy", ["convergence", "speculative", "cascade"])
 def test_n_above_1_with_a_one_answer_policy_is_a_400_naming_n(policy: str) -> None:
-    request = GenRequest(messages=({"role": "user", "content": "hi"},), ttc={"policy": policy},
-                         sampling={"n": 3})  # fmt: skip
+    request = GenRequest(
+        messages=({"role": "user", "content": "hi"},), ttc={"policy": policy}, sampling={"n": 3}
+    )
     with pytest.raises(InvalidRequest) as info:
         ROUTER.decide(request)
     assert info.value.param == "n" and policy in info.value.message
@@ -235,8 +237,9 @@ def test_n_above_1_with_a_one_answer_policy_is_a_400_naming_n(policy: str) -> No
 
 def test_logprobs_are_never_dropped_silently_by_speculative() -> None:
     asked = {"logprobs": True, "top_logprobs": 2}
-    pinned = GenRequest(messages=({"role": "user", "content": "hi"},),
-                        ttc={"policy": "speculative"}, sampling=asked)  # fmt: skip
+    pinned = GenRequest(
+        messages=({"role": "user", "content": "hi"},), ttc={"policy": "speculative"}, sampling=asked
+    )
     with pytest.raises(InvalidRequest) as info:
         ROUTER.decide(pinned)
     assert info.value.param == "logprobs"

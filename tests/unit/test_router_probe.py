@@ -42,8 +42,11 @@ class LogprobBackend(ScriptedBackend):
         if self.fail:
             raise UpstreamUnavailable("no worker")
         top = [{"token": f"t{i}", "logprob": lp} for i, lp in enumerate(self.first)]
-        raw = {"logprobs": {"content": [{"token": "t0", "logprob": top[0]["logprob"],
-                                         "top_logprobs": top}]}}  # fmt: skip
+        raw = {
+            "logprobs": {
+                "content": [{"token": "t0", "logprob": top[0]["logprob"], "top_logprobs": top}]
+            }
+        }
         choice = Choice(index=0, text="t0", finish_reason="length", raw=raw)
         return Completion(choices=(choice,), usage=TokenUsage(12, 1), model="fake")
 
@@ -71,7 +74,7 @@ def test_entropy_is_zero_when_sure_and_high_when_spread() -> None:
 async def test_an_unsure_prediction_is_refined_by_one_probe_token() -> None:
     fake = backend(SURE)
     routing = await router(0.5).route(request(sampling={"max_tokens": 64, "n": 2}), fake)
-    (tier, body), = fake.calls  # fmt: skip
+    ((tier, body),) = fake.calls
     assert tier == "small"
     assert (body["max_tokens"], body["logprobs"], body["top_logprobs"]) == (1, True, 5)
     assert "n" not in body and body["messages"][0]["content"] == "What is 6 x 7?"

@@ -21,12 +21,19 @@ TOOLS: Any = [WEATHER]
 
 def settings(**router: Any) -> Settings:
     endpoint = ["http://127.0.0.1:9"]
-    return settings_from_dict({
-        "tiers": {"small": {"model": "s", "endpoints": endpoint},  # plain: no tools
-                  "large": {"model": "l", "endpoints": endpoint, "profile": "smollm2"}},
-        "router": {"probe": {"mode": "never"},
-                   "bands": [{"name": "all", "tier": "small", "policy": "single"}], **router},
-    })  # fmt: skip
+    return settings_from_dict(
+        {
+            "tiers": {
+                "small": {"model": "s", "endpoints": endpoint},  # plain: no tools
+                "large": {"model": "l", "endpoints": endpoint, "profile": "smollm2"},
+            },
+            "router": {
+                "probe": {"mode": "never"},
+                "bands": [{"name": "all", "tier": "small", "policy": "single"}],
+                **router,
+            },
+        }
+    )
 
 
 async def ask(backend: ScriptedBackend, model: str, settings_: Settings, **fields: Any) -> Any:
@@ -62,8 +69,9 @@ async def test_tool_choice_none_needs_no_tool_tier() -> None:
 
 
 async def test_no_tier_that_can_call_tools_is_a_400() -> None:
-    only_plain = settings_from_dict({"tiers": {"small": {"model": "s",
-                                                         "endpoints": ["http://127.0.0.1:9"]}}})
+    only_plain = settings_from_dict(
+        {"tiers": {"small": {"model": "s", "endpoints": ["http://127.0.0.1:9"]}}}
+    )
     with pytest.raises(openai.BadRequestError) as info:
         await ask(ScriptedBackend(lambda tier, body: ["x"]), "auto", only_plain)
     assert "no configured tier can call tools" in info.value.message
@@ -71,13 +79,16 @@ async def test_no_tier_that_can_call_tools_is_a_400() -> None:
 
 async def test_pinned_adaptive_bon_votes_on_calls_else_tools_get_single() -> None:
     backend = ScriptedBackend(lambda tier, body: ["x"] * body.get("n", 1))
-    pinned = await ask(backend, "large", settings(),
-                       extra_body={"ttc": {"policy": "adaptive_bon", "max_samples": 4}})
+    pinned = await ask(
+        backend,
+        "large",
+        settings(),
+        extra_body={"ttc": {"policy": "adaptive_bon", "max_samples": 4}},
+    )
     ttc = pinned.model_extra["ttc"]
     assert ttc["policy"] == "adaptive_bon" and ttc["votes"] == {"no call": ttc["samples"]}
     assert "tools: adaptive_bon samples vote on the calls" in ttc["reasons"]
-    plain = await ask(backend, "large", settings(bands=[
-        {"name": "all", "policy": "adaptive_bon"}]))
+    plain = await ask(backend, "large", settings(bands=[{"name": "all", "policy": "adaptive_bon"}]))
     assert plain.model_extra["ttc"]["policy"] == "single"
     configured = await ask(backend, "large", settings(tools={"policy": "adaptive_bon"}))
     assert configured.model_extra["ttc"]["policy"] == "adaptive_bon"

@@ -34,8 +34,12 @@ def step(text: str, ended: str = "blank", tokens: int | None = None) -> Completi
     """A step completion as vLLM returns it: ``stop_reason`` is the matched stop string."""
     stop_reason = {"blank": "\n\n", "eos": None, "length": None, "client": "END"}[ended]
     finish = "length" if ended == "length" else "stop"
-    raw = {"index": 0, "message": {"role": "assistant", "content": text},
-           "finish_reason": finish, "stop_reason": stop_reason}  # fmt: skip
+    raw = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": finish,
+        "stop_reason": stop_reason,
+    }
     used = len(text.split()) if tokens is None else tokens
     choice = Choice(0, text, finish, raw=raw)
     return Completion(choices=(choice,), usage=TokenUsage(20, used), model="fake")
@@ -46,8 +50,12 @@ def verdict(probs: dict[str, float]) -> Completion:
     top = [{"token": t, "logprob": math.log(p)} for t, p in probs.items()]
     sampled = max(probs, key=lambda t: probs[t]) if probs else ""
     first_token = {"token": sampled, "logprob": -0.1, "top_logprobs": top}
-    raw = {"index": 0, "message": {"content": sampled}, "finish_reason": "length",
-           "logprobs": {"content": [first_token]}}  # fmt: skip
+    raw = {
+        "index": 0,
+        "message": {"content": sampled},
+        "finish_reason": "length",
+        "logprobs": {"content": [first_token]},
+    }
     choice = Choice(0, sampled, "length", raw=raw)
     return Completion(choices=(choice,), usage=TokenUsage(50, 1), model="fake")
 
@@ -181,15 +189,18 @@ async def test_rejected_draft_is_rewritten_by_the_judge_tier_and_still_counted()
         steps={
             "small": [step("Lyon is the capital.", tokens=5)],
             "large": [step("The answer is Paris.", tokens=6)],
-        },  # fmt: skip
+        },
         verdicts=[verdict(BAD)],
     )
     result = await run(backend)
     assert result.message == "The answer is Paris."
     assert result.report["steps_rejected"] == 1 and result.report["steps_accepted"] == 0
     assert result.report["steps_drafted"] == 1 and result.report["acceptance_rate"] == 0.0
-    assert usage_kinds(result) == {("draft", "small"): 5, ("judge", "large"): 1,
-                                   ("sample", "large"): 6}  # fmt: skip
+    assert usage_kinds(result) == {
+        ("draft", "small"): 5,
+        ("judge", "large"): 1,
+        ("sample", "large"): 6,
+    }
     assert result.report["tokens_by_tier"]["small"]["completion_tokens"] == 5
     rewrite = backend.step_calls()[1]
     assert rewrite[0] == "large" and rewrite[1]["messages"][-1]["content"] == ""
@@ -227,8 +238,9 @@ async def test_empty_draft_goes_to_the_judge_tier_without_a_judge_call() -> None
 
 
 async def test_end_of_sequence_stops_the_chain() -> None:
-    backend = StepBackend(steps={"small": [step("Paris, of course.", "eos")]},
-                          verdicts=[verdict(GOOD)])  # fmt: skip
+    backend = StepBackend(
+        steps={"small": [step("Paris, of course.", "eos")]}, verdicts=[verdict(GOOD)]
+    )
     result = await run(backend)
     assert result.report["stop_reason"] == "eos" and result.message == "Paris, of course."
 
@@ -247,8 +259,7 @@ async def test_repeated_step_stops_without_repeating_it() -> None:
 
 async def test_max_steps_ends_with_length() -> None:
     texts = ["One.", "Two.", "Three."]
-    backend = StepBackend(steps={"small": [step(t) for t in texts]},
-                          verdicts=[verdict(GOOD)] * 3)  # fmt: skip
+    backend = StepBackend(steps={"small": [step(t) for t in texts]}, verdicts=[verdict(GOOD)] * 3)
     result = await run(backend, max_steps=2)
     assert result.report["stop_reason"] == "max_steps" and result.report["steps"] == 2
     assert result.choices[0].finish_reason == "length"
@@ -287,8 +298,7 @@ async def test_whole_conversation_is_sent_as_messages() -> None:
     )
     backend = StepBackend(steps={"small": [step("Paris.", "eos")]}, verdicts=[verdict(GOOD)])
     req = GenRequest(messages=conversation, request_id="r2")
-    await SpeculativePolicy(SPEC).run(req, Decision("small", SPEC),
-                                                     backend)  # fmt: skip
+    await SpeculativePolicy(SPEC).run(req, Decision("small", SPEC), backend)
     assert backend.step_calls()[0][1]["messages"][:4] == list(conversation)
     judged = backend.judge_calls()[0][1]["messages"][1]["content"]
     assert "Capital of Italy?" in judged and "And of France?" in judged
@@ -303,8 +313,9 @@ async def test_stream_emits_each_settled_step_then_finish_then_result() -> None:
         verdicts=[verdict(GOOD), verdict(BAD)],
     )
     spec = SPEC
-    events = [e async for e in SpeculativePolicy(spec).stream(request(), Decision("small", spec),
-                                                              backend)]  # fmt: skip
+    events = [
+        e async for e in SpeculativePolicy(spec).stream(request(), Decision("small", spec), backend)
+    ]
     *deltas, finish, result = events
     assert [d.text for d in deltas if isinstance(d, Delta)] == ["France.", "\n\nParis."]
     assert isinstance(finish, Delta) and finish.finish_reason == "stop"

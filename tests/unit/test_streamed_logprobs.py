@@ -19,17 +19,27 @@ from tests.unit.test_billing_paths import CAPITAL, client_for, make_app
 class WithLogprobs(ScriptedBackend):
     """Chat answers carrying logprobs in the worker's form when asked for them."""
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         done = await super().chat(tier, body, affinity=affinity)
         if not body.get("logprobs"):
             return done
         choices = tuple(
-            replace(c, raw={**c.raw, "logprobs": {"content": [
-                {"token": t, "logprob": lp, "top_logprobs": []}
-                for t, lp in zip(c.tokens, c.token_logprobs, strict=True)]}})
+            replace(
+                c,
+                raw={
+                    **c.raw,
+                    "logprobs": {
+                        "content": [
+                            {"token": t, "logprob": lp, "top_logprobs": []}
+                            for t, lp in zip(c.tokens, c.token_logprobs, strict=True)
+                        ]
+                    },
+                },
+            )
             for c in done.choices
-        )  # fmt: skip
+        )
         return replace(done, choices=choices)
 
 
@@ -39,14 +49,21 @@ async def test_a_streamed_vote_carries_the_winners_logprobs_when_asked(asked: bo
     app = make_app(backend)
     extra: Any = {"logprobs": True, "top_logprobs": 1} if asked else {}
     stream = await client_for(app).chat.completions.create(
-        model="small", messages=CAPITAL, stream=True, **extra,
+        model="small",
+        messages=CAPITAL,
+        stream=True,
+        **extra,
         extra_body={"ttc": {"policy": "adaptive_bon", "single_sample_confidence": None}},
-    )  # fmt: skip
+    )
     texts = [c.choices[0] async for c in stream if c.choices and c.choices[0].delta.content]
     assert "".join(t.delta.content or "" for t in texts) == "The answer is 5"
     streamed = [t.logprobs for t in texts if t.logprobs is not None]
     if asked:
-        assert streamed and [x.token for x in streamed[0].content or []] == ["The", "answer",
-                                                                           "is", "5"]  # fmt: skip
+        assert streamed and [x.token for x in streamed[0].content or []] == [
+            "The",
+            "answer",
+            "is",
+            "5",
+        ]
     else:
         assert streamed == []

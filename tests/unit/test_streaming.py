@@ -25,8 +25,9 @@ def result() -> PolicyResult:
     return PolicyResult((ResultChoice(0, "ab", "stop"),), ledger, {"samples": 1})
 
 
-async def collect(events: AsyncIterator[Event], include_usage: bool, keepalive: float = 5.0
-                  ) -> tuple[list[Any], list[TtcError | None]]:  # fmt: skip
+async def collect(
+    events: AsyncIterator[Event], include_usage: bool, keepalive: float = 5.0
+) -> tuple[list[Any], list[TtcError | None]]:
     """The chat SSE of ``events``, and how each ended (``None``: it ended with a result)."""
     errors: list[TtcError | None] = []
 
@@ -44,11 +45,14 @@ async def collect(events: AsyncIterator[Event], include_usage: bool, keepalive: 
     first = asyncio.ensure_future(anext(source))
     ticking = with_keepalive(first, source, keepalive)
     parts = [
-        part async for part in chat_sse(
-            ticking, ChunkFactory("id", "t", include_usage=include_usage), PLAN,
-            include_usage=include_usage
+        part
+        async for part in chat_sse(
+            ticking,
+            ChunkFactory("id", "t", include_usage=include_usage),
+            PLAN,
+            include_usage=include_usage,
         )
-    ]  # fmt: skip
+    ]
     out: list[Any] = []
     for part in b"".join(parts).split(b"\n\n"):
         if part.startswith(b"data: [DONE]"):

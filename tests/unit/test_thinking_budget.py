@@ -38,17 +38,25 @@ class RunawayThinker(ScriptedBackend):
         thought = " ".join(f"t{i}" for i in range(limit))
         return thought, "", "length", TokenUsage(20, limit, limit)
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         reasoning, text, finish, usage = self._reply(body)
         n = int(body.get("n") or 1)
-        choices = tuple(Choice(index=i, text=text, finish_reason=finish, reasoning=reasoning)
-                        for i in range(n))  # fmt: skip
-        return Completion(choices, TokenUsage(usage.prompt_tokens, usage.completion_tokens * n,
-                                              usage.reasoning_tokens * n), "m")  # fmt: skip
+        choices = tuple(
+            Choice(index=i, text=text, finish_reason=finish, reasoning=reasoning) for i in range(n)
+        )
+        return Completion(
+            choices,
+            TokenUsage(
+                usage.prompt_tokens, usage.completion_tokens * n, usage.reasoning_tokens * n
+            ),
+            "m",
+        )
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         reasoning, _, finish, usage = self._reply(body)
         for word in reasoning.split(" "):
             yield Delta(reasoning=word + " ")
@@ -57,14 +65,19 @@ class RunawayThinker(ScriptedBackend):
 
 
 def gateway(backend: ScriptedBackend) -> openai.AsyncOpenAI:
-    settings = settings_from_dict({
-        "tiers": {
-            "thinking": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
-                         "profile": "smollm2_thinking"},
-            "plain": {"model": "m", "endpoints": ["http://127.0.0.1:9"]},
-        },
-        "router": {"probe": {"mode": "never"}},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {
+                "thinking": {
+                    "model": "m",
+                    "endpoints": ["http://127.0.0.1:9"],
+                    "profile": "smollm2_thinking",
+                },
+                "plain": {"model": "m", "endpoints": ["http://127.0.0.1:9"]},
+            },
+            "router": {"probe": {"mode": "never"}},
+        }
+    )
     app: FastAPI = create_app(settings, backend=backend)
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
     return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http)
@@ -101,9 +114,12 @@ async def test_a_budget_of_n_stops_the_thinking_at_n_and_forces_an_answer() -> N
 
 async def test_the_stream_sends_the_thinking_then_the_forced_answer_as_content() -> None:
     stream = await gateway(RunawayThinker(lambda t, b: [])).chat.completions.create(
-        model="thinking", messages=QUESTION, stream=True,
-        stream_options={"include_usage": True}, extra_body=ttc(thinking_budget=5),
-    )  # fmt: skip
+        model="thinking",
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=ttc(thinking_budget=5),
+    )
     chunks = [chunk async for chunk in stream]
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert len("".join(thinking_of(d) for d in deltas).split()) == 5
@@ -147,9 +163,11 @@ async def test_max_tokens_that_thinking_would_exhaust_keeps_room_for_the_answer(
 async def test_every_policy_holds_the_budget_and_answers(policy: str) -> None:
     backend = RunawayThinker(lambda t, b: [])
     reply = await gateway(backend).chat.completions.create(
-        model="thinking", messages=QUESTION, temperature=0.7,
+        model="thinking",
+        messages=QUESTION,
+        temperature=0.7,
         extra_body={"ttc": {"policy": policy, "thinking_budget": 6}},
-    )  # fmt: skip
+    )
     assert ANSWER in (reply.choices[0].message.content or "")
     assert (reply.model_extra or {})["ttc"]["budget_forced"] is True
     # Thinking calls: all but those continuing a closed thinking (forced answers, probes);

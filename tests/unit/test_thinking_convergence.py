@@ -69,11 +69,18 @@ class SettlingThinker:
 
 
 def gateway(backend: SettlingThinker) -> openai.AsyncOpenAI:
-    settings = settings_from_dict({
-        "tiers": {"thinking": {"model": "m", "endpoints": ["http://127.0.0.1:9"],
-                               "profile": "smollm2_thinking"}},
-        "router": {"probe": {"mode": "never"}},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {
+                "thinking": {
+                    "model": "m",
+                    "endpoints": ["http://127.0.0.1:9"],
+                    "profile": "smollm2_thinking",
+                }
+            },
+            "router": {"probe": {"mode": "never"}},
+        }
+    )
     app = create_app(settings, backend=backend)
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
     return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http)
@@ -124,9 +131,12 @@ async def test_probes_inside_the_thinking_stop_it_once_they_agree() -> None:
 async def test_the_stream_sends_the_thinking_then_the_converged_answer() -> None:
     backend = SettlingThinker()
     stream = await gateway(backend).chat.completions.create(
-        model="thinking", messages=QUESTION, stream=True,
-        stream_options={"include_usage": True}, extra_body=TTC,
-    )  # fmt: skip
+        model="thinking",
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=TTC,
+    )
     chunks = [chunk async for chunk in stream]
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     thinking = "".join(str((d.model_extra or {}).get("reasoning") or "") for d in deltas)

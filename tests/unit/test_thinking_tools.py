@@ -17,10 +17,20 @@ from server.app import create_app
 from server.config import settings_from_dict
 from workers.client import parse_chunk, parse_completion
 
-CALL = {"id": "call_1", "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}  # fmt: skip
-TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 ASK: Any = [{"role": "user", "content": "Weather in Paris?"}]
 USAGE = {"prompt_tokens": 20, "completion_tokens": 12}
 
@@ -31,23 +41,41 @@ class ThinksThenCalls:
 
     async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None) -> Any:
         self.calls.append(body)
-        message = {"role": "assistant", "reasoning": "I should call the tool.", "content": None,
-                   "tool_calls": [CALL]}  # fmt: skip
-        return parse_completion({"model": "m", "usage": USAGE, "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls"}]})  # fmt: skip
+        message = {
+            "role": "assistant",
+            "reasoning": "I should call the tool.",
+            "content": None,
+            "tool_calls": [CALL],
+        }
+        return parse_completion(
+            {
+                "model": "m",
+                "usage": USAGE,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+            }
+        )
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> Any:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Any:
         self.calls.append(body)
-        opening = {"index": 0, "id": "call_1", "type": "function",
-                   "function": {"name": "get_weather", "arguments": ""}}  # fmt: skip
+        opening = {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": ""},
+        }
         rest = {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
-        for delta, finish in [({"role": "assistant", "content": ""}, None),
-                              ({"reasoning": "I should call the tool."}, None),
-                              ({"tool_calls": [opening]}, None), ({"tool_calls": [rest]}, None),
-                              ({}, "tool_calls")]:  # fmt: skip
-            for parsed in parse_chunk({"choices": [{"index": 0, "delta": delta,
-                                                    "finish_reason": finish}]}):  # fmt: skip
+        for delta, finish in [
+            ({"role": "assistant", "content": ""}, None),
+            ({"reasoning": "I should call the tool."}, None),
+            ({"tool_calls": [opening]}, None),
+            ({"tool_calls": [rest]}, None),
+            ({}, "tool_calls"),
+        ]:
+            for parsed in parse_chunk(
+                {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            ):
                 yield parsed
         for parsed in parse_chunk({"choices": [], "usage": USAGE}):
             yield parsed
@@ -56,18 +84,22 @@ class ThinksThenCalls:
 def client() -> tuple[openai.AsyncOpenAI, ThinksThenCalls]:
     backend = ThinksThenCalls()
     tiers = {"r": {"model": "m", "endpoints": ["http://127.0.0.1:9"], "profile": "qwen3"}}
-    app = create_app(settings_from_dict({"tiers": tiers, "router": {"probe": {"mode": "never"}}}),
-                     backend=backend)  # fmt: skip
+    app = create_app(
+        settings_from_dict({"tiers": tiers, "router": {"probe": {"mode": "never"}}}),
+        backend=backend,
+    )
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http,
-                              max_retries=0), backend  # fmt: skip
+    return openai.AsyncOpenAI(
+        base_url="http://gw/v1", api_key="x", http_client=http, max_retries=0
+    ), backend
 
 
 @pytest.mark.parametrize("n", [1, 2])
 async def test_a_tool_call_within_the_budget_is_the_answer(n: int) -> None:
     sdk, backend = client()
-    reply = await sdk.chat.completions.create(model="r", messages=ASK, tools=TOOLS, n=n,
-                                              extra_body={"ttc": {"policy": "single"}})  # fmt: skip
+    reply = await sdk.chat.completions.create(
+        model="r", messages=ASK, tools=TOOLS, n=n, extra_body={"ttc": {"policy": "single"}}
+    )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls and choice.message.tool_calls[0].id == "call_1"

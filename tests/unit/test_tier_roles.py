@@ -77,7 +77,7 @@ def test_a_tier_the_config_lacks_is_a_400_naming_it() -> None:
                         {"name": "all", "policy": "cascade", "params": {"small_tier": "small"}}
                     ]
                 }
-            },  # fmt: skip
+            },
             "router.bands.all.params.small_tier",
         ),
     ],

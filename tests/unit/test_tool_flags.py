@@ -28,10 +28,18 @@ def test_ttc_worker_profile_expands_to_the_preset_flags() -> None:
 
 
 def test_a_deployed_worker_without_the_flags_is_a_problem() -> None:
-    settings = settings_from_dict({"tiers": {
-        "small": {"model": "s", "endpoints": ["http://vllm-small:8000"], "profile": "qwen2.5"},
-        "plain": {"model": "p", "endpoints": ["http://vllm-plain:8000"]},
-    }})  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {
+                "small": {
+                    "model": "s",
+                    "endpoints": ["http://vllm-small:8000"],
+                    "profile": "qwen2.5",
+                },
+                "plain": {"model": "p", "endpoints": ["http://vllm-plain:8000"]},
+            }
+        }
+    )
     services: dict[str, Any] = {
         "vllm-small": {"command": ["--model", "Qwen/Qwen2.5-1.5B-Instruct"]},
         "vllm-plain": {"command": ["--model", "x"]},
@@ -46,9 +54,17 @@ def test_a_deployed_worker_without_the_flags_is_a_problem() -> None:
 
 
 def test_a_reasoning_tiers_worker_needs_its_reasoning_parser() -> None:
-    settings = settings_from_dict({"tiers": {
-        "think": {"model": "t", "endpoints": ["http://vllm-think:8000"], "profile": "qwen3"},
-    }})  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {
+                "think": {
+                    "model": "t",
+                    "endpoints": ["http://vllm-think:8000"],
+                    "profile": "qwen3",
+                },
+            }
+        }
+    )
     services: dict[str, Any] = {
         "vllm-think": {
             "command": [

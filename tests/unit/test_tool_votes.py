@@ -19,11 +19,19 @@ from policies.adaptive_bon import AdaptiveBonParams, AdaptiveBonPolicy
 from policies.base import stream_whole
 from policies.tool_votes import NO_CALL, canonical, tool_schemas, vote_key
 
-WEATHER: dict[str, Any] = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
-                                                    "days": {"type": "integer"}},
-                   "required": ["city"], "additionalProperties": False}}}  # fmt: skip
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
 SCHEMAS = tool_schemas([WEATHER])
 
 
@@ -121,7 +129,9 @@ async def test_a_malformed_majority_loses_to_the_valid_call() -> None:
 async def test_no_call_is_a_candidate_and_stops_by_the_same_rules() -> None:
     backend = CallingBackend(itertools.repeat(None))
     result = await policy(min_samples=2, max_samples=8).run(
-        tools_request(), DECISION, backend  # type: ignore[arg-type]
+        tools_request(),
+        DECISION,
+        backend,  # type: ignore[arg-type]
     )
     assert result.report["votes"] == {NO_CALL: result.report["samples"]}
     assert result.report["early_stopped"] and result.choices[0].text == "It is sunny."
@@ -145,10 +155,18 @@ async def test_through_the_gateway_the_sdk_gets_the_majority_call_and_the_split(
     client = client_for(create_app(settings(), backend=backend))  # type: ignore[arg-type]
     tools: Any = [WEATHER]
     reply = await client.chat.completions.create(
-        model="small", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools,
-        extra_body={"ttc": {"policy": "adaptive_bon", "min_samples": 3, "max_samples": 5,
-                            "single_sample_confidence": None}},
-    )  # fmt: skip
+        model="small",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=tools,
+        extra_body={
+            "ttc": {
+                "policy": "adaptive_bon",
+                "min_samples": 3,
+                "max_samples": 5,
+                "single_sample_confidence": None,
+            }
+        },
+    )
     call: Any
     (call,) = reply.choices[0].message.tool_calls or []
     assert call.function.arguments == PARIS and reply.choices[0].finish_reason == "tool_calls"

@@ -113,10 +113,16 @@ async def test_each_attempt_is_a_child_span_a_failed_one_in_error(
     assert attrs(failed)["error.type"] == "WorkerFailed"
     assert failed.status.status_code is trace.StatusCode.ERROR
     assert attrs(answered) == {
-        "ttc.kind": "probe", "ttc.tier": "small", "ttc.worker": up.url, "ttc.stream": False,
-        "ttc.attempt": 2, "ttc.cancelled": False, "ttc.tokens.prompt": USAGE["prompt_tokens"],
-        "ttc.tokens.completion": TOKENS, "ttc.tokens.reasoning": 0,
-    }  # fmt: skip
+        "ttc.kind": "probe",
+        "ttc.tier": "small",
+        "ttc.worker": up.url,
+        "ttc.stream": False,
+        "ttc.attempt": 2,
+        "ttc.cancelled": False,
+        "ttc.tokens.prompt": USAGE["prompt_tokens"],
+        "ttc.tokens.completion": TOKENS,
+        "ttc.tokens.reasoning": 0,
+    }
 
 
 async def test_a_stream_closed_early_ends_its_span_cancelled_with_the_tokens_so_far(
@@ -144,17 +150,18 @@ async def test_a_stream_closed_early_ends_its_span_cancelled_with_the_tokens_so_
 def gateway(
     exporter: InMemorySpanExporter, tracing: dict[str, Any] | None = None, **sections: Any
 ) -> tuple[openai.AsyncOpenAI, httpx2.AsyncClient]:
-    settings = settings_from_dict({
-        "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
-        "router": {"probe": {"mode": "never"}, **sections.pop("router", {})},
-        "tracing": {"enabled": True, **(tracing or {})},
-        **sections,
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+            "router": {"probe": {"mode": "never"}, **sections.pop("router", {})},
+            "tracing": {"enabled": True, **(tracing or {})},
+            **sections,
+        }
+    )
     backend = ScriptedBackend(lambda tier, body: ["Paris"] * int(body.get("n", 1)))
     app = create_app(settings, backend=backend, span_exporter=exporter)
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gw")
-    sdk = openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http,
-                             max_retries=0)  # fmt: skip
+    sdk = openai.AsyncOpenAI(base_url="http://gw/v1", api_key="x", http_client=http, max_retries=0)
     return sdk, http
 
 
@@ -179,16 +186,18 @@ async def test_a_caller_traceparent_makes_the_request_its_child_and_unsampled_re
 ) -> None:
     sdk, _ = gateway(exporter, {"sample_ratio": 0.0})  # only a caller's sampled flag records
     header = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-    await sdk.chat.completions.create(model="auto", messages=HI, extra_body=PINNED,
-                                      extra_headers=header)  # fmt: skip
+    await sdk.chat.completions.create(
+        model="auto", messages=HI, extra_body=PINNED, extra_headers=header
+    )
     (span,) = exporter.get_finished_spans()
     assert trace.format_trace_id(span.context.trace_id) == CALLER_TRACE
     assert span.parent is not None and trace.format_span_id(span.parent.span_id) == CALLER_SPAN
     exporter.clear()
     unsampled = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"}
     for headers in (unsampled, {"traceparent": "garbage"}, {}):
-        await sdk.chat.completions.create(model="auto", messages=HI, extra_body=PINNED,
-                                          extra_headers=headers)  # fmt: skip
+        await sdk.chat.completions.create(
+            model="auto", messages=HI, extra_body=PINNED, extra_headers=headers
+        )
     assert exporter.get_finished_spans() == ()
 
 
@@ -197,8 +206,9 @@ async def test_a_refused_request_ends_its_span_once_with_its_status(
 ) -> None:
     sdk, _ = gateway(exporter)
     with pytest.raises(openai.BadRequestError):
-        await sdk.chat.completions.create(model="auto", messages=HI,
-                                          extra_body={"ttc": {"policy": "nope"}})  # fmt: skip
+        await sdk.chat.completions.create(
+            model="auto", messages=HI, extra_body={"ttc": {"policy": "nope"}}
+        )
     (span,) = exporter.get_finished_spans()
     assert attrs(span)["ttc.status"] == "400" and attrs(span)["error.type"]
     assert span.status.status_code is trace.StatusCode.UNSET  # the client's error, not ours
@@ -214,8 +224,11 @@ async def test_metrics_carry_the_trace_id_as_exemplar_to_an_openmetrics_scraper(
     open_metrics = await http.get("/metrics", headers={"accept": "application/openmetrics-text"})
     assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
     lines = open_metrics.text.splitlines()
-    for family in ("ttc_request_duration_seconds_bucket", "ttc_tokens_total",
-                   "ttc_request_tokens_bucket"):  # fmt: skip
+    for family in (
+        "ttc_request_duration_seconds_bucket",
+        "ttc_tokens_total",
+        "ttc_request_tokens_bucket",
+    ):
         assert any(ln.startswith(family) and exemplar in ln for ln in lines), family
     plain = await http.get("/metrics")
     assert plain.headers["content-type"].startswith("text/plain") and "trace_id" not in plain.text
@@ -239,8 +252,9 @@ async def test_the_router_trace_record_names_the_trace(
 ) -> None:
     path = tmp_path / "traces.jsonl"
     sdk, _ = gateway(exporter, router={"traces": {"path": str(path)}})
-    stream = await sdk.chat.completions.create(model="auto", messages=HI, extra_body=PINNED,
-                                               stream=True)  # fmt: skip
+    stream = await sdk.chat.completions.create(
+        model="auto", messages=HI, extra_body=PINNED, stream=True
+    )
     async for _ in stream:
         pass
     (span,) = exporter.get_finished_spans()
@@ -256,17 +270,25 @@ async def test_the_router_trace_record_names_the_trace(
 async def test_tracing_off_records_nothing(exporter: InMemorySpanExporter) -> None:
     sdk, _ = gateway(exporter, {"enabled": False})
     header = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-    await sdk.chat.completions.create(model="auto", messages=HI, extra_body=PINNED,
-                                      extra_headers=header)  # fmt: skip
+    await sdk.chat.completions.create(
+        model="auto", messages=HI, extra_body=PINNED, extra_headers=header
+    )
     assert exporter.get_finished_spans() == ()
 
 
 @pytest.mark.parametrize(
     ("tracing", "where"),
-    [({"sample_ratio": 1.5}, "tracing.sample_ratio"), ({"enable": True}, "tracing.enable"),
-     ({"service_name": ""}, "tracing.service_name")],
-)  # fmt: skip
+    [
+        ({"sample_ratio": 1.5}, "tracing.sample_ratio"),
+        ({"enable": True}, "tracing.enable"),
+        ({"service_name": ""}, "tracing.service_name"),
+    ],
+)
 def test_bad_tracing_config_names_the_key(tracing: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError, match=where):
-        settings_from_dict({"tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
-                            "tracing": tracing})  # fmt: skip
+        settings_from_dict(
+            {
+                "tiers": {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}},
+                "tracing": tracing,
+            }
+        )

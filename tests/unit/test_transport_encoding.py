@@ -13,7 +13,7 @@ from workers.transport import encoded
     "body",
     [
         {"model": "m", "messages": [{"role": "user", "content": "What is 7 + 5?"}]},
-        {"messages": [{"role": "user", "content": "ü€ 日本 \n\t\"\\"}], "temperature": 0.7},
+        {"messages": [{"role": "user", "content": 'ü€ 日本 \n\t"\\'}], "temperature": 0.7},
         {"messages": [{"role": "user", "content": "x" * 2**20}], "max_tokens": 16},
         {"logit_bias": {"50256": -100}, "stop": ["\n"], "seed": 2**63 - 1, "n": 2},
         {"seed": 2**70},  # past orjson's 64 bits: the json fallback

@@ -49,22 +49,29 @@ class Exhausting:
     def _text(self, limit: int) -> str:
         return " ".join([next(WORDS)] * limit)
 
-    async def chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                   ) -> Completion:  # fmt: skip
+    async def chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> Completion:
         self.calls.append(body)
         prompt = prompt_estimate(body)
         limit, n = self._limit(body, prompt), int(body.get("n") or 1)
         choices = tuple(
-            Choice(index=i, text=self._text(limit), finish_reason="length",
-                   token_logprobs=(-5.0,) * limit, tokens=("ab",) * limit,
-                   raw={"message": {"content": "x"}})
+            Choice(
+                index=i,
+                text=self._text(limit),
+                finish_reason="length",
+                token_logprobs=(-5.0,) * limit,
+                tokens=("ab",) * limit,
+                raw={"message": {"content": "x"}},
+            )
             for i in range(n)
-        )  # fmt: skip
+        )
         self.spent += prompt + n * limit
         return Completion(choices, TokenUsage(prompt, n * limit), "fake")
 
-    async def stream_chat(self, tier: str, body: dict[str, Any], *, affinity: str | None = None
-                          ) -> AsyncIterator[Delta]:  # fmt: skip
+    async def stream_chat(
+        self, tier: str, body: dict[str, Any], *, affinity: str | None = None
+    ) -> AsyncIterator[Delta]:
         self.calls.append(body)
         prompt = prompt_estimate(body)
         limit = self._limit(body, prompt)
@@ -140,8 +147,9 @@ async def test_convergence_chain_and_probes_stay_within(max_tokens: int | None) 
 async def test_speculative_draft_judge_and_rewrite_of_every_step_stay_within(
     max_tokens: int | None,
 ) -> None:
-    params = SpeculativeParams(max_step_tokens=16, max_steps=6, draft_tier="small",
-                               judge_tier="small")  # fmt: skip
+    params = SpeculativeParams(
+        max_step_tokens=16, max_steps=6, draft_tier="small", judge_tier="small"
+    )
     spent, bound, backend = await spend(params, request(max_tokens))
     judged = [b for b in backend.calls if b.get("max_tokens") == 1]
     assert len(judged) >= 1  # every step was judged (and rejected: no digit)
@@ -150,16 +158,18 @@ async def test_speculative_draft_judge_and_rewrite_of_every_step_stay_within(
 
 
 async def test_cascade_small_vote_then_escalation_stays_within() -> None:
-    params = CascadeParams(small_max_samples=3, large_policy="adaptive_bon",
-                           small_tier="small", large_tier="small")  # fmt: skip
+    params = CascadeParams(
+        small_max_samples=3, large_policy="adaptive_bon", small_tier="small", large_tier="small"
+    )
     spent, bound, _ = await spend(params, request(8))
     assert spent == bound  # both stages run every round: nothing agrees, so it escalates
 
 
 async def test_adaptive_bon_with_pruning_stays_within() -> None:
     """Pruning streams every sample after calibration on its own, each paying its prompt."""
-    params = AdaptiveBonParams(min_samples=2, max_samples=6, single_sample_confidence=None,
-                               prune=True, prune_warmup=2)  # fmt: skip
+    params = AdaptiveBonParams(
+        min_samples=2, max_samples=6, single_sample_confidence=None, prune=True, prune_warmup=2
+    )
     spent, bound, backend = await spend(params, request(8))
     assert [int(b["n"]) for b in backend.calls] == [2, 1, 1, 1, 1]  # calibrated, then streamed
     assert spent <= bound
@@ -172,8 +182,9 @@ async def test_speculative_thinking_steps_and_the_answer_stay_within(
     """On a reasoning tier the steps think within the budget, then the judge tier answers."""
     thinking = PRESETS["smollm2_thinking"].thinking
     assert thinking is not None
-    params = SpeculativeParams(max_step_tokens=16, max_steps=6, draft_tier="small",
-                               judge_tier="small")  # fmt: skip
+    params = SpeculativeParams(
+        max_step_tokens=16, max_steps=6, draft_tier="small", judge_tier="small"
+    )
     decision = Decision("small", params, thinking=ThinkingPlan(thinking, 64, "test"))
     backend, req = Exhausting(), request(max_tokens)
     await registry.build(params).run(req, decision, backend)

@@ -38,8 +38,14 @@ class ChatEndpoint:
             body_bytes=len(raw),
         )
         stream, usage = bool(chat.stream), chat.include_usage
-        return Call(req, stream=stream, include_usage=usage, cache=options.cache, owner=owner,
-                    include_reasoning=options.include_reasoning)  # fmt: skip
+        return Call(
+            req,
+            stream=stream,
+            include_usage=usage,
+            cache=options.cache,
+            owner=owner,
+            include_reasoning=options.include_reasoning,
+        )
 
     async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
         body = completion_body(call.req.request_id, decision.tier, decision, result)
@@ -48,6 +54,7 @@ class ChatEndpoint:
     def render_stream(
         self, call: Call, decision: Decision, events: AsyncIterator[Event | None]
     ) -> AsyncIterator[bytes]:
-        chunks = ChunkFactory(call.req.request_id, decision.tier, call.include_reasoning,
-                              call.include_usage)  # fmt: skip
+        chunks = ChunkFactory(
+            call.req.request_id, decision.tier, call.include_reasoning, call.include_usage
+        )
         return chat_sse(events, chunks, decision, include_usage=call.include_usage)

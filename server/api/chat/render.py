@@ -52,9 +52,12 @@ class ChunkFactory:
     or not at all when the client asked for none."""
 
     def __init__(
-        self, request_id: str, model: str, include_reasoning: bool = True,
+        self,
+        request_id: str,
+        model: str,
+        include_reasoning: bool = True,
         include_usage: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._reasoning = include_reasoning
         self._base: dict[str, Any] = {
             "id": request_id,
@@ -70,8 +73,12 @@ class ChunkFactory:
 
     def role(self) -> dict[str, Any]:
         """The first chunk: choice 0's role (a later choice gets its role on its first delta)."""
-        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                 "finish_reason": None}  # fmt: skip
+        first = {
+            "index": 0,
+            "delta": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": None,
+        }
         return self.chunk([first])
 
     def delta(self, delta: Delta) -> dict[str, Any]:

@@ -44,5 +44,3 @@ def usage_body(ledger: UsageLedger, report: Mapping[str, Any] | None = None) -> 
 
 def ttc_body(decision: Decision, report: Mapping[str, Any]) -> dict[str, Any]:
     return {**decision.report(), **report}
-
-

@@ -44,6 +44,7 @@ MAX_TOKENS = 2**31 - 1
 # seed: a signed 64-bit integer, as OpenAI and vLLM take it.
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
+
 class Strict(BaseModel):
     """Strict JSON types; fields beyond the declared ones are kept and forwarded."""
 
@@ -60,5 +61,3 @@ TokenId = Annotated[str, Field(pattern=r"^\d+$")]
 Bias = Annotated[float, Field(ge=-100.0, le=100.0)]
 Penalty = Annotated[float | None, Field(ge=-2.0, le=2.0)]
 TokenCount = Annotated[int | None, Field(ge=1, le=MAX_TOKENS)]
-
-

@@ -42,5 +42,3 @@ async def with_keepalive(
         if not pending.done():  # client gone or error: stop the policy's upstream calls
             pending.cancel()
             await asyncio.wait({pending})
-
-

@@ -36,8 +36,14 @@ class CompletionsEndpoint:
             prompt=body.text,
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return Call(req, stream=body.stream, include_usage=include_usage, cache=options.cache,
-                    owner=owner, wire=body)  # fmt: skip
+        return Call(
+            req,
+            stream=body.stream,
+            include_usage=include_usage,
+            cache=options.cache,
+            owner=owner,
+            wire=body,
+        )
 
     async def render(self, call: Call, decision: Decision, result: PolicyResult) -> dict[str, Any]:
         body = base_body(call, decision)

@@ -21,11 +21,19 @@ def echoed_here(call: Call) -> bool:
 
 
 def base_body(call: Call, decision: Decision) -> dict[str, Any]:
-    return {"id": call.req.request_id, "object": "text_completion",
-            "created": int(call.created), "model": decision.tier}  # fmt: skip
+    return {
+        "id": call.req.request_id,
+        "object": "text_completion",
+        "created": int(call.created),
+        "model": decision.tier,
+    }
 
 
 def choice_body(call: Call, choice: ResultChoice) -> dict[str, Any]:
     echo = wire_of(call).text if echoed_here(call) else ""
-    return {"index": choice.index, "text": echo + choice.text, "logprobs": choice.logprobs,
-            "finish_reason": choice.finish_reason}  # fmt: skip
+    return {
+        "index": choice.index,
+        "text": echo + choice.text,
+        "logprobs": choice.logprobs,
+        "finish_reason": choice.finish_reason,
+    }

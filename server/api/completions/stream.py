@@ -55,8 +55,11 @@ class _TextChunks:
 
     def progress(self, event: Progress) -> bytes:
         empty = {"index": 0, "text": "", "logprobs": None, "finish_reason": None}
-        chunk = {**base_body(self.call, self.decision), "choices": [empty],
-                 "ttc": {"progress": event.body()}}  # fmt: skip
+        chunk = {
+            **base_body(self.call, self.decision),
+            "choices": [empty],
+            "ttc": {"progress": event.body()},
+        }
         return self.flush() + sse(chunk)
 
     def delta(self, event: Delta) -> bytes:
@@ -84,6 +87,10 @@ class _TextChunks:
 
 def _chunk(call: Call, decision: Decision, delta: Delta, text: str) -> dict[str, Any]:
     logprobs = delta.raw.get("logprobs") if delta.raw else None
-    choice = {"index": delta.index, "text": text, "logprobs": logprobs,
-              "finish_reason": delta.finish_reason}  # fmt: skip
+    choice = {
+        "index": delta.index,
+        "text": text,
+        "logprobs": logprobs,
+        "finish_reason": delta.finish_reason,
+    }
     return {**base_body(call, decision), "choices": [choice]}

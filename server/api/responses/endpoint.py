@@ -58,8 +58,14 @@ class ResponsesEndpoint:
             deadline=deadline,
             body_bytes=len(raw),
         )
-        return Call(req, stream=body.stream, cache=options.cache, owner=owner, wire=body,
-                    include_reasoning=options.include_reasoning)  # fmt: skip
+        return Call(
+            req,
+            stream=body.stream,
+            cache=options.cache,
+            owner=owner,
+            wire=body,
+            include_reasoning=options.include_reasoning,
+        )
 
     async def _history(self, previous: str | None, owner: str) -> list[dict[str, Any]]:
         """The conversation ``previous`` ends: each stored response holds its own turn (what
@@ -126,8 +132,12 @@ class ResponsesEndpoint:
         # are not kept) and the answer.
         turn = conversation(wire.model_copy(update={"instructions": None}), [])
         turn.append(assistant_message(response["output"]))
-        record = {"response": response, "messages": turn, "previous": wire.previous_response_id,
-                  "input_items": input_items(wire, response["id"])}  # fmt: skip
+        record = {
+            "response": response,
+            "messages": turn,
+            "previous": wire.previous_response_id,
+            "input_items": input_items(wire, response["id"]),
+        }
         if not await self.store.put(response["id"], call.owner, record):
             log.warning("response %s not stored: larger than responses.max_bytes", response["id"])
             response["store"] = False
@@ -168,8 +178,11 @@ def _append_item(messages: list[dict[str, Any]], item: object) -> None:
         role = "system" if item.role == "developer" else item.role
         messages.append({"role": role, "content": item.text()})
     elif isinstance(item, FunctionCallItem):
-        call = {"id": item.call_id, "type": "function",
-                "function": {"name": item.name, "arguments": item.arguments}}  # fmt: skip
+        call = {
+            "id": item.call_id,
+            "type": "function",
+            "function": {"name": item.name, "arguments": item.arguments},
+        }
         last = messages[-1] if messages else None
         if last is not None and last.get("role") == "assistant":
             # Parallel calls, or the text the model said before calling: one assistant turn,

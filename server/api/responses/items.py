@@ -20,8 +20,12 @@ from server.api.responses.schema import (
     ResponsesRequest,
 )
 
-_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco",
-           "reasoning": "rs"}  # fmt: skip
+_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
 
 
 def input_items(wire: ResponsesRequest, response_id: str) -> list[dict[str, Any]]:
@@ -41,8 +45,13 @@ def _item(item: object, item_id: str) -> dict[str, Any]:
         if isinstance(item.content, str):
             return _message(item.role, item.content, item_id)
         parts = [part.model_dump(exclude_none=True) for part in item.content]
-        return {"type": "message", "id": item_id, "role": item.role, "content": parts,
-                "status": "completed"}  # fmt: skip
+        return {
+            "type": "message",
+            "id": item_id,
+            "role": item.role,
+            "content": parts,
+            "status": "completed",
+        }
     if isinstance(item, FunctionCallItem | FunctionCallOutputItem):
         return {**item.model_dump(exclude_none=True), "id": item_id, "status": "completed"}
     assert hasattr(item, "model_dump")
@@ -54,8 +63,13 @@ def _message(role: str, text: str, item_id: str) -> dict[str, Any]:
         part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
     else:
         part = {"type": "input_text", "text": text}
-    return {"type": "message", "id": item_id, "role": role, "content": [part],
-            "status": "completed"}  # fmt: skip
+    return {
+        "type": "message",
+        "id": item_id,
+        "role": role,
+        "content": [part],
+        "status": "completed",
+    }
 
 
 def page_of(

@@ -35,8 +35,13 @@ def reasoning_id(response_id: str) -> str:
 
 
 def reasoning_item(response_id: str, text: str, status: str) -> dict[str, Any]:
-    return {"type": "reasoning", "id": reasoning_id(response_id), "status": status,
-            "summary": [], "content": [{"type": "reasoning_text", "text": text}]}  # fmt: skip
+    return {
+        "type": "reasoning",
+        "id": reasoning_id(response_id),
+        "status": status,
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
+    }
 
 
 def output_items(
@@ -49,28 +54,44 @@ def output_items(
         items.append(message_item(response_id, choice.text, status))
     for index, call in enumerate(choice.tool_calls):
         function = call.get("function") or {}
-        items.append({
-            "type": "function_call", "id": call_item_id(response_id, index),
-            "call_id": call.get("id") or call_item_id(response_id, index),
-            "name": function.get("name", ""), "arguments": function.get("arguments", ""),
-            "status": "completed",
-        })  # fmt: skip
+        items.append(
+            {
+                "type": "function_call",
+                "id": call_item_id(response_id, index),
+                "call_id": call.get("id") or call_item_id(response_id, index),
+                "name": function.get("name", ""),
+                "arguments": function.get("arguments", ""),
+                "status": "completed",
+            }
+        )
     return items
 
 
 def message_item(response_id: str, text: str, status: str) -> dict[str, Any]:
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-    return {"type": "message", "id": message_id(response_id), "status": status,
-            "role": "assistant", "content": [part]}  # fmt: skip
+    return {
+        "type": "message",
+        "id": message_id(response_id),
+        "status": status,
+        "role": "assistant",
+        "content": [part],
+    }
 
 
 def assistant_message(output: list[dict[str, Any]]) -> dict[str, Any]:
     """The chat message a response's output items stand for (for the next turn's context)."""
-    text = "".join(p["text"] for item in output if item["type"] == "message"
-                   for p in item["content"])  # fmt: skip
-    calls = [{"id": item["call_id"], "type": "function",
-              "function": {"name": item["name"], "arguments": item["arguments"]}}
-             for item in output if item["type"] == "function_call"]  # fmt: skip
+    text = "".join(
+        p["text"] for item in output if item["type"] == "message" for p in item["content"]
+    )
+    calls = [
+        {
+            "id": item["call_id"],
+            "type": "function",
+            "function": {"name": item["name"], "arguments": item["arguments"]},
+        }
+        for item in output
+        if item["type"] == "function_call"
+    ]
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls
@@ -107,22 +128,36 @@ def response_shell(call: Call, decision: Decision, status: str) -> dict[str, Any
     wire = request_of(call)
     fmt = wire.text.format if wire.text and wire.text.format else None
     return {
-        "id": call.req.request_id, "object": "response", "created_at": int(call.created),
-        "status": status, "error": None, "incomplete_details": None,
-        "instructions": wire.instructions, "max_output_tokens": wire.max_output_tokens,
-        "model": decision.tier, "output": [],
+        "id": call.req.request_id,
+        "object": "response",
+        "created_at": int(call.created),
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": wire.instructions,
+        "max_output_tokens": wire.max_output_tokens,
+        "model": decision.tier,
+        "output": [],
         "parallel_tool_calls": wire.parallel_tool_calls is not False,
         "previous_response_id": wire.previous_response_id,
-        "reasoning": {"effort": wire.reasoning.effort if wire.reasoning else None,
-                      "summary": None},
-        "store": wire.store, "temperature": wire.temperature, "top_p": wire.top_p,
-        "text": {"format": fmt.model_dump(by_alias=True, exclude_none=True) if fmt
-                 else {"type": "text"}},
-        "tool_choice": _tool_choice(wire), "tools": _tools(wire), "truncation": "disabled",
-        "usage": None, "user": wire.user, "metadata": wire.metadata or {},
-        "max_tool_calls": wire.max_tool_calls, "prompt_cache_key": wire.prompt_cache_key,
-        "safety_identifier": wire.safety_identifier, "service_tier": wire.service_tier,
-    }  # fmt: skip
+        "reasoning": {"effort": wire.reasoning.effort if wire.reasoning else None, "summary": None},
+        "store": wire.store,
+        "temperature": wire.temperature,
+        "top_p": wire.top_p,
+        "text": {
+            "format": fmt.model_dump(by_alias=True, exclude_none=True) if fmt else {"type": "text"}
+        },
+        "tool_choice": _tool_choice(wire),
+        "tools": _tools(wire),
+        "truncation": "disabled",
+        "usage": None,
+        "user": wire.user,
+        "metadata": wire.metadata or {},
+        "max_tool_calls": wire.max_tool_calls,
+        "prompt_cache_key": wire.prompt_cache_key,
+        "safety_identifier": wire.safety_identifier,
+        "service_tier": wire.service_tier,
+    }
 
 
 def _tool_choice(wire: ResponsesRequest) -> Any:

@@ -96,9 +96,12 @@ class ReasoningItem(BaseModel):
 
 
 # Tags are the class names, which error paths leave out (``input.0.role``, as for any union).
-_ITEM_CLASSES = {"message": "MessageItem", "function_call": "FunctionCallItem",
-                 "function_call_output": "FunctionCallOutputItem",
-                 "reasoning": "ReasoningItem"}  # fmt: skip
+_ITEM_CLASSES = {
+    "message": "MessageItem",
+    "function_call": "FunctionCallItem",
+    "function_call_output": "FunctionCallOutputItem",
+    "reasoning": "ReasoningItem",
+}
 
 
 def _item_kind(value: Any) -> str | None:

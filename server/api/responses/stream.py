@@ -81,17 +81,29 @@ class StreamedItem:
     def piece(self, emit: EventWriter, text: str, index: int) -> bytes:
         out = b"" if self.index is not None else self._open(emit, index)
         self.parts.append(text)
-        return out + emit(self._names[0], item_id=self.id, output_index=self.index,
-                          content_index=0, delta=text, logprobs=[])  # fmt: skip
+        return out + emit(
+            self._names[0],
+            item_id=self.id,
+            output_index=self.index,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
 
     def _open(self, emit: EventWriter, index: int) -> bytes:
         self.index = index
-        out = emit("response.output_item.added", output_index=index,
-                   item={**self.template, "content": []})  # fmt: skip
+        out = emit(
+            "response.output_item.added", output_index=index, item={**self.template, "content": []}
+        )
         if self.kind == "message":
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            out += emit("response.content_part.added", item_id=self.id, output_index=index,
-                        content_index=0, part=part)  # fmt: skip
+            out += emit(
+                "response.content_part.added",
+                item_id=self.id,
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
         return out
 
     def close(self, emit: EventWriter, item: dict[str, Any]) -> bytes:
@@ -99,11 +111,22 @@ class StreamedItem:
             return b""
         self.closed = True
         text, part, at = "".join(self.parts), item["content"][0], self.index
-        out = emit(self._names[1], item_id=self.id, output_index=at, content_index=0,
-                   text=text, logprobs=[])  # fmt: skip
+        out = emit(
+            self._names[1],
+            item_id=self.id,
+            output_index=at,
+            content_index=0,
+            text=text,
+            logprobs=[],
+        )
         if self.kind == "message":
-            out += emit("response.content_part.done", item_id=self.id, output_index=at,
-                        content_index=0, part=part)  # fmt: skip
+            out += emit(
+                "response.content_part.done",
+                item_id=self.id,
+                output_index=at,
+                content_index=0,
+                part=part,
+            )
         return out + emit("response.output_item.done", output_index=at, item=item)
 
 
@@ -151,8 +174,9 @@ class ResponseStream:
             out += self.thinking.piece(self.emit, event.reasoning, 0)
         if event.text:
             if self.thinking.index is not None and not self.thinking.closed:
-                out += self.thinking.close(self.emit, self._item("reasoning", "".join(
-                    self.thinking.parts)))  # fmt: skip
+                out += self.thinking.close(
+                    self.emit, self._item("reasoning", "".join(self.thinking.parts))
+                )
             out += self.text.piece(self.emit, event.text, self._next_index())
         return out
 
@@ -167,8 +191,10 @@ class ResponseStream:
         """``body`` with its output in the order the stream opened the items (an answer that
         streamed before any thinking comes first); an item the client saw stream is in it even
         if the result has none of that kind."""
-        opened = sorted((s for s in (self.thinking, self.text) if s.index is not None),
-                        key=lambda s: s.index or 0)  # fmt: skip
+        opened = sorted(
+            (s for s in (self.thinking, self.text) if s.index is not None),
+            key=lambda s: s.index or 0,
+        )
         rest = list(body["output"])
         ordered = []
         for streamed in opened:
@@ -229,8 +255,17 @@ async def response_events(
 def _function_call(emit: EventWriter, index: int, item: dict[str, Any]) -> Iterator[bytes]:
     pending = {**item, "status": "in_progress", "arguments": ""}
     yield emit("response.output_item.added", output_index=index, item=pending)
-    yield emit("response.function_call_arguments.delta", item_id=item["id"],
-               output_index=index, delta=item["arguments"])  # fmt: skip
-    yield emit("response.function_call_arguments.done", item_id=item["id"],
-               output_index=index, arguments=item["arguments"], name=item["name"])  # fmt: skip
+    yield emit(
+        "response.function_call_arguments.delta",
+        item_id=item["id"],
+        output_index=index,
+        delta=item["arguments"],
+    )
+    yield emit(
+        "response.function_call_arguments.done",
+        item_id=item["id"],
+        output_index=index,
+        arguments=item["arguments"],
+        name=item["name"],
+    )
     yield emit("response.output_item.done", output_index=index, item=item)
