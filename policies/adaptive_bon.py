@@ -72,6 +72,7 @@ from core.progress import Progress, short_leader
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
+from policies import worst_case
 from policies.base import PolicyEvent, Registration, answer_deltas, cancel_now, drain_while
 from policies.draws import (
     Draw,
@@ -81,6 +82,7 @@ from policies.draws import (
     rank_samples,
     request_schemas,
 )
+from policies.facts import Facts
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
 from policies.pruning import calibrated_threshold, draw_streamed
 from policies.thinking import thinking_of
@@ -386,4 +388,14 @@ class AdaptiveBonPolicy:
         return report
 
 
-REGISTRATION = Registration(AdaptiveBonParams, AdaptiveBonPolicy)
+REGISTRATION = Registration(
+    AdaptiveBonParams,
+    AdaptiveBonPolicy,
+    Facts(
+        worst_case=worst_case.adaptive_bon,
+        text_prompts=True,
+        votes=True,
+        tool_votes=True,
+        needs=frozenset({"n"}),
+    ),
+)

@@ -20,6 +20,7 @@ from core.backend import Backend, Delta
 from core.progress import Progress
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
+from policies.facts import Facts
 from policies.params import P
 
 # What a policy's ``stream`` yields; the last event is the ``PolicyResult``.
@@ -39,11 +40,13 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class Registration(Generic[P]):
-    """A policy's params model and the factory that turns validated params into the policy;
-    each policy module ends with ``REGISTRATION = Registration(...)`` (``policies.registry``)."""
+    """A policy's params model, the factory that turns validated params into the policy, and
+    what the gateway knows of it (``policies.facts``); each policy module ends with
+    ``REGISTRATION = Registration(...)`` (``policies.registry``)."""
 
     params: type[P]
     factory: Callable[[P], Policy]
+    facts: Facts
 
     @property
     def name(self) -> str:

@@ -28,12 +28,14 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.tracing import streamed_as, subcall
 from core.usage import UsageLedger
-from policies import registry
+from policies import registry, worst_case
 from policies.adaptive_bon import AdaptiveBonParams
 from policies.base import Policy, PolicyEvent, Registration
+from policies.facts import Facts
 from policies.params import Budget, PolicyParams, TierRole
 from policies.single import SingleParams
 from policies.tiers import resolved_tier
+from policies.worst_case import Shape
 
 # Report fields of each stage worth repeating in the cascade's own report.
 _STAGE_FIELDS = ("samples", "confidence", "answer", "stop_reason", "early_stopped")
@@ -286,4 +288,20 @@ class CascadePolicy:
         return report
 
 
-REGISTRATION = Registration(CascadeParams, CascadePolicy)
+def cascade_worst_case(params: CascadeParams, shape: Shape) -> int:
+    """The small stage's vote, then the escalation with the large stage's policy."""
+    large = large_params(params)
+    small = worst_case.adaptive_bon(small_params(params), shape)
+    return small + registry.facts(large.name).worst_case(large, shape)
+
+
+REGISTRATION = Registration(
+    CascadeParams,
+    CascadePolicy,
+    Facts(
+        worst_case=cascade_worst_case,
+        one_answer=True,
+        needs=frozenset({"n", "logprobs"}),
+        shapes=frozenset({"closed"}),
+    ),
+)

@@ -51,8 +51,10 @@ from core.errors import ContractReached
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import TokenUsage, UsageLedger
+from policies import worst_case
 from policies.answers import extract_answer
 from policies.base import Registration
+from policies.facts import Facts
 from policies.params import Budget
 from policies.probing import AnswerProbe, ProbeParams, ProbeRunner, converged, first_line
 from policies.thinking import thinking_of, token_limits
@@ -294,4 +296,13 @@ def last_answer(probes: ProbeRunner) -> AnswerProbe | None:
     return answered[-1] if answered else None
 
 
-REGISTRATION = Registration(ConvergenceParams, ConvergencePolicy)
+REGISTRATION = Registration(
+    ConvergenceParams,
+    ConvergencePolicy,
+    Facts(
+        worst_case=worst_case.convergence,
+        one_answer=True,
+        needs=frozenset({"continue_final_message"}),
+        shapes=frozenset({"closed"}),
+    ),
+)

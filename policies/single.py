@@ -9,7 +9,9 @@ from core.backend import Backend, Choice, Delta, close_now
 from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
+from policies import worst_case
 from policies.base import Registration
+from policies.facts import Facts
 from policies.params import PolicyParams
 
 
@@ -83,4 +85,8 @@ def _report(samples: int) -> dict[str, Any]:
     return {"samples": samples, "early_stopped": False}
 
 
-REGISTRATION = Registration(SingleParams, SinglePolicy)
+REGISTRATION = Registration(
+    SingleParams,
+    SinglePolicy,
+    Facts(worst_case=worst_case.single, plain=True, text_prompts=True),
+)

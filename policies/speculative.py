@@ -36,8 +36,10 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.tracing import subcall
 from core.usage import TokenUsage, UsageLedger
+from policies import worst_case
 from policies.answers import cluster_key, extract_answer
 from policies.base import Registration
+from policies.facts import Facts
 from policies.judge import choice_score, judge_body
 from policies.params import Budget, PolicyParams, TierRole
 from policies.thinking import as_answer, closing_prefix, continuation, thinking_of, token_limits
@@ -350,4 +352,14 @@ class SpeculativePolicy:
         return score is not None and score >= self.params.accept_threshold
 
 
-REGISTRATION = Registration(SpeculativeParams, SpeculativePolicy)
+REGISTRATION = Registration(
+    SpeculativeParams,
+    SpeculativePolicy,
+    Facts(
+        worst_case=worst_case.speculative,
+        one_answer=True,
+        logprobs=False,
+        shed_under_load=True,
+        needs=frozenset({"continue_final_message"}),
+    ),
+)

@@ -12,28 +12,31 @@ A sample without ``max_tokens`` is bounded by its tier's context: vLLM stops it 
 plus completion fill ``max_model_len``. The caller passes that as ``context_tokens``
 (``limits.context_tokens``); it is the only real bound such a request has.
 
-One function per policy, keyed by the policy's name in ``BOUNDS``; a new policy adds one (a unit
-test checks that every registered policy has its bound). The params are the routed ones
-(``Decision.params``: after the request's overrides, effort and load scaling, and caps).
+Each policy names its bound on its registration (``Facts.worst_case``); the arithmetic the
+bounds share (``Shape``) and the bounds of the built-in policies live here. The params are the
+routed ones (``Decision.params``: after the request's overrides, effort and load scaling, and
+caps).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.contract import BYTES_PER_TOKEN, MESSAGE_TOKENS, prompt_estimate
 from core.profile import ThinkingPlan
 from core.request import Decision, GenRequest
-from policies.adaptive_bon import AdaptiveBonParams
-from policies.cascade import CascadeParams, large_params, small_params
-from policies.convergence import ConvergenceParams
+from policies import registry
 from policies.judge import judge_body
-from policies.single import SingleParams
-from policies.speculative import SpeculativeParams
 from policies.thinking import token_limits
+
+if TYPE_CHECKING:  # the policy modules import this one for their bounds
+    from policies.adaptive_bon import AdaptiveBonParams
+    from policies.convergence import ConvergenceParams
+    from policies.single import SingleParams
+    from policies.speculative import SpeculativeParams
 
 # 2: the blank line that joins two settled steps of a speculative chain, as prompt tokens.
 SEPARATOR_TOKENS = 2
@@ -152,26 +155,8 @@ def speculative(params: SpeculativeParams, shape: Shape) -> int:
     return total
 
 
-def cascade(params: CascadeParams, shape: Shape) -> int:
-    """The small stage's vote, then the escalation with the large stage's policy."""
-    small = small_params(params)
-    large = large_params(params)
-    return adaptive_bon(small, shape) + BOUNDS[large.name](large, shape)
-
-
-BOUNDS: Mapping[str, Bound] = {
-    "single": single,
-    "adaptive_bon": adaptive_bon,
-    "convergence": convergence,
-    "speculative": speculative,
-    "cascade": cascade,
-}
-
-
 def worst_case_tokens(req: GenRequest, decision: Decision, context_tokens: int) -> int:
     """The most tokens ``decision`` can spend on ``req`` (probe of the router not included)."""
-    bound = BOUNDS.get(decision.params.name)
-    if bound is None:
-        raise LookupError(f"policy {decision.params.name!r} has no worst case in BOUNDS")
+    bound = registry.facts(decision.params.name).worst_case
     shape = Shape(req, prompt_estimate(req.body()), context_tokens, decision.thinking)
     return bound(decision.params, shape)

@@ -4,8 +4,9 @@
 queue building, KV cache nearly used), or ``None`` when unknown (a stale or missing signal
 counts as unknown, never as idle or as full). When a tier is at or above
 ``load.saturated_at``, the router scales sample budgets by ``load.budget_scale``, probes at
-``probe.rate * load.probe_rate_scale``, and turns speculation off for easy bands, and says so
-in the decision's reasons. No signal (``NoLoadSignal``) means the router never sheds.
+``probe.rate * load.probe_rate_scale``, and turns off, for easy bands, the policies whose facts
+say ``shed_under_load`` (speculation), and says so in the decision's reasons. No signal
+(``NoLoadSignal``) means the router never sheds.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from policies import registry
 from policies.params import PolicyParams
-from policies.single import SingleParams
 from router.config import LoadConfig
 
 
@@ -42,9 +43,10 @@ def assess(signal: LoadSignal, tier: str, config: LoadConfig) -> LoadState:
     return LoadState(tier, level, level is not None and level >= config.saturated_at)
 
 
-def without_speculation(params: PolicyParams, reasons: list[str]) -> PolicyParams:
-    """Speculation costs judge calls on the large tier; an easy request under load skips it."""
-    if params.name != "speculative":
+def shed(params: PolicyParams, plain: PolicyParams, reasons: list[str]) -> PolicyParams:
+    """An easy request under load skips a policy whose facts say so (speculation costs judge
+    calls on the large tier): ``plain`` instead."""
+    if not registry.facts(params.name).shed_under_load:
         return params
-    reasons.append("load: easy band, speculation off (speculative -> single)")
-    return SingleParams()
+    reasons.append(f"load: easy band, {params.name} off ({params.name} -> {plain.name})")
+    return plain

@@ -28,7 +28,7 @@ from core.profile import ModelProfile
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from core.usage import TokenUsage
-from policies import overrides
+from policies import overrides, registry
 from policies.config import PoliciesConfig
 from policies.params import PolicyParams
 from policies.tiers import TierLadder, with_tiers
@@ -38,7 +38,7 @@ from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
 from router.contract import contract_tokens, probe_affordable, samples_within
 from router.counters import RouterCounters
 from router.features import Features, extract
-from router.load import LoadSignal, NoLoadSignal, assess, without_speculation
+from router.load import LoadSignal, NoLoadSignal, assess, shed
 from router.predictor import DifficultyPredictor, build
 from router.probe import DifficultyProbe, FirstTokenProbe, ProbeFailed, Prober
 from router.routed import Recorder, Routing
@@ -264,12 +264,12 @@ class Router:
             scale *= self._config.load.budget_scale
             reasons.append(f"{load.reason()}: budget x{self._config.load.budget_scale:g}")
             if pinned is None and band.upper <= self._config.load.easy_upto:
-                params = without_speculation(params, reasons)
+                params = shed(params, self._policies.named(registry.plain_name()), reasons)
         params = overrides.scale_budget(params, scale, self._policies.caps)
         if req.needs_single:
             return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
         if req.text_only and text_runs_single(req, params.name, pinned, reasons):
-            return self._policies.named("single")
+            return self._policies.named(registry.plain_name())
         params, ttc = self._switched(req, params, pinned, reasons)
         params = overrides.with_overrides(params, ttc, self._policies)
         params = samples_within(params, req, contract_tokens(req, self.tier_costs, tier), reasons)
@@ -280,22 +280,23 @@ class Router:
     def _switched(
         self, req: GenRequest, params: PolicyParams, pinned: str | None, reasons: list[str]
     ) -> tuple[PolicyParams, Mapping[str, Any]]:
-        """``single`` where the band's policy cannot serve the request as sent (greedy
-        samples cannot vote; ``n`` samples are what the client asked for), with the
-        overrides that still apply."""
+        """The plain policy where the band's cannot serve the request as sent (greedy samples
+        cannot vote; ``n`` samples are what the client asked for; joined steps have no
+        logprobs), with the overrides that still apply."""
+        facts = registry.facts(params.name)
         why = None
-        if params.name == "speculative" and req.sampling.get("logprobs"):
+        if not facts.logprobs and req.sampling.get("logprobs"):
             refuse_logprobs_if_pinned(pinned)
-            why = "logprobs asked: speculative joins steps and has none to return; single"
-        elif pinned is None and params.name == "adaptive_bon" and greedy(req):
-            why = "temperature 0: identical samples cannot vote; single"
-        elif pinned is None and params.name != "single" and req.n > 1:
-            why = f"n={req.n}: the client asked for that many samples; single"
+            why = f"logprobs asked: {params.name} has none to return; {registry.plain_name()}"
+        elif pinned is None and facts.votes and greedy(req):
+            why = f"temperature 0: identical samples cannot vote; {registry.plain_name()}"
+        elif pinned is None and not facts.plain and req.n > 1:
+            why = f"n={req.n}: the client asked for that many samples; {registry.plain_name()}"
         if why is None:
             return params, req.ttc
         reasons.append(why)
-        single = self._policies.named("single")
-        return single, overrides.for_switched(req.ttc, single, reasons)
+        plain = self._policies.named(registry.plain_name())
+        return plain, overrides.for_switched(req.ttc, plain, reasons)
 
     def _shadow_decider(self) -> Router | None:
         shadow = self._config.shadow

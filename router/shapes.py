@@ -1,41 +1,39 @@
-"""What a request's shape allows the router to choose: the policies a text completion can
-run, the ones that build one answer, and when a request is greedy (``router.router``).
+"""What a request's shape allows the router to choose, read from the policies' facts
+(``policies.facts``): the policies a text completion can run, the ones that build one answer,
+the ones whose samples vote (and so need sampling), and when a request is greedy.
 """
 
 from __future__ import annotations
 
 from core.errors import InvalidRequest
 from core.request import GenRequest
-
-# Policies that work on a raw prompt (``/v1/completions``): the others continue or judge chat
-# messages (probes with continue_final_message, judge prompts, drafted steps).
-TEXT_POLICIES = frozenset({"single", "adaptive_bon"})
-# Policies that build one answer (a chain, a trace of steps, an escalation): never n of them.
-ONE_ANSWER = frozenset({"convergence", "speculative", "cascade"})
+from policies import registry
 
 
 def text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: list[str]) -> bool:
-    """Whether a text completion runs ``single``: one that scores its prompt (echo upstream),
-    or one whose policy needs chat messages."""
+    """Whether a text completion runs the plain policy: one that scores its prompt (echo
+    upstream), or one whose policy needs chat messages."""
+    plain = registry.plain_name()
     if req.passthrough.get("echo"):
-        if pinned not in (None, "single"):
+        if pinned not in (None, plain):
             raise InvalidRequest(
-                "echo with logprobs scores the prompt in one call: ttc.policy must be 'single'",
+                f"echo with logprobs scores the prompt in one call: ttc.policy must be '{plain}'",
                 param="ttc.policy",
             )
-        reasons.append("echo with logprobs: the prompt's own logprobs, one call; single")
+        reasons.append(f"echo with logprobs: the prompt's own logprobs, one call; {plain}")
         return True
-    if name not in TEXT_POLICIES:
+    if not registry.facts(name).text_prompts:
         _refuse_pinned_for_text(pinned, name)
-        reasons.append(f"a text completion: {name} needs chat messages; single")
+        reasons.append(f"a text completion: {name} needs chat messages; {plain}")
         return True
     return False
 
 
 def refuse_n_for_one_answer(pinned: str | None, req: GenRequest) -> None:
-    if pinned in ONE_ANSWER and req.n > 1:
+    if pinned is not None and req.n > 1 and registry.facts(pinned).one_answer:
+        many = registry.names_where(lambda f: not f.one_answer)
         raise InvalidRequest(
-            f"the policy '{pinned}' returns one answer: n must be 1 (single and adaptive_bon "
+            f"the policy '{pinned}' returns one answer: n must be 1 ({' and '.join(many)} "
             "return n)",
             param="n",
         )
@@ -43,9 +41,10 @@ def refuse_n_for_one_answer(pinned: str | None, req: GenRequest) -> None:
 
 def _refuse_pinned_for_text(pinned: str | None, name: str) -> None:
     if pinned is not None:
+        text = registry.names_where(lambda f: f.text_prompts)
         raise InvalidRequest(
             f"the policy '{name}' needs chat messages; a text completion runs "
-            f"{' or '.join(sorted(TEXT_POLICIES))}",
+            f"{' or '.join(sorted(text))}",
             param="ttc.policy",
         )
 
@@ -56,8 +55,8 @@ def greedy(req: GenRequest) -> bool:
 
 
 def refuse_logprobs_if_pinned(pinned: str | None) -> None:
-    if pinned == "speculative":
+    if pinned is not None and not registry.facts(pinned).logprobs:
         raise InvalidRequest(
-            "speculative joins drafted and judged steps and cannot return logprobs",
+            f"the policy '{pinned}' joins drafted and judged steps and cannot return logprobs",
             param="logprobs",
         )

@@ -4,23 +4,23 @@ A request that sends ``tools`` (with a ``tool_choice`` other than ``none``) need
 model profile names a tool-call parser (``core.profile.ModelProfile.calls_tools``). A tier
 named by ``model`` that cannot call tools is refused with a 400 naming it, before any worker
 call; with ``model: auto`` a band's tier that cannot is replaced by the preferred (or first)
-tier that can, and the decision's reasons say so. Tools otherwise force ``single``, except
-``adaptive_bon`` when the request pins it or ``router.tools.policy`` picks it: its samples then
-vote on the calls (``policies.tool_votes``).
+tier that can, and the decision's reasons say so. Tools otherwise force the plain policy
+(``single``), except a policy whose facts say ``tool_votes`` (``adaptive_bon``) when the request
+pins it or ``router.tools.policy`` picks it: its samples then vote on the calls
+(``policies.tool_votes``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InvalidRequest
 from core.profile import ModelProfile
 from core.request import GenRequest
-from policies import overrides
+from policies import overrides, registry
 from policies.config import PoliciesConfig
 from policies.params import PolicyParams
 
@@ -33,9 +33,19 @@ class ToolsConfig(BaseModel):
     tier: str | None = Field(
         None, description="tier for tool requests when the band's tier cannot call tools"
     )
-    policy: Literal["single", "adaptive_bon"] = Field(
-        "single", description="policy of tool requests; adaptive_bon votes on the calls"
+    policy: str = Field(
+        "single",
+        description="policy of tool requests: the plain one, or one whose samples vote on the "
+        "calls (adaptive_bon)",
     )
+
+    @field_validator("policy")
+    @classmethod
+    def _can_serve_tools(cls, name: str) -> str:
+        facts = registry.facts(name)  # LookupError names the known policies
+        if not (facts.plain or facts.tool_votes):
+            raise ValueError(f"the policy '{name}' cannot vote on tool calls")
+        return name
 
 
 def wants_tools(req: GenRequest) -> bool:
@@ -94,13 +104,14 @@ def _refusal(tier: str, profile: ModelProfile, alternatives: Sequence[str]) -> s
 
 
 def tool_policy(req: GenRequest, pinned: str | None, config: ToolsConfig) -> str:
-    """The policy a tools request runs: ``adaptive_bon`` only when pinned or configured, else
-    ``single`` (structured output, ``response_format``, always gets ``single``)."""
+    """The policy a tools request runs: one whose samples vote on tool calls only when pinned
+    or configured, else the plain one (structured output, ``response_format``, always gets the
+    plain one)."""
+    plain = registry.plain_name()
     if req.passthrough.get("response_format"):
-        return "single"
-    if pinned == "adaptive_bon" or (pinned is None and config.policy == "adaptive_bon"):
-        return "adaptive_bon"
-    return "single"
+        return plain
+    wanted = pinned if pinned is not None else config.policy
+    return wanted if registry.facts(wanted).tool_votes else plain
 
 
 def tool_params(
@@ -111,12 +122,13 @@ def tool_params(
     policies: PoliciesConfig,
     reasons: list[str],
 ) -> PolicyParams:
-    """The parameters a tools (or structured output) request runs with: ``single``, or
-    ``adaptive_bon`` voting on the calls (see ``tool_policy``)."""
-    if tool_policy(req, pinned, config) == "adaptive_bon":
-        reasons.append("tools: adaptive_bon samples vote on the calls")
-        voting = params if params.name == "adaptive_bon" else policies.named("adaptive_bon")
+    """The parameters a tools (or structured output) request runs with: the plain policy's, or
+    a tool-voting policy's (see ``tool_policy``)."""
+    name = tool_policy(req, pinned, config)
+    if registry.facts(name).tool_votes:
+        reasons.append(f"tools: {name} samples vote on the calls")
+        voting = params if params.name == name else policies.named(name)
         return overrides.with_overrides(voting, req.ttc, policies)
-    if params.name != "single":
+    if params.name != name:
         reasons.append(f"tools/response_format need one plain sample; {params.name} skipped")
-    return policies.named("single")
+    return policies.named(name)

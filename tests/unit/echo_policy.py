@@ -12,7 +12,9 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult, ResultChoice
 from core.usage import UsageLedger
 from policies.base import PolicyEvent, Registration, stream_whole
+from policies.facts import Facts
 from policies.params import Budget, PolicyParams
+from policies.worst_case import Shape
 
 
 class EchoParams(PolicyParams):
@@ -37,4 +39,9 @@ class EchoPolicy:
         return stream_whole(self, req, decision, backend)
 
 
-REGISTRATION = Registration(EchoParams, EchoPolicy)
+def worst_case(params: EchoParams, shape: Shape) -> int:
+    """No upstream call: nothing to reserve."""
+    return 0
+
+
+REGISTRATION = Registration(EchoParams, EchoPolicy, Facts(worst_case=worst_case))
