@@ -21,6 +21,10 @@ COLUMNS = (
 )
 
 
+# Tick marks of the log token axis, those near the plotted points drawn.
+TICKS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
 def cell(figure: Any, spec: str) -> str:
     """A figure as text: ``-`` when absent, ``mean [min-max]`` when it spread over runs."""
     if figure is None:
@@ -57,8 +61,8 @@ def mixed_table(results: Mapping[str, Any], title: str) -> Table:
 
 def mixed_plot(results: Mapping[str, Any], path: Path, title: str) -> None:
     """One panel per shape, against completion tokens per request (log scale): accuracy for
-    closed prompts, samples per request for the others (they have no accuracy). Error bars
-    span the runs' min to max."""
+    closed prompts, samples per request for the others (they have no accuracy). Tokens count
+    every sample, probe and judge; error bars span the runs' min to max."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
@@ -77,13 +81,15 @@ def mixed_plot(results: Mapping[str, Any], path: Path, title: str) -> None:
 
 
 def _panel(axes: Any, shape: str, settings: Sequence[Mapping[str, Any]]) -> None:
+    from matplotlib import ticker
+
     y_key, y_label, scale = (
         ("accuracy", "accuracy (%)", 100.0)
         if shape == "closed"
         else ("samples_per_request", "samples per request", 1.0)
     )
     markers = "osD^vP*Xh<>p"
-    plotted = False
+    plotted: list[float] = []
     for i, setting in enumerate(settings):
         figures = setting["shapes"].get(shape)
         x, y = (figures or {}).get("completion_tokens_per_request"), (figures or {}).get(y_key)
@@ -98,9 +104,14 @@ def _panel(axes: Any, shape: str, settings: Sequence[Mapping[str, Any]]) -> None
             capsize=3,
             label=setting["setting"],
         )
-        plotted = True
+        plotted.append(x["mean"])
     axes.set_xscale("log")
-    axes.set_xlabel("completion tokens per request (all samples, probes, judges)")
+    axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
+    axes.xaxis.set_minor_formatter(ticker.NullFormatter())
+    if plotted:
+        low, high = min(plotted) / 2, max(plotted) * 2
+        axes.set_xticks([t for t in TICKS if low <= t <= high])
+    axes.set_xlabel("completion tokens per request")
     axes.set_ylabel(y_label)
     axes.set_title(shape)
     axes.grid(True, which="both", alpha=0.3)
