@@ -109,6 +109,8 @@ def run(options: Options, console: Console, ask: Ask | None = None) -> dict[str,
     plot = options.out.with_suffix(".png")
     title = f"{options.data.name} ({options.split}): {len(prompts)} prompts, {options.runs} run(s)"
     mixed_plot(results, plot, title)
+    if not console.is_terminal:  # piped into a log: keep the columns rather than squeeze to 80
+        console.width = max(console.width, 160)
     console.print(mixed_table(results, title))
     console.print(f"results: {options.out}  plot: {plot}  records: {stores[0].path} ...")
     return results

@@ -128,8 +128,10 @@ def build_mixed_results(
     """The results document: parameters, machine, prompt counts, summaries, every record."""
     shape_of = {p.id: p.shape for p in prompts}
     names = {s.name for s in settings}
+    # An open or many-valid reply is neither right nor wrong: its record says so (None).
     records = [
         {**asdict(r), "run": number, "shape": shape_of[r.id]}
+        | ({} if shape_of[r.id] == "closed" else {"correct": None})
         for number, run in enumerate(runs, start=1)
         for key, r in sorted(run.items())
         if key[0] in names and r.id in shape_of

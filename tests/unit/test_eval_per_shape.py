@@ -168,6 +168,8 @@ def test_results_keep_every_asked_record_with_its_run_and_shape(
         (1, "open"),
         (2, "open"),
     }
+    assert {r["correct"] for r in records if r["shape"] != "closed"} == {None}  # not scored
+    assert {r["correct"] for r in records if r["shape"] == "closed"} == {True, False}
     assert results["prompts"] == {"closed": 2, "open": 1, "many_valid": 1}
     assert results["meta"] == {"split": "heldout"}
 
