@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.scoring import Question, is_correct
 
@@ -213,7 +213,10 @@ def rescore(
     }
 
 
-def spread(questions: Sequence[Question], limit: int | None) -> list[Question]:
+T = TypeVar("T")
+
+
+def spread(questions: Sequence[T], limit: int | None) -> list[T]:
     """``limit`` questions evenly spaced through the set (all of them when ``limit`` is None).
 
     Evenly spaced rather than the first ``limit``: the sets are ordered by category, so a prefix
