@@ -121,11 +121,14 @@ class Decision:
     band: str | None = None
     reasons: tuple[str, ...] = ()
     thinking: ThinkingPlan | None = None  # a reasoning tier's thinking budget (router.thinking)
+    shape: str | None = None  # the predicted answer shape, closed or open (router.answer_shape)
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tier": self.tier, "policy": self.params.name}
         if self.difficulty is not None:
             out["difficulty"] = round(self.difficulty, 4)
+        if self.shape is not None:
+            out["shape"] = self.shape
         if self.band is not None:
             out["band"] = self.band
         if self.reasons:

@@ -397,5 +397,6 @@ REGISTRATION = Registration(
         votes=True,
         tool_votes=True,
         needs=frozenset({"n"}),
+        shapes=frozenset({"closed"}),
     ),
 )

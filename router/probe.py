@@ -56,14 +56,19 @@ def first_token_entropy(logprobs: Sequence[float]) -> tuple[float, float]:
 
 
 def top_logprobs(completion: Completion) -> list[float]:
-    """The first generated token's top log-probabilities, as vLLM's OpenAI server returns them."""
+    """The first generated token's top log-probabilities, in either of vLLM's shapes: chat's
+    (``logprobs.content[0].top_logprobs``, a list of entries) or a text completion's
+    (``logprobs.top_logprobs[0]``, a token -> logprob mapping)."""
     if not completion.choices:
         return []
     logprobs: Mapping[str, Any] = completion.choices[0].raw.get("logprobs") or {}
-    content = logprobs.get("content") or []
-    if not content:
-        return []
-    return [float(t["logprob"]) for t in content[0].get("top_logprobs") or []]
+    content = logprobs.get("content")
+    if content:
+        return [float(t["logprob"]) for t in content[0].get("top_logprobs") or []]
+    text_tops = logprobs.get("top_logprobs")
+    if text_tops and isinstance(text_tops[0], Mapping):
+        return [float(v) for v in text_tops[0].values()]
+    return []
 
 
 class FirstTokenProbe:

@@ -20,6 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from core.backend import Backend
@@ -32,6 +33,7 @@ from policies import overrides, registry
 from policies.config import PoliciesConfig
 from policies.params import PolicyParams
 from policies.tiers import TierLadder, with_tiers
+from router.answer_shape import AnswerShape, predict_shape
 from router.bands import Band, build_bands, select
 from router.budget import BudgetController
 from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
@@ -70,6 +72,7 @@ class Router:
         *,
         stats: StatsSource | None = None,
         profiles: Mapping[str, ModelProfile] | None = None,
+        lengths: Mapping[str, int | None] | None = None,
         load: LoadSignal | None = None,
         shadow_backend: Backend | None = None,
         prober: Prober | None = None,
@@ -84,6 +87,7 @@ class Router:
         self._config = config
         self._policies = policies
         self._profiles: Mapping[str, ModelProfile] = profiles or {}
+        self._lengths: Mapping[str, int | None] = lengths or {}
         self._tool_tiers = ToolTiers(self._profiles, config.tools.tier)  # router.tools
         self._ladder = (
             TierLadder.by_cost(tiers) if isinstance(tiers, Mapping) else TierLadder(self._tiers)
@@ -139,6 +143,14 @@ class Router:
         decision = self._plan(req, difficulty, reasons)
         return Routing(decision, features, scores, usage, self._probe_tier, time.monotonic())
 
+    def with_default_length(self, req: GenRequest, decision: Decision) -> GenRequest:
+        """``req`` with its tier's ``default_max_tokens`` when the client sent no max_tokens
+        (and, a text completion that scores its prompt aside, nothing else bounds it)."""
+        length = self._lengths.get(decision.tier)
+        if length is None or req.max_tokens is not None or req.passthrough.get("echo"):
+            return req
+        return replace(req, sampling={**req.sampling, "max_tokens": length})
+
     def record(
         self, routing: Routing, req: GenRequest, result: PolicyResult, latency_s: float
     ) -> None:
@@ -174,8 +186,8 @@ class Router:
 
     def _wants_probe(self, req: GenRequest, predicted: float) -> bool:
         probe: ProbeConfig = self._config.probe
-        if probe.mode == "never" or req.needs_single:
-            return False
+        if probe.mode == "never" or req.needs_single or req.passthrough.get("echo"):
+            return False  # echo upstream: a scoring request, one call whatever its difficulty
         if not probe_affordable(req, contract_tokens(req, self.tier_costs, self._probe_tier)):
             return False  # a small compute contract: samples need the tokens more
         return probe.mode == "always" or probe.unsure_low <= predicted <= probe.unsure_high
@@ -231,10 +243,13 @@ class Router:
         if self.controller.offset:
             reasons.append(f"budget controller: thresholds moved {self.controller.offset:+.3f}")
         tier = self._tier(req, band, reasons)
-        params = self._params(req, band, tier, effort.budget_scale, reasons, count)
+        shape = predict_shape(req)
+        params = self._params(req, band, tier, effort.budget_scale, reasons, count, shape)
         banded = BandThinking(band.name, band.thinking_budget, effort.budget_scale)
         thinking = plan_thinking(req, self._profiles.get(tier), tier, reasons, banded)
-        return Decision(tier, params, difficulty, band.name, tuple(reasons), thinking)
+        return Decision(
+            tier, params, difficulty, band.name, tuple(reasons), thinking, shape=shape.shape
+        )
 
     def _tier(self, req: GenRequest, band: Band, reasons: list[str]) -> str:
         if req.model != AUTO_MODEL:
@@ -247,7 +262,14 @@ class Router:
         return self._tool_tiers.tier_for(req, tier, pinned=False, reasons=reasons)
 
     def _params(
-        self, req: GenRequest, band: Band, tier: str, scale: float, reasons: list[str], count: bool
+        self,
+        req: GenRequest,
+        band: Band,
+        tier: str,
+        scale: float,
+        reasons: list[str],
+        count: bool,
+        shape: AnswerShape,
     ) -> PolicyParams:
         pinned = overrides.requested_policy(req.ttc)
         refuse_n_for_one_answer(pinned, req)
@@ -270,7 +292,7 @@ class Router:
             return tool_params(req, params, pinned, self._config.tools, self._policies, reasons)
         if req.text_only and text_runs_single(req, params.name, pinned, reasons):
             return self._policies.named(registry.plain_name())
-        params, ttc = self._switched(req, params, pinned, reasons)
+        params, ttc = self._switched(req, params, pinned, reasons, shape)
         params = overrides.with_overrides(params, ttc, self._policies)
         params = samples_within(params, req, contract_tokens(req, self.tier_costs, tier), reasons)
         params, notes = with_tiers(params, self._ladder)
@@ -278,11 +300,17 @@ class Router:
         return params
 
     def _switched(
-        self, req: GenRequest, params: PolicyParams, pinned: str | None, reasons: list[str]
+        self,
+        req: GenRequest,
+        params: PolicyParams,
+        pinned: str | None,
+        reasons: list[str],
+        shape: AnswerShape,
     ) -> tuple[PolicyParams, Mapping[str, Any]]:
         """The plain policy where the band's cannot serve the request as sent (greedy samples
         cannot vote; ``n`` samples are what the client asked for; joined steps have no
-        logprobs), with the overrides that still apply."""
+        logprobs; an open answer shape the policy does not serve), with the overrides that
+        still apply."""
         facts = registry.facts(params.name)
         why = None
         if not facts.logprobs and req.sampling.get("logprobs"):
@@ -292,6 +320,8 @@ class Router:
             why = f"temperature 0: identical samples cannot vote; {registry.plain_name()}"
         elif pinned is None and not facts.plain and req.n > 1:
             why = f"n={req.n}: the client asked for that many samples; {registry.plain_name()}"
+        elif pinned is None and shape.excludes(facts.shapes):
+            why = f"{shape.reason()}; more samples cannot vote on it: one sample"
         if why is None:
             return params, req.ttc
         reasons.append(why)

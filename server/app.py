@@ -44,6 +44,7 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
             {name: tier.cost_per_1k_tokens for name, tier in settings.tiers.items()},
             stats=SharedRouterStats(shared.stats),
             profiles={name: tier.model_profile() for name, tier in settings.tiers.items()},
+            lengths={n: t.default_max_tokens for n, t in settings.tiers.items()},
             load=PoolSaturation(pool),
             shadow_backend=pool,
         )

@@ -83,6 +83,7 @@ class RequestLifecycle:
         try:
             call = await self._admit(request, endpoint, life)
             decision = await self._route(call.req, life)
+            call, decision = self._lengthened(call, decision, life)
             if life.caller is not None:
                 self._guard.authorize(life.caller, decision)  # a refused plan still pays its probe
             if call.stream:
@@ -124,6 +125,19 @@ class RequestLifecycle:
             routing = await router.route(req, life.meter)
         life.routed = (router, routing)
         return routing.decision
+
+    def _lengthened(
+        self, call: Call, decision: Decision, life: Settlement
+    ) -> tuple[Call, Decision]:
+        """The call with its tier's default ``max_tokens`` if the client sent none, and the
+        decision saying so."""
+        assert life.routed is not None
+        req = life.routed[0].with_default_length(call.req, decision)
+        if req is call.req:
+            return call, decision
+        life.req = req
+        why = f"no max_tokens: the tier's default, {req.max_tokens}"
+        return replace(call, req=req), replace(decision, reasons=(*decision.reasons, why))
 
     async def _reserve(self, call: Call, life: Settlement) -> Call:
         """Reserve the request's worst case of its key's daily budget before anything is

@@ -86,6 +86,12 @@ class TierConfig(_Model):
     discovery: DiscoveryConfig | None = None
     description: str = ""
     cost_per_1k_tokens: float = Field(0.0, ge=0)
+    default_max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="max_tokens of a request that sends none (hosted APIs cap theirs too); "
+        "null: the model's context is the only bound",
+    )
     request_timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(2.0, gt=0)
     stream_idle_timeout_s: float = Field(

@@ -32,7 +32,7 @@ def router_at(difficulty: float, *, tiers: tuple[str, ...] = ("r",)) -> Router:
 
 def decide(difficulty: float, **fields: Any) -> tuple[str | None, str, int | None, str]:
     decision = router_at(difficulty).decide(
-        GenRequest(messages=({"role": "user", "content": "hi"},), **fields)
+        GenRequest(messages=({"role": "user", "content": "What is 17 * 23?"},), **fields)
     )
     plan = decision.thinking
     return (

@@ -20,7 +20,7 @@ from router.router import Router
 from tests.unit import facts_policy
 from tests.unit.test_router import FixedLoad, constant
 
-QUESTION = ({"role": "user", "content": "What is the capital of Japan?"},)
+QUESTION = ({"role": "user", "content": "Write a haiku about rain."},)  # an open answer
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
 
 
@@ -46,7 +46,7 @@ def ask(**fields: Any) -> GenRequest:
 
 
 def test_the_router_routes_a_text_completion_to_a_policy_that_takes_text_prompts() -> None:
-    text = GenRequest(messages=QUESTION, prompt="The capital of Japan is", ttc={"policy": "odd"})
+    text = GenRequest(messages=QUESTION, prompt="Rain on the roof", ttc={"policy": "odd"})
     assert odd_router().decide(text).params.name == "odd"
 
 
@@ -94,3 +94,11 @@ def test_tool_routing_lets_a_tool_voting_policy_vote_on_calls() -> None:
     assert "tools: odd samples vote on the calls" in pinned.reasons
     routed = odd_router().decide(ask(passthrough=tools))
     assert routed.params.name == "single"
+
+
+def test_the_router_gives_it_only_the_answer_shapes_it_serves() -> None:
+    assert odd_router().decide(ask()).params.name == "odd"
+    closed = ({"role": "user", "content": "What is the capital of Japan?"},)
+    decision = odd_router().decide(GenRequest(messages=closed))
+    assert decision.params.name == "single" and decision.shape == "closed"
+    assert any(r.startswith("answer shape closed") for r in decision.reasons)

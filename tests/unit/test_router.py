@@ -23,7 +23,9 @@ ROUTER = Router(RouterConfig(), PoliciesConfig(), ("small", "large"))
 
 
 def req(model: str = "auto", **ttc: Any) -> GenRequest:
-    return GenRequest(messages=({"role": "user", "content": "hi"},), model=model, ttc=ttc)
+    """A closed question: every band's policy serves its answer shape."""
+    question = {"role": "user", "content": "What is the capital of Japan?"}
+    return GenRequest(messages=(question,), model=model, ttc=ttc)
 
 
 def constant(difficulty: float) -> HeuristicConfig:
