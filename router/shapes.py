@@ -17,6 +17,8 @@ ONE_ANSWER = frozenset({"convergence", "speculative", "cascade"})
 def text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: list[str]) -> bool:
     """Whether a text completion runs ``single``: one that scores its prompt (echo upstream),
     or one whose policy needs chat messages."""
+    if token_prompt(req):
+        return _token_prompt_runs_single(pinned, reasons)
     if req.passthrough.get("echo"):
         if pinned not in (None, "single"):
             raise InvalidRequest(
@@ -60,4 +62,30 @@ def refuse_logprobs_if_pinned(pinned: str | None) -> None:
         raise InvalidRequest(
             "speculative joins drafted and judged steps and cannot return logprobs",
             param="logprobs",
+        )
+
+
+def token_prompt(req: GenRequest) -> bool:
+    """A prompt of token ids: it travels as sent in ``passthrough`` (``server.api.completions``)
+    and the router has no text of it."""
+    return isinstance(req.passthrough.get("prompt"), list)
+
+
+def _token_prompt_runs_single(pinned: str | None, reasons: list[str]) -> bool:
+    if pinned not in (None, "single"):
+        raise InvalidRequest(
+            "a token-id prompt is sent as is, in one call: ttc.policy must be 'single'",
+            param="ttc.policy",
+        )
+    reasons.append("token-id prompt: no text for the router to read; single")
+    return True
+
+
+def refuse_token_prompt(req: GenRequest, tier: str, accepts_token_prompts: bool) -> None:
+    """Where the engine capability ``token_prompts`` plugs in: called with the decided tier,
+    a token-id prompt to a tier whose engine takes only text is a 400 naming the tier."""
+    if token_prompt(req) and not accepts_token_prompts:
+        raise InvalidRequest(
+            f"the tier '{tier}' does not accept token-id prompts: send the prompt as text",
+            param="prompt",
         )
