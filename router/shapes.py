@@ -79,13 +79,3 @@ def _token_prompt_runs_single(pinned: str | None, reasons: list[str]) -> bool:
         )
     reasons.append("token-id prompt: no text for the router to read; single")
     return True
-
-
-def refuse_token_prompt(req: GenRequest, tier: str, accepts_token_prompts: bool) -> None:
-    """Where the engine capability ``token_prompts`` plugs in: called with the decided tier,
-    a token-id prompt to a tier whose engine takes only text is a 400 naming the tier."""
-    if token_prompt(req) and not accepts_token_prompts:
-        raise InvalidRequest(
-            f"the tier '{tier}' does not accept token-id prompts: send the prompt as text",
-            param="prompt",
-        )

@@ -19,12 +19,10 @@ import pytest
 
 from core.backend import Completion, Delta
 from core.contract import ComputeContract, ContractMeter, prompt_estimate
-from core.errors import InvalidRequest
 from core.metering import MeteredBackend
 from core.request import Decision, GenRequest
 from core.usage import TokenUsage
 from policies.single import SingleParams
-from router.shapes import refuse_token_prompt
 from server.app import create_app
 from server.config import settings_from_dict
 from state.cache import cache_key
@@ -120,19 +118,6 @@ async def test_malformed_token_prompts_are_a_400_naming_the_prompt(prompt: Any, 
         await client.completions.create(model="auto", prompt=prompt)
     assert info.value.body["param"] == "prompt"  # type: ignore[index]
     assert says in info.value.message and backend.calls == []
-
-
-def test_a_tier_without_token_prompts_refuses_them_naming_the_tier() -> None:
-    """The plug-in point of the engine capability ``token_prompts`` (router.shapes)."""
-    ids = GenRequest(
-        messages=({"role": "user", "content": ""},), prompt="", passthrough={"prompt": [IDS]}
-    )
-    text = GenRequest(messages=({"role": "user", "content": "hi"},), prompt="hi")
-    with pytest.raises(InvalidRequest) as info:
-        refuse_token_prompt(ids, "hosted", accepts_token_prompts=False)
-    assert "'hosted'" in info.value.message and info.value.param == "prompt"
-    refuse_token_prompt(ids, "local", accepts_token_prompts=True)
-    refuse_token_prompt(text, "hosted", accepts_token_prompts=False)
 
 
 def test_two_token_prompts_never_share_a_cache_entry() -> None:
