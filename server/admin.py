@@ -62,14 +62,23 @@ def loopback(host: str) -> bool:
         return False  # a name other than localhost may resolve anywhere
 
 
+def pages_open(config: ServerConfig) -> bool:
+    """Whether anyone may read the pages: no admin key, and the config opens them or the
+    gateway listens on loopback only (what Prometheus needs no credentials for)."""
+    opened = config.open_admin_pages
+    if config.admin_key_env is not None or opened is False:
+        return False
+    return opened is True or loopback(config.host)
+
+
 def admin_access(config: ServerConfig) -> AdminAccess:
-    """The key when one is configured; else open on loopback or when the config says so."""
+    """The key when one is configured; else open (``pages_open``) or closed, saying why."""
     key = admin_key(config)
     if key is not None:
         return AdminAccess(key=key)
-    opened = config.open_admin_pages
-    if opened or (opened is None and loopback(config.host)):
+    if pages_open(config):
         return AdminAccess()
+    opened = config.open_admin_pages
     why = (
         f"the gateway listens on {config.host}, beyond loopback"
         if opened is None
