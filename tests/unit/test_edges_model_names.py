@@ -1,5 +1,5 @@
 """A model name the client sent is quoted at most ``core.errors.QUOTED_CHARS`` (256) characters
-wherever the gateway repeats it: the 404 of every generation endpoint."""
+wherever the gateway repeats it: the 404 of every generation endpoint, and the request span."""
 
 from __future__ import annotations
 
@@ -61,3 +61,13 @@ async def test_an_unknown_short_model_name_is_quoted_whole() -> None:
             "/v1/chat/completions", json={"model": name, **BODIES["/v1/chat/completions"]}
         )
     assert answer.json()["error"]["message"] == f"The model '{name}' does not exist"
+
+
+async def test_the_request_span_holds_at_most_256_characters_of_the_name() -> None:
+    exporter = InMemorySpanExporter()
+    async with client(exporter) as http:
+        answer = await http.post("/v1/completions", json={"model": LONG, "prompt": "hi"})
+    assert answer.status_code == 404
+    (span,) = [s for s in exporter.get_finished_spans() if s.attributes]
+    model = str((span.attributes or {})["ttc.model"])
+    assert model == "m" * QUOTED_CHARS + "..."
