@@ -13,9 +13,11 @@ import pytest
 from tests.integration.conftest import MODEL
 
 TEXT = "Question: What is the capital of France?\nAnswer: The capital of France is Paris"
-# Floats from the shared worker: the same request in another batch may differ in the last
-# bits of its reductions; a log-likelihood that differs by less than this ranks alike.
-SCORE_TOLERANCE = 1e-3
+# A worker's logprobs depend on which other requests share its batch (the shared dev worker
+# serves other clients: the same request comes back in two or three variants, 0.07 apart);
+# the gateway relays one of them unchanged, so it must equal one of the worker's own answers
+# to the same request, exactly. An idle worker (CI's) matches at the first attempt.
+ATTEMPTS = 8
 
 
 def token_ids(worker_url: str, text: str) -> list[int]:
@@ -34,9 +36,19 @@ def complete(base: str, body: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def one_of_the_workers(worker_url: str, body: dict[str, Any], same: Any) -> dict[str, Any]:
+    """The worker's answer to ``body`` that ``same`` finds equal to the gateway's (the last
+    one tried when none does)."""
+    for _ in range(ATTEMPTS):
+        theirs = complete(worker_url, body)
+        if same(theirs):
+            break
+    return theirs
+
+
 @pytest.mark.parametrize("max_tokens", [0, 1])
 @pytest.mark.parametrize("nested", [True, False])
-def test_scores_of_a_token_prompt_match_the_workers_own(
+def test_scores_of_a_token_prompt_are_the_workers_own(
     gateway: str, worker_url: str, nested: bool, max_tokens: int
 ) -> None:
     ids = token_ids(worker_url, TEXT)
@@ -48,19 +60,17 @@ def test_scores_of_a_token_prompt_match_the_workers_own(
         "max_tokens": max_tokens,
         "temperature": 0,
     }
-    ours, theirs = complete(gateway, body), complete(worker_url, body)
-    mine, own = ours["choices"][0], theirs["choices"][0]
+    ours = complete(gateway, body)
+    mine = ours["choices"][0]
+    theirs = one_of_the_workers(
+        worker_url, body, lambda t: t["choices"][0]["logprobs"] == mine["logprobs"]
+    )
+    own = theirs["choices"][0]
+    assert mine["logprobs"] == own["logprobs"]  # tokens, offsets, scores and top logprobs
     assert mine["text"] == own["text"] and mine["text"].startswith(TEXT)
-    lp, own_lp = mine["logprobs"], own["logprobs"]
-    assert lp["tokens"] == own_lp["tokens"] and lp["text_offset"] == own_lp["text_offset"]
-    assert lp["token_logprobs"][0] is None and own_lp["token_logprobs"][0] is None
-    assert lp["token_logprobs"][1:] == pytest.approx(
-        own_lp["token_logprobs"][1:], abs=SCORE_TOLERANCE
-    )
-    assert len(lp["token_logprobs"]) == len(ids) + (1 if max_tokens else 0)
-    assert sum(lp["token_logprobs"][1 : len(ids)]) == pytest.approx(
-        sum(own_lp["token_logprobs"][1 : len(ids)]), abs=SCORE_TOLERANCE * len(ids)
-    )
+    scores = mine["logprobs"]["token_logprobs"]
+    assert scores[0] is None and len(scores) == len(ids) + (1 if max_tokens else 0)
+    assert all(isinstance(x, float) for x in scores[1:])
     assert ours["usage"]["prompt_tokens"] == len(ids) == theirs["usage"]["prompt_tokens"]
     assert ours["ttc"]["policy"] == "single"
     assert any("token-id prompt" in reason for reason in ours["ttc"]["reasons"])
@@ -70,8 +80,11 @@ def test_a_token_prompt_generates_what_the_worker_generates(gateway: str, worker
     ids = token_ids(worker_url, "The capital of Japan is")
     body = {"model": "auto", "prompt": ids, "max_tokens": 8, "temperature": 0}
     ours = complete(gateway, body)
-    theirs = complete(worker_url, {**body, "model": MODEL})
-    assert ours["choices"][0]["text"] == theirs["choices"][0]["text"] != ""
+    text = ours["choices"][0]["text"]
+    theirs = one_of_the_workers(
+        worker_url, {**body, "model": MODEL}, lambda t: t["choices"][0]["text"] == text
+    )
+    assert text == theirs["choices"][0]["text"] != ""
     usage = {k: ours["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     assert usage == {
         "prompt_tokens": len(ids),
