@@ -75,11 +75,24 @@ def prompt_key(body: Mapping[str, Any]) -> str:
 
 
 def prompt_estimate(body: Mapping[str, Any]) -> int:
-    """A conservative count of a prompt's tokens before any call has reported it."""
+    """A conservative count of a prompt's tokens before any call has reported it; exact for a
+    prompt of token ids (``[ids]`` or ``[[ids]]``: the worker adds none to it)."""
+    ids = token_ids(body.get("prompt"))
+    if ids is not None:
+        return len(ids)
     messages = body.get("messages") or ()
     parts = [messages or body.get("prompt"), body.get("tools")]
     size = len(json.dumps(parts, default=str, ensure_ascii=False).encode())
     return math.ceil(size / BYTES_PER_TOKEN) + MESSAGE_TOKENS * len(messages) + TEMPLATE_TOKENS
+
+
+def token_ids(prompt: Any) -> list[Any] | None:
+    """The ids of a token-id prompt (``[ids]`` or ``[[ids]]``); None for any other prompt."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], list):
+        prompt = prompt[0]
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+        return prompt
+    return None
 
 
 @dataclass

@@ -55,6 +55,24 @@ class TtcError(Exception):
             self.code = code
 
 
+# 256: longer than any model or tier name in use; a client's 10,000-character name is quoted
+# this far and no further, so an error body (or a span) never mirrors a payload back in full.
+QUOTED_CHARS = 256
+
+
+def clipped(value: str) -> str:
+    """``value`` cut to ``QUOTED_CHARS`` characters, marked when it was cut."""
+    return value if len(value) <= QUOTED_CHARS else value[:QUOTED_CHARS] + "..."
+
+
+def quoted(value: str) -> str:
+    """``value`` (a name the client sent) in single quotes for an error message: at most
+    ``QUOTED_CHARS`` characters of it, then how long it was."""
+    if len(value) <= QUOTED_CHARS:
+        return f"'{value}'"
+    return f"'{clipped(value)}' ({len(value):,} characters)"
+
+
 class InvalidRequest(TtcError):
     status = 400
     error_type = "invalid_request_error"

@@ -6,9 +6,11 @@
 2. ``docker compose config`` without a profile and with each profile; every gateway config the
    stack mounts loads with ``server.config.load_settings`` and its endpoints are services of the
    same profile; every worker of a tier that calls tools carries its tool-call parser flags
-   (``deploy/tool_flags.py``); Prometheus scrapes only services of the stack.
+   (``deploy/tool_flags.py``); Prometheus scrapes only services of the stack, and a gateway
+   whose /metrics needs the admin key with that key (``deploy/scrape.py``).
 3. ``kubectl kustomize`` of each overlay piped into ``kubernetes-validate --strict``, plus the
-   cross-checks of ``deploy/kube.py`` (CRDs, gateway config, probes, draining).
+   cross-checks of ``deploy/kube.py`` (CRDs, gateway config, probes, draining, the scrape's
+   admin key).
 4. The Grafana dashboard parses, uses the provisioned datasource, and every metric it queries is
    in the gateway's /metrics output (``deploy/dashboard.py``).
 
@@ -37,6 +39,7 @@ from deploy import tool_flags  # noqa: E402
 from deploy.dashboard import dashboard_problems  # noqa: E402
 from deploy.image import check_image_install  # noqa: E402
 from deploy.kube import CONFIG_PATH, check_overlay, crd_note  # noqa: E402
+from deploy.scrape import compose_problems, with_env  # noqa: E402
 from deploy.tools import ToolMissing, compose_command, run, tool, upstreams  # noqa: E402
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -115,7 +118,11 @@ def check_compose(profile: str | None) -> Problems:
             problems.append(f"service {service}: {exc}")
             continue
         workers = tool_flags.compose_worker_args(services)
-        problems += tool_flags.problems(settings, workers, f"{path.name} (service {service})")
+        where = f"{path.name} (service {service})"
+        problems += tool_flags.problems(settings, workers, where)
+        server = with_env(settings.server, services[service].get("environment") or {})
+        prometheus = yaml.safe_load(PROMETHEUS.read_text())
+        problems += compose_problems(server, where, prometheus, compose_config(profile))
         for what, host, _ in upstreams(settings):
             if host not in names:
                 problems.append(

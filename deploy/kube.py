@@ -5,7 +5,8 @@ has no schema for (``CRD_KINDS``) are not sent to it; this module checks them in
 ServiceMonitor's selector must match a Service that has the port it scrapes. The gateway's
 rendered ConfigMap must be a valid config whose endpoints are rendered Services, and the gateway
 must probe /health (liveness) and /ready (readiness) and drain before it is killed; every
-worker of a tier that calls tools carries its tool-call parser flags (``deploy.tool_flags``).
+worker of a tier that calls tools carries its tool-call parser flags (``deploy.tool_flags``);
+the ServiceMonitor sends the admin key a gateway beyond loopback needs (``deploy.scrape``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from deploy import tool_flags
+from deploy.scrape import GATEWAY_JOB, container_env, kube_problems, with_env
 from deploy.tools import run, tool, upstreams
 
 CONFIG_PATH = "/etc/ttc/config.yaml"  # where the gateway Deployment mounts its config
@@ -121,11 +123,18 @@ def check_gateway_config(docs: list[dict[str, Any]]) -> Problems:
         service_host(s): {p["port"] for p in s["spec"]["ports"]} for s in of_kind(docs, "Service")
     }
     flags = tool_flags.problems(settings, tool_flags.kube_worker_args(docs), f"ConfigMap {name}")
-    return flags + [
-        f"ConfigMap {name}: {what} calls {host}:{port}, not a rendered Service port"
-        for what, host, port in upstreams(settings)
-        if port not in services.get(host, set())
-    ]
+    server = with_env(settings.server, container_env(container))
+    monitors = of_kind(docs, "ServiceMonitor")
+    monitor = next((m for m in monitors if m["metadata"]["name"] == GATEWAY_JOB), None)
+    return (
+        flags
+        + kube_problems(server, container, monitor)
+        + [
+            f"ConfigMap {name}: {what} calls {host}:{port}, not a rendered Service port"
+            for what, host, port in upstreams(settings)
+            if port not in services.get(host, set())
+        ]
+    )
 
 
 def check_overlay(overlay: Path) -> Problems:

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from core.backend import Backend
-from core.errors import ModelNotFound, TtcError
+from core.errors import ModelNotFound, TtcError, quoted
 from core.profile import ModelProfile
 from core.request import Decision, GenRequest
 from core.result import PolicyResult
@@ -254,7 +254,7 @@ class Router:
     def _tier(self, req: GenRequest, band: Band, reasons: list[str]) -> str:
         if req.model != AUTO_MODEL:
             if req.model not in self._tiers:
-                raise ModelNotFound(f"The model '{req.model}' does not exist", param="model")
+                raise ModelNotFound(f"The model {quoted(req.model)} does not exist", param="model")
             reasons.append(f"tier pinned by model: {req.model}")
             return self._tool_tiers.tier_for(req, req.model, pinned=True, reasons=reasons)
         tier = band.tier or self.default_tier

@@ -11,9 +11,11 @@ from policies import registry
 
 
 def text_runs_single(req: GenRequest, name: str, pinned: str | None, reasons: list[str]) -> bool:
-    """Whether a text completion runs the plain policy: one that scores its prompt (echo
-    upstream), or one whose policy needs chat messages."""
+    """Whether a text completion runs the plain policy: a token-id prompt, one that scores its
+    prompt (echo upstream), or one whose policy needs chat messages."""
     plain = registry.plain_name()
+    if token_prompt(req):
+        return _token_prompt_runs_single(pinned, reasons)
     if req.passthrough.get("echo"):
         if pinned not in (None, plain):
             raise InvalidRequest(
@@ -60,3 +62,20 @@ def refuse_logprobs_if_pinned(pinned: str | None) -> None:
             f"the policy '{pinned}' joins drafted and judged steps and cannot return logprobs",
             param="logprobs",
         )
+
+
+def token_prompt(req: GenRequest) -> bool:
+    """A prompt of token ids: it travels as sent in ``passthrough`` (``server.api.completions``)
+    and the router has no text of it."""
+    return isinstance(req.passthrough.get("prompt"), list)
+
+
+def _token_prompt_runs_single(pinned: str | None, reasons: list[str]) -> bool:
+    plain = registry.plain_name()
+    if pinned not in (None, plain):
+        raise InvalidRequest(
+            f"a token-id prompt is sent as is, in one call: ttc.policy must be '{plain}'",
+            param="ttc.policy",
+        )
+    reasons.append(f"token-id prompt: no text for the router to read; {plain}")
+    return True

@@ -1,15 +1,16 @@
 """Who is calling, what they may use, and how much: the checks around one chat request.
 
-The route calls, in order: ``authenticate`` (401 ``invalid_api_key`` for a missing or wrong
-``Authorization: Bearer`` key, only when ``auth.enabled``), ``admit`` (429 with
-``Retry-After`` over rpm, tpm or the daily budget; before planning, because planning may
-already call a model for a difficulty probe), then plans, then ``authorize`` (403 when the key
-may not use the decided tier). A key with a daily budget then ``reserve``s the routed
-request's worst case (``state.reservations``: a 429 with ``Retry-After`` when the budget left
-cannot hold it, or less than asked under ``over_budget: shrink``); ``settle`` releases that
-reservation and bills the request's real spend, ``charge`` bills a request that holds none
-(``server.settlement`` calls one of them once). With auth off and no limits configured none of
-these touches the network.
+The route calls, in order: ``authenticate`` (only when ``auth.enabled``: 401
+``invalid_api_key`` for a missing or wrong ``Authorization: Bearer`` key, 401
+``ambiguous_credentials`` for two ``Authorization`` headers, whichever holds a key: neither
+the first nor the last wins), ``admit`` (429 with ``Retry-After`` over rpm, tpm or the daily
+budget; before planning, because planning may already call a model for a difficulty probe),
+then plans, then ``authorize`` (403 when the key may not use the decided tier). A key with a
+daily budget then ``reserve``s the routed request's worst case (``state.reservations``: a 429
+with ``Retry-After`` when the budget left cannot hold it, or less than asked under
+``over_budget: shrink``); ``settle`` releases that reservation and bills the request's real
+spend, ``charge`` bills a request that holds none (``server.settlement`` calls one of them
+once). With auth off and no limits configured none of these touches the network.
 """
 
 from __future__ import annotations
@@ -74,7 +75,14 @@ class Guard:
     async def authenticate(self, request: Request) -> Caller:
         if not self._enabled:
             return self._anonymous
-        secret = bearer_token(request.headers.get("authorization"))
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise Unauthorized(
+                "You provided several Authorization headers. Provide exactly one "
+                "(Authorization: Bearer YOUR_KEY).",
+                code="ambiguous_credentials",
+            )
+        secret = bearer_token(headers[0] if headers else None)
         if secret is None:
             raise Unauthorized(
                 "You didn't provide an API key. Provide it in an Authorization header "

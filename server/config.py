@@ -43,11 +43,26 @@ class ServerConfig(_Section):
     admin_key_env: str | None = Field(
         None,
         description="env var holding the admin key that /metrics, /docs, /redoc and"
-        " /openapi.json then require (null: open, as before)",
+        " /openapi.json then require (null: see open_admin_pages)",
+    )
+    open_admin_pages: bool | None = Field(
+        None,
+        description="those pages without an admin key: null, open while host is loopback"
+        " (127.0.0.1, ::1, localhost) and closed (403) beyond; true, open to anyone; false,"
+        " closed",
     )
     cors_origins: tuple[str, ...] = Field(
         (), description="browser origins allowed to call the API (CORS); empty: none"
     )
+
+    @model_validator(mode="after")
+    def _one_admin_rule(self) -> ServerConfig:
+        if self.admin_key_env is not None and self.open_admin_pages:
+            raise ValueError(
+                "open_admin_pages: true serves the admin pages to anyone, admin_key_env to the"
+                " key holder only: set one of them"
+            )
+        return self
 
 
 class TracingConfig(_Section):

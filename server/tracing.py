@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from core.errors import TtcError
+from core.errors import TtcError, clipped
 from core.result import PolicyResult
 from core.tracing import PROPAGATOR, CallTracer, usage_attributes
 from server.config import TracingConfig
@@ -148,7 +148,7 @@ class RequestTrace:
         attributes["ttc.stream"] = life.stream
         if life.req is not None:
             attributes["ttc.request_id"] = life.req.request_id
-            attributes["ttc.model"] = life.req.model
+            attributes["ttc.model"] = clipped(life.req.model)  # the client's: maybe huge
         decision = life.decision
         if decision is not None:
             attributes["ttc.tier"] = decision.tier

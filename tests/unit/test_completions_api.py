@@ -125,8 +125,7 @@ async def test_echo_with_logprobs_is_scored_by_the_worker_in_one_call() -> None:
 @pytest.mark.parametrize(
     ("extra", "param", "says"),
     [
-        ({"prompt": [1, 2, 3]}, "prompt", "token-id"),
-        ({"prompt": [[1, 2], [3]]}, "prompt", "token-id"),
+        ({"prompt": [[1, 2], [3]]}, "prompt", "one prompt per request"),
         ({"prompt": "x", "suffix": "y"}, "suffix", "suffix"),
     ],
 )

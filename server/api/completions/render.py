@@ -16,8 +16,9 @@ def wire_of(call: Call) -> CompletionRequest:
 
 
 def echoed_here(call: Call) -> bool:
-    """``echo`` the gateway applies (the worker's, when it scores the prompt, is in its text)."""
-    return wire_of(call).echo and not wire_of(call).scores_prompt
+    """``echo`` the gateway applies (the worker's, when it scores the prompt or the prompt is
+    token ids, is in its text)."""
+    return wire_of(call).echo and not wire_of(call).echoed_upstream
 
 
 def base_body(call: Call, decision: Decision) -> dict[str, Any]:

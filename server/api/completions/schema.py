@@ -3,12 +3,16 @@ as chat (those that work on raw text: ``single`` and ``adaptive_bon``).
 
 The prompt goes upstream as it is (vLLM's ``/v1/completions``, no chat template). The
 router's features and the answer extraction read it as one user message. ``prompt`` is a
-string or a list of one string: several prompts in one request would be several routed
-requests, and are refused with a 400 saying so. ``echo`` alone is applied by the gateway (the
-prompt is prepended to each choice), so samples vote on what the model wrote; ``echo`` with
-``logprobs`` or ``max_tokens: 0`` scores the prompt (what eval harnesses send for a
-log-likelihood): it goes to the worker, one call (``single``), and its logprobs cover the
-prompt's tokens too, with offsets into the echoed text.
+string, a list of one string, a list of token ids, or a list of one list of token ids (what
+lm-evaluation-harness sends by default): several prompts in one request would be several
+routed requests, and are refused with a 400 saying so. A token-id prompt goes upstream exactly
+as sent (in ``passthrough``, the fields sent unchanged); the gateway has no text of it, so the
+router reads an empty one and runs ``single`` (``router.shapes``), and ``echo`` is the
+worker's. ``echo`` alone on a text prompt is applied by the gateway (the prompt is prepended
+to each choice), so samples vote on what the model wrote; ``echo`` with ``logprobs`` or
+``max_tokens: 0`` scores the prompt (what eval harnesses send for a log-likelihood): it goes
+to the worker, one call (``single``), and its logprobs cover the prompt's tokens too, with
+offsets into the echoed text.
 """
 
 from __future__ import annotations
@@ -29,10 +33,33 @@ from server.api.common.schema import (
     TokenId,
 )
 
+# A prompt as token ids: at least one, each a vocabulary index (the worker checks the bound).
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+Prompt = str | list[str] | TokenIds | list[TokenIds]
+ONE_PROMPT = (
+    "send one prompt per request: a string, a list of one string, a list of token ids, or a "
+    "list of one list of token ids"
+)
+TOKEN_IDS = "a token-id prompt is a non-empty list of token ids (integers from 0)"
+
+
+def check_prompt_shape(v: Any) -> None:
+    """One prompt, and token ids that are ids, said in words rather than as the union's
+    member errors (a list of ints would otherwise be told it should be a string)."""
+    if not isinstance(v, list):
+        return  # a string, or the field's type error
+    if not v or (len(v) != 1 and all(isinstance(x, str | list) for x in v)):
+        raise ValueError(ONE_PROMPT)
+    if isinstance(v[0], str):
+        return
+    ids = v[0] if isinstance(v[0], list) else v
+    if not ids or not all(type(x) is int and x >= 0 for x in ids):
+        raise ValueError(TOKEN_IDS)
+
 
 class CompletionRequest(Strict):
     model: str = Field(min_length=1)
-    prompt: str | list[str]
+    prompt: Prompt
     suffix: str | None = None
     echo: bool = False  # before max_tokens: its validator reads it
     max_tokens: Annotated[int | None, Field(ge=0, le=MAX_TOKENS)] = None  # 0: echo only
@@ -51,14 +78,6 @@ class CompletionRequest(Strict):
     user: str | None = None
     ttc: dict[str, Any] | None = None
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _text_prompt(cls, v: Any) -> Any:
-        ids = isinstance(v, list) and v and all(isinstance(x, int | list) for x in v)
-        if ids and not any(isinstance(x, bool) for x in v):
-            raise ValueError("token-id prompts are not supported: send the prompt as text")
-        return v
-
     @field_validator("suffix")
     @classmethod
     def _no_suffix(cls, v: str | None) -> str | None:
@@ -66,11 +85,10 @@ class CompletionRequest(Strict):
             raise ValueError("suffix is not supported")
         return v
 
-    @field_validator("prompt")
+    @field_validator("prompt", mode="before")
     @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("send one prompt per request (a list holds exactly one string)")
+    def _one_prompt(cls, v: Any) -> Any:
+        check_prompt_shape(v)
         return v
 
     @field_validator("max_tokens")
@@ -93,8 +111,23 @@ class CompletionRequest(Strict):
         return self.echo and (self.logprobs is not None or self.max_tokens == 0)
 
     @property
+    def token_prompt(self) -> bool:
+        """The prompt is token ids: the gateway has no text of it."""
+        return isinstance(self.prompt, list) and not isinstance(self.prompt[0], str)
+
+    @property
+    def echoed_upstream(self) -> bool:
+        """``echo`` the worker applies: when it scores the prompt, or when only it can
+        detokenize the prompt (token ids)."""
+        return self.echo and (self.scores_prompt or self.token_prompt)
+
+    @property
     def text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        """The prompt's text ("" for token ids: nothing for the router to read)."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        first = self.prompt[0]
+        return first if isinstance(first, str) else ""
 
     def sampling(self) -> dict[str, Any]:
         fields = ("max_tokens", "temperature", "top_p", "n", "stop", "seed")
@@ -108,6 +141,8 @@ class CompletionRequest(Strict):
         for key in ("presence_penalty", "frequency_penalty", "logit_bias", "user"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-        if self.scores_prompt:
+        if self.token_prompt:  # as sent: its shape ([ids] or [[ids]]) is the client's
+            out["prompt"] = self.prompt
+        if self.echoed_upstream:
             out["echo"] = True
         return out
