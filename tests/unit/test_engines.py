@@ -10,6 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import UnsupportedByTier, UnsupportedEndpoint
+from server.app import create_app
+from server.config import load_settings
 from workers.config import TierConfig
 from workers.credentials import REDACTED, TierCredentials
 from workers.engines import CAPABILITIES, ENGINES, capabilities, engine_for, serves
@@ -19,6 +21,7 @@ from workers.signals import parse_metrics
 from workers.statuses import retry_after_s
 from workers.urls import api_root, api_url, server_root
 
+ROOT = Path(__file__).resolve().parents[2]
 CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 CONTINUED: dict[str, Any] = {
     "model": "m",
@@ -217,3 +220,19 @@ def test_retry_after_is_read_as_seconds_or_a_date() -> None:
     assert retry_after_s("7") == 7.0
     assert retry_after_s("Wed, 21 Oct 2015 07:28:10 GMT", now=lambda: 1445412480.0) == 10.0
     assert retry_after_s(None) is None and retry_after_s("soon") is None
+
+
+def test_the_hybrid_example_loads_and_stops_at_start_up_naming_a_missing_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(ROOT / "config" / "hybrid.yaml")
+    small, large = settings.tiers["small"], settings.tiers["large"]
+    assert (small.engine, large.engine) == ("vllm", "openai")
+    assert api_root(large.endpoints[0]) == "https://api.openai.com/v1"
+    assert large.price_per_1k("input") < large.price_per_1k("output")
+    monkeypatch.setenv("TTC_WORKER_KEY", "local-key-000000")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError, match=r"tiers.large.api_key_env: \$OPENAI_API_KEY is not set"):
+        create_app(settings)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-hosted-000000")
+    assert create_app(settings).state.ttc.pool.engine("large").name == "openai"
