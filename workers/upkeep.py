@@ -119,6 +119,10 @@ class PoolUpkeep:
         since = self._clock() - worker.last_check
         if worker.check_ok is not None and since < engine.health_every_s:
             return  # a hosted API: checked sparingly
+        if engine.one_at_a_time and worker.in_flight > 0:
+            # Its checks queue behind the call it is serving (the llama.cpp server holds one
+            # lock for both): a check now would say nothing; the call's own outcome will.
+            return
         model = self._tiers[worker.tier].model
         headers = self._credentials[worker.tier].headers()
         timeout = self._config.health_timeout_s

@@ -263,3 +263,22 @@ async def test_a_key_quoted_back_by_a_401_reaches_no_span(
         assert not any(WRONG in text for text in seen)
     await pool.close()
     exporter.shutdown()
+
+
+async def test_a_one_at_a_time_worker_is_not_checked_while_it_serves() -> None:
+    """The llama.cpp server answers /v1/models only between calls (one lock for both): a check
+    during a call would time out and eject a worker that is working."""
+    llama = await HostedFake(key=KEY, one_at_a_time=True, token_delay_s=0.05).start()
+    pool = hosted_pool(llama.url, engine="llamacpp")
+    await pool.check_health()
+    assert llama.calls["/v1/models"] == 1
+    call = asyncio.create_task(pool.chat("large", MSG))
+    while not llama.busy:
+        await asyncio.sleep(0.01)
+    await pool.check_health()
+    assert llama.calls["/v1/models"] == 1  # skipped: the call in flight will judge the worker
+    assert (await call).choices[0].text == ANSWER
+    await pool.check_health()
+    assert llama.calls["/v1/models"] == 2 and pool.ready() == {"large": True}
+    await pool.close()
+    await llama.close()
