@@ -23,17 +23,14 @@ retried on another worker, ``max_attempts`` in all, within the tier's ``request_
 retry gets what is left; nothing left is a 504). A 429 moves on to another worker, which cools
 off for its ``Retry-After`` (every worker cooling: the client's 429). No worker is blamed for
 a 400/422 (the body's), a 401/403 (the tier's key: the tier turns not ready) or a 404/405/501
-(an endpoint the upstream lacks): see ``workers.statuses``. After output, a failure is
+(an endpoint the upstream lacks): see ``workers.statuses``. After output, a stream that can
+be is continued on another worker (``workers.resume``); else the failure is
 ``StreamInterrupted`` (with the usage so far). No worker left: ``UpstreamUnavailable`` (503)
 naming the last failure, ``Retry-After`` when the next try is due (``workers.outage``). A
 stream silent for ``stream_idle_timeout_s`` is a dead worker; a non-streamed call waiting on a
-worker that its health checks eject moves to another worker.
-
-Cancellation (the service's deadline, a client gone) cancels the upstream call and closes its
-connection, so the engine aborts the generation; the worker is neither blamed nor retried.
-
-Health checks, load scrapes, discovery and trial calls are the pool's upkeep
-(``workers.upkeep``).
+worker that its health checks eject moves to another worker. Cancellation (a deadline, a
+client gone) closes the upstream connection, so the engine aborts; no worker is blamed.
+Checks, scrapes, discovery and trial calls are the pool's upkeep (``workers.upkeep``).
 """
 
 from __future__ import annotations
@@ -72,7 +69,7 @@ from workers.engines import Engine, engine_for
 from workers.engines.base import N
 from workers.engines.bodies import adapt
 from workers.gate import Retry
-from workers.outage import rate_limited, retry_after, unavailable
+from workers.resume import Resumption, relayed, resumable
 from workers.streams import after_output, interrupted
 from workers.transport import Transport
 from workers.upkeep import PoolCounters, PoolUpkeep
@@ -257,27 +254,61 @@ class WorkerPool(PoolUpkeep):
     ) -> AsyncIterator[Delta]:
         body, key, deadline = self._prepare(tier, body, affinity)
         tried: dict[str, Worker] = {}
+        sent = Resumption(body, self._tiers[tier].model_profile().thinking)
+        if not resumable(self.engines[tier], body):
+            sent.possible = False
         for _ in range(self._config.max_attempts):
-            worker = self._begin(tier, key, tried, deadline)
+            worker = self._next(tier, key, tried, deadline, sent)
             async with self._turn(worker, deadline):
                 timeout = self._timeout(tier, deadline, stream=True)
                 seen = StreamProgress()
-                deltas = self._open_stream(worker, body, timeout, seen, len(tried))
+                deltas = self._open_stream(worker, sent.continuing(), timeout, seen, len(tried))
+                out = relayed(deltas, sent, worker, self._clock)
                 try:
                     with self._attempt(worker), self._screen(worker):
-                        async for delta in deltas:
-                            worker.last_progress = self._clock()
+                        async for delta in out:
                             yield delta
                     self.gate.accept(tier)
                     return
                 except (WorkerFailed, UpstreamError) as exc:
-                    if seen.started:
-                        raise interrupted(seen, exc) from exc
+                    if seen.started and not self._resumes(tier, sent, seen):
+                        raise interrupted(seen, exc, sent.spent) from exc
                 except Retry:
                     pass
                 finally:
+                    await out.aclose()
                     await deltas.aclose()  # closes the connection: the engine aborts the request
         raise self._no_worker(tier, tried)
+
+    def _resumes(self, tier: str, sent: Resumption, seen: StreamProgress) -> bool:
+        """Will the stream that failed after output go on on another worker?"""
+        if not sent.resume(seen):
+            return False
+        self.counters.resumed[tier] = self.counters.resumed.get(tier, 0) + 1
+        return True
+
+    def _next(
+        self,
+        tier: str,
+        key: str | None,
+        tried: dict[str, Worker],
+        deadline: float,
+        sent: Resumption,
+    ) -> Worker:
+        """The worker of the next attempt; once a stream was resumed, no worker left to
+        continue it is the interruption the client would have had without resuming."""
+        try:
+            return self._begin(tier, key, tried, deadline)
+        except (UpstreamUnavailable, UpstreamRateLimited, DeadlineExceeded) as exc:
+            if not sent.resumed:
+                raise
+            used = sent.spent
+            raise StreamInterrupted(
+                f"the worker failed mid-stream and no other worker could continue it"
+                f" ({exc.message}); usage so far: {used.prompt_tokens} prompt and"
+                f" {used.completion_tokens} completion tokens",
+                usage=used,
+            ) from exc
 
     def _open_stream(
         self,
@@ -294,21 +325,3 @@ class WorkerPool(PoolUpkeep):
         span = self._tracer.start(worker.tier, worker.url, stream=True, attempt=n)
         upstream = client.stream(body, timeout, span.headers)
         return traced_stream(span, after_output(upstream, seen, up), seen)
-
-    # no worker left ----------------------------------------------------------------------
-    def _no_worker(
-        self, tier: str, tried: dict[str, Worker]
-    ) -> UpstreamUnavailable | UpstreamRateLimited:
-        """429 when what keeps the tier away is its upstreams' rate limits, else the 503."""
-        limited = rate_limited(tier, self.gate, self.workers[tier], tried)
-        return limited if limited is not None else self._unavailable(tier, tried)
-
-    def _unavailable(self, tier: str, tried: dict[str, Worker]) -> UpstreamUnavailable:
-        seconds = self.retry_after(tier)
-        return unavailable(tier, list(tried.values()), self.workers[tier], seconds)
-
-    def retry_after(self, tier: str) -> int:
-        """Seconds until a worker of ``tier`` may take a request (see ``workers.outage``)."""
-        now = self._clock()
-        check_in = None if self.next_check is None else max(0.0, self.next_check - now)
-        return retry_after(self.workers[tier], check_in, self._config.retry_after_s)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from core.errors import UpstreamRateLimited, UpstreamUnavailable
 from workers.breaker import CircuitBreaker
 from workers.client import WorkerClient
 from workers.config import PoolConfig, TierConfig
@@ -28,6 +29,7 @@ from workers.discovery import DnsDiscovery, Resolver, reconcile
 from workers.engines import Engine
 from workers.gate import Gate
 from workers.health import Verdict, check
+from workers.outage import rate_limited, retry_after, unavailable
 from workers.signals import SignalBoard, WorkerLoad, scrape
 from workers.trials import Trials
 from workers.urls import server_root
@@ -40,6 +42,7 @@ log = logging.getLogger("ttc.workers")
 class PoolCounters:
     retries: dict[str, int] = field(default_factory=dict)  # per tier
     failures: dict[str, int] = field(default_factory=dict)  # per worker URL: failed calls
+    resumed: dict[str, int] = field(default_factory=dict)  # per tier: streams continued elsewhere
 
 
 class PoolUpkeep:
@@ -167,6 +170,24 @@ class PoolUpkeep:
             why = self.gate.refusal(tier) or (failed[0] if failed else "")
             reasons[tier] = why or "no worker has passed a health check yet"
         return reasons
+
+    # no worker left ----------------------------------------------------------------------
+    def _no_worker(
+        self, tier: str, tried: dict[str, Worker]
+    ) -> UpstreamUnavailable | UpstreamRateLimited:
+        """429 when what keeps the tier away is its upstreams' rate limits, else the 503."""
+        limited = rate_limited(tier, self.gate, self.workers[tier], tried)
+        return limited if limited is not None else self._unavailable(tier, tried)
+
+    def _unavailable(self, tier: str, tried: dict[str, Worker]) -> UpstreamUnavailable:
+        seconds = self.retry_after(tier)
+        return unavailable(tier, list(tried.values()), self.workers[tier], seconds)
+
+    def retry_after(self, tier: str) -> int:
+        """Seconds until a worker of ``tier`` may take a request (see ``workers.outage``)."""
+        now = self._clock()
+        check_in = None if self.next_check is None else max(0.0, self.next_check - now)
+        return retry_after(self.workers[tier], check_in, self._config.retry_after_s)
 
     # load ----------------------------------------------------------------------------------
     async def scrape_signals(self) -> None:
