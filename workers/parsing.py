@@ -27,7 +27,18 @@ def reasoning_of(message: Mapping[str, Any]) -> str:
     return str(message.get("reasoning") or message.get("reasoning_content") or "")
 
 
+def with_stop_reason(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``raw`` with vLLM's ``stop_reason`` (the stop string that ended the choice) where the
+    engine names it otherwise: SGLang's ``matched_stop``, which is a string for a stop string
+    (a token id otherwise, which vLLM reports as no stop string either)."""
+    matched = raw.get("matched_stop")
+    if "stop_reason" in raw or not isinstance(matched, str):
+        return raw
+    return {**raw, "stop_reason": matched}
+
+
 def parse_choice(raw: Mapping[str, Any]) -> Choice:
+    raw = with_stop_reason(raw)
     if "message" not in raw and "text" in raw:
         return _text_choice(raw)
     message = raw.get("message") or {}

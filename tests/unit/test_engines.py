@@ -17,6 +17,7 @@ from workers.credentials import REDACTED, TierCredentials
 from workers.engines import CAPABILITIES, ENGINES, capabilities, engine_for, serves
 from workers.engines.bodies import adapt, stream_body
 from workers.engines.sglang import GAUGES as SGLANG_GAUGES
+from workers.parsing import parse_choice
 from workers.signals import parse_metrics
 from workers.statuses import retry_after_s
 from workers.urls import api_root, api_url, server_root
@@ -236,3 +237,15 @@ def test_the_hybrid_example_loads_and_stops_at_start_up_naming_a_missing_key(
         create_app(settings)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-hosted-000000")
     assert create_app(settings).state.ttc.pool.engine("large").name == "openai"
+
+
+def test_sglangs_matched_stop_string_reads_as_vllms_stop_reason() -> None:
+    """speculative tells a step's end (a blank line) from the end of the answer by it."""
+    stop = parse_choice(
+        {"message": {"content": "x"}, "finish_reason": "stop", "matched_stop": "\n\n"}
+    )
+    assert stop.raw["stop_reason"] == "\n\n"
+    eos = parse_choice({"message": {"content": "x"}, "finish_reason": "stop", "matched_stop": 2})
+    assert "stop_reason" not in eos.raw
+    vllm = {"message": {"content": "x"}, "finish_reason": "stop", "stop_reason": None}
+    assert parse_choice(vllm).raw is vllm
