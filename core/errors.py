@@ -2,6 +2,7 @@
 
     TtcError                      status  type                    code
      +-- InvalidRequest            400    invalid_request_error   (varies)
+     |    +-- UnsupportedByTier    400    invalid_request_error   unsupported_parameter
      +-- ContractReached           (the request's compute contract is spent: core.contract)
      |    +-- BudgetReached        400    invalid_request_error   contract_too_small
      |    +-- DeadlineReached      504    timeout_error           deadline_exceeded
@@ -12,8 +13,11 @@
      +-- PayloadTooLarge           413    invalid_request_error   payload_too_large
      +-- RateLimited               429    rate_limit_error        rate_limit_exceeded
      |    +-- LimitExceeded        429    rate_limit_error        (or insufficient_quota)
+     |    +-- UpstreamRateLimited  429    rate_limit_error        upstream_rate_limited
      +-- UpstreamError             502    upstream_error          upstream_error
      |    +-- StreamInterrupted    502    upstream_error          stream_interrupted
+     +-- UpstreamAuthFailed        502    upstream_error          upstream_auth_failed
+     +-- UnsupportedEndpoint       501    invalid_request_error   unsupported_endpoint
      +-- UpstreamUnavailable       503    service_unavailable     no_healthy_worker
      +-- WorkerFailed              503    service_unavailable     worker_failed
      +-- DeadlineExceeded          504    timeout_error           deadline_exceeded
@@ -23,7 +27,10 @@
 Library errors (httpx, redis, pydantic) are translated into these at the package boundary
 with ``raise ... from exc``; ``server.errors`` renders every one as the OpenAI error envelope.
 ``WorkerFailed`` never reaches a client: the pool retries it on another worker and turns the
-last one into ``UpstreamUnavailable``. Errors internal to one package that never cross its
+last one into ``UpstreamUnavailable``. The three upstream answers that are neither the worker's
+fault nor the client's body's (``UpstreamAuthFailed``, ``UnsupportedEndpoint``,
+``UpstreamRateLimited``) sit outside ``UpstreamError`` so the pool never counts them against a
+worker's breaker. Errors internal to one package that never cross its
 boundary (``state.redis.StateUnavailable``, ``router.probe.ProbeFailed``) are not part of it.
 """
 
@@ -199,3 +206,40 @@ class InternalError(TtcError):
     status = 500
     error_type = "internal_error"
     code = "internal_error"
+
+
+class UnsupportedByTier(InvalidRequest):
+    """The request asks for what the tier's engine does not serve (a capability, or a field it
+    does not take); caught at the worker edge before anything is sent upstream."""
+
+    code = "unsupported_parameter"
+
+    def __init__(self, message: str, *, tier: str, capability: str | None, param: str) -> None:
+        super().__init__(message, param=param)
+        self.tier = tier
+        self.capability = capability
+
+
+class UnsupportedEndpoint(TtcError):
+    """The tier's upstream does not serve the endpoint (its engine lacks it, or the upstream
+    answered 404, 405 or 501): the request's failure, never the worker's."""
+
+    status = 501
+    error_type = "invalid_request_error"
+    code = "unsupported_endpoint"
+
+
+class UpstreamAuthFailed(TtcError):
+    """The tier's upstream refused the gateway's credentials (401 or 403). Its error text is
+    never relayed (hosted APIs quote fragments of the key they were sent)."""
+
+    status = 502
+    error_type = "upstream_error"
+    code = "upstream_auth_failed"
+
+
+class UpstreamRateLimited(RateLimited):
+    """Every worker of the tier is rate limited by its upstream (a 429); ``retry_after`` is
+    when the soonest one said to come back."""
+
+    code = "upstream_rate_limited"

@@ -29,7 +29,15 @@ assert server.__file__.startswith(site), f"imported {server.__file__}, not the w
 from server.app import create_app
 from server.config import load_settings
 os.environ.setdefault("TTC_API_KEY", "smoke-test-key")
-create_app(load_settings(config))
+settings = load_settings(config)
+key_file = os.path.join(site, "worker_key")  # the compose secret the tiers read
+with open(key_file, "w") as out:
+    out.write("smoke-test-worker-key")
+tiers = {
+    name: tier.model_copy(update={"api_key_file": key_file}) if tier.api_key_file else tier
+    for name, tier in settings.tiers.items()
+}
+create_app(settings.model_copy(update={"tiers": tiers}))
 """
 
 

@@ -49,6 +49,7 @@ from router.shapes import (
     refuse_logprobs_if_pinned,
     refuse_n_for_one_answer,
     text_runs_single,
+    token_prompt,
 )
 from router.stats import LocalStats, StatsSource
 from router.thinking import BandThinking, plan_thinking
@@ -188,6 +189,8 @@ class Router:
         probe: ProbeConfig = self._config.probe
         if probe.mode == "never" or req.needs_single or req.passthrough.get("echo"):
             return False  # echo upstream: a scoring request, one call whatever its difficulty
+        if token_prompt(req):
+            return False  # no text to probe with; one call as sent
         if not probe_affordable(req, contract_tokens(req, self.tier_costs, self._probe_tier)):
             return False  # a small compute contract: samples need the tokens more
         return probe.mode == "always" or probe.unsure_low <= predicted <= probe.unsure_high

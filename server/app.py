@@ -161,7 +161,9 @@ def _add_operational_routes(app: FastAPI, state: AppContext) -> None:
     async def ready() -> Response:
         tiers = state.pool.ready()
         ok = all(tiers.values())
-        body = {"status": "ready" if ok else "not_ready", "tiers": tiers}
+        body: dict[str, object] = {"status": "ready" if ok else "not_ready", "tiers": tiers}
+        if not ok:  # e.g. "its upstream refused the gateway's credentials (401)"
+            body["reasons"] = state.pool.not_ready()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/v1/models")

@@ -269,6 +269,11 @@ class PoolCollector(Collector):
         retries = CounterMetricFamily(
             "ttc_upstream_retries", "Calls retried on another worker.", labels=["tier"]
         )
+        resumed = CounterMetricFamily(
+            "ttc_stream_resumes",
+            "Streams continued on another worker after theirs failed mid-stream.",
+            labels=["tier"],
+        )
         load = _LoadFamilies()
         for tier, workers in self._pool.workers.items():
             for w in workers:
@@ -283,7 +288,9 @@ class PoolCollector(Collector):
                 latency.add_metric(key, w.latency.cumulative(), w.latency.total)
                 load.add(key, self._pool.signals.fresh(w.url))
             retries.add_metric([tier], self._pool.counters.retries.get(tier, 0))
+            resumed.add_metric([tier], self._pool.counters.resumed.get(tier, 0))
         yield from (healthy, state, in_flight, requests, failures, ejections, latency, retries)
+        yield resumed
         yield from load.families()
 
 

@@ -1,4 +1,4 @@
-"""OpenAI-compatible calls to one vLLM server, parsed into the policies' data types.
+"""OpenAI-compatible calls to one worker of one tier, parsed into the policies' data types.
 
 The data plane: every chat call of a pool goes through one ``Transport``
 (``workers.transport``; the real one is a shared ``aiohttp.ClientSession``, keep-alive on; a
@@ -6,10 +6,11 @@ test may pass a fake and need no socket). It is the hot path: a pool call measur
 0.25 ms of CPU (0.3 ms streamed) over aiohttp against 0.6 ms (1.2 ms) over an
 ``httpx.AsyncClient``. Health checks and ``/metrics`` scrapes, which are not hot, stay on httpx.
 
-Errors are translated here: a refused connection, a timeout, a 5xx or a 429 *before any byte*
-of output is ``WorkerFailed`` (the pool retries it on another worker); a 400/422 is the
-client's fault and becomes ``InvalidRequest`` with vLLM's own message; another 4xx, a malformed
-answer, or anything going wrong once a stream is under way is ``UpstreamError``.
+Errors are translated here: a refused connection, a timeout or a 5xx *before any byte* of
+output is ``WorkerFailed`` (the pool retries it on another worker); an error status is
+translated by ``workers.statuses`` (400/422: the client's, with the upstream's message; 401/403:
+the tier's credentials; 404/405/501: an endpoint the upstream lacks; 429: rate limited); a
+malformed answer, or anything going wrong once a stream is under way, is ``UpstreamError``.
 
 Closing or cancelling a call closes its connection at once rather than returning it to the
 pool, so vLLM sees the disconnect and aborts the generation.
@@ -20,69 +21,44 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from core.backend import Choice, Completion, Delta
-from core.errors import InvalidRequest, UpstreamError, WorkerFailed
-from core.usage import TokenUsage
+from core.backend import Completion, Delta
+from core.errors import UpstreamError, WorkerFailed
+from workers.credentials import TierCredentials
+from workers.engines import ENGINES, Engine
+from workers.engines.bodies import stream_body
+from workers.parsing import (
+    parse_choice,
+    parse_chunk,
+    parse_completion,
+    parse_usage,
+    reasoning_of,
+)
+from workers.statuses import Call, failure
 from workers.transport import AiohttpTransport, Answer, Transport
+from workers.urls import api_url
+
+__all__ = [
+    "TierLink",
+    "WorkerClient",
+    "WorkerClients",
+    "attempt_timeout",
+    "parse_choice",
+    "parse_chunk",
+    "parse_completion",
+    "parse_usage",
+    "raise_for_status",
+    "reasoning_of",
+    "text_body",
+    "upstream_path",
+]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 _MALFORMED = (ValueError, KeyError, TypeError, AttributeError)
-
-
-def parse_usage(raw: Mapping[str, Any] | None) -> TokenUsage:
-    if not raw:
-        return TokenUsage()
-    details = raw.get("completion_tokens_details") or {}
-    return TokenUsage(
-        int(raw.get("prompt_tokens") or 0),
-        int(raw.get("completion_tokens") or 0),
-        int(details.get("reasoning_tokens") or 0),
-    )
-
-
-def reasoning_of(message: Mapping[str, Any]) -> str:
-    """vLLM's ``reasoning`` (or the deprecated ``reasoning_content`` of older servers)."""
-    return str(message.get("reasoning") or message.get("reasoning_content") or "")
-
-
-def parse_choice(raw: Mapping[str, Any]) -> Choice:
-    if "message" not in raw and "text" in raw:
-        return _text_choice(raw)
-    message = raw.get("message") or {}
-    content = (raw.get("logprobs") or {}).get("content") or []
-    return Choice(
-        index=int(raw.get("index", 0)),
-        text=message.get("content") or "",
-        finish_reason=raw.get("finish_reason"),
-        reasoning=reasoning_of(message),
-        token_logprobs=tuple(float(t["logprob"]) for t in content),
-        tokens=tuple(str(t.get("token", "")) for t in content),
-        raw=raw,
-    )
-
-
-def _text_choice(raw: Mapping[str, Any]) -> Choice:
-    """A choice of ``/v1/completions``: ``text``, and logprobs as parallel lists."""
-    logprobs = raw.get("logprobs") or {}
-    pairs = [
-        (t, lp)
-        for t, lp in zip(
-            logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False
-        )
-        if lp is not None
-    ]
-    return Choice(
-        index=int(raw.get("index", 0)),
-        text=raw.get("text") or "",
-        finish_reason=raw.get("finish_reason"),
-        token_logprobs=tuple(float(lp) for _, lp in pairs),
-        tokens=tuple(str(t) for t, _ in pairs),
-        raw=raw,
-    )
 
 
 def upstream_path(body: Mapping[str, Any]) -> str:
@@ -102,48 +78,10 @@ def text_body(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_completion(raw: Mapping[str, Any]) -> Completion:
-    choices = tuple(parse_choice(c) for c in raw.get("choices") or [])
-    return Completion(choices=choices, usage=parse_usage(raw.get("usage")), model=raw["model"])
-
-
-def parse_chunk(raw: Mapping[str, Any]) -> list[Delta]:
-    deltas = [
-        Delta(
-            index=int(c.get("index", 0)),
-            text=(c.get("delta") or {}).get("content") or c.get("text") or "",
-            finish_reason=c.get("finish_reason"),
-            reasoning=reasoning_of(c.get("delta") or {}),
-            raw=c,
-        )
-        for c in raw.get("choices") or []
-    ]
-    if raw.get("usage"):
-        deltas.append(Delta(usage=parse_usage(raw["usage"])))
-    return deltas
-
-
-def _upstream_message(body: bytes) -> str:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return body[:500].decode("utf-8", "replace")
-    err = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("message", err))
-    return str(parsed.get("message", parsed)) if isinstance(parsed, dict) else str(parsed)
-
-
-def raise_for_status(status: int, body: bytes) -> None:
-    """Translate an error status (with its ``body``, for vLLM's message); pass anything else."""
-    if status < 400:
-        return
-    text = _upstream_message(body)
-    if status >= 500 or status == 429:
-        raise WorkerFailed(f"worker answered {status}: {text}")
-    if status in (400, 422):
-        raise InvalidRequest(text, code="upstream_rejected")
-    raise UpstreamError(f"worker answered {status}: {text}")
+def raise_for_status(status: int, body: bytes, call: Call | None = None) -> None:
+    """Translate an error status (see ``workers.statuses``); pass anything else."""
+    if status >= 400:
+        raise failure(status, body, None, call or Call("", ""))
 
 
 def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
@@ -161,13 +99,35 @@ def attempt_timeout(read_s: float, connect_s: float) -> aiohttp.ClientTimeout:
 
 
 class WorkerClient:
-    """Calls one worker's ``/v1/chat/completions`` (``/v1/completions`` for a body with a
-    ``prompt``) over the pool's shared transport; ``headers`` (the pool's ``traceparent`` when
-    tracing is on) go with the call."""
+    """Calls one worker of one tier: ``/v1/chat/completions`` (``/v1/completions`` for a body
+    with a ``prompt``) under the worker's API root (``workers.urls``), over the pool's shared
+    transport, with the tier's credentials; ``headers`` (the pool's ``traceparent`` when
+    tracing is on) go with the call. Bodies are already fit for the engine
+    (``workers.engines.bodies.adapt``); a stream asks for usage where the engine can send it."""
 
-    def __init__(self, transport: Transport, base_url: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        base_url: str,
+        *,
+        tier: str = "",
+        engine: Engine = ENGINES["vllm"],
+        credentials: TierCredentials | None = None,
+    ) -> None:
         self._transport = transport
         self._base = base_url.rstrip("/")
+        self._tier = tier
+        self._engine = engine
+        self._credentials = credentials
+
+    def _headers(self, extra: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        if self._credentials is None:
+            return extra
+        return {**self._credentials.headers(), **(extra or {})}
+
+    def _call(self, path: str) -> Call:
+        redact = self._credentials.redact if self._credentials is not None else str
+        return Call(self._tier, path, redact)
 
     async def chat(
         self,
@@ -175,13 +135,18 @@ class WorkerClient:
         timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
     ) -> Completion:
-        url, body = self._base + upstream_path(body), text_body(body)
+        path, body = upstream_path(body), text_body(body)
+        exchange = self._transport.post(
+            api_url(self._base, path), body, timeout, self._headers(headers)
+        )
         try:
-            async with self._transport.post(url, body, timeout, headers) as answer:
+            async with exchange as answer:
                 status, raw = answer.status, await answer.read()
+                retry_after = answer.headers.get("Retry-After")
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
-        raise_for_status(status, raw)
+        if status >= 400:
+            raise failure(status, raw, retry_after, self._call(path))
         try:
             return parse_completion(json.loads(raw))
         except _MALFORMED as exc:
@@ -194,18 +159,20 @@ class WorkerClient:
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Delta]:
         """Yield deltas; ``WorkerFailed`` can only come before the first one."""
-        # A policy's own stream_options (continuous_usage_stats) are kept; usage is always on.
-        options = {**(body.get("stream_options") or {}), "include_usage": True}
-        body = {**text_body(body), "stream": True, "stream_options": options}
-        exchange = self._transport.post(self._base + upstream_path(body), body, timeout, headers)
+        path = upstream_path(body)
+        body = stream_body(self._engine, text_body(body))
+        url, sent = api_url(self._base, path), self._headers(headers)
+        exchange = self._transport.post(url, body, timeout, sent)
         try:
             answer = await exchange.__aenter__()
         except _TRANSPORT_ERRORS as exc:
             raise WorkerFailed(f"worker unreachable: {type(exc).__name__}") from exc
+        call = self._call(path)
         try:
             if answer.status >= 400:
-                raise_for_status(answer.status, await _error_body(answer))
-            async with contextlib.aclosing(_iter_sse(answer.chunks())) as deltas:
+                retry_after = answer.headers.get("Retry-After")
+                raise failure(answer.status, await _error_body(answer), retry_after, call)
+            async with contextlib.aclosing(_iter_sse(answer.chunks(), call)) as deltas:
                 async for delta in deltas:
                     yield delta
         finally:
@@ -220,7 +187,7 @@ async def _error_body(answer: Answer) -> bytes:
         return b""
 
 
-async def _iter_sse(chunks: AsyncIterator[bytes]) -> AsyncGenerator[Delta, None]:
+async def _iter_sse(chunks: AsyncIterator[bytes], call: Call) -> AsyncGenerator[Delta, None]:
     """The deltas of an SSE body, which is read to its end after ``[DONE]``."""
     tail = b""
     try:
@@ -228,7 +195,7 @@ async def _iter_sse(chunks: AsyncIterator[bytes]) -> AsyncGenerator[Delta, None]
             lines = (tail + data).split(b"\n")
             tail = lines.pop()  # a line not yet complete
             for line in lines:
-                deltas = _event(line)
+                deltas = _event(line, call)
                 if deltas is None:
                     await _drain(chunks)
                     return
@@ -250,7 +217,7 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
             pass
 
 
-def _event(line: bytes) -> list[Delta] | None:
+def _event(line: bytes, call: Call) -> list[Delta] | None:
     """The deltas of one SSE line (none for a blank or non-data line); None for ``[DONE]``."""
     if not line.startswith(b"data:"):
         return []
@@ -259,7 +226,7 @@ def _event(line: bytes) -> list[Delta] | None:
         return None
     chunk = json.loads(data)
     if "error" in chunk and not chunk.get("choices"):
-        raise UpstreamError(f"worker stream error: {_chunk_error(chunk)}")
+        raise UpstreamError(f"worker stream error: {call.redact(_chunk_error(chunk))}")
     return parse_chunk(chunk)
 
 
@@ -268,26 +235,51 @@ def _chunk_error(chunk: Mapping[str, Any]) -> str:
     return str(err.get("message", err)) if isinstance(err, dict) else str(err)
 
 
-class WorkerClients:
-    """One ``WorkerClient`` per worker URL, all over one ``Transport`` (by default an
-    ``AiohttpTransport`` of at most ``max_connections`` connections), closed by ``close``."""
+@dataclass(frozen=True)
+class TierLink:
+    """How the calls of one tier go out: its engine and its credentials."""
 
-    def __init__(self, max_connections: int, transport: Transport | None = None) -> None:
+    engine: Engine = ENGINES["vllm"]
+    credentials: TierCredentials | None = None
+
+
+class WorkerClients:
+    """One ``WorkerClient`` per tier and worker URL (one URL may serve two tiers, each with its
+    own key), all over one ``Transport`` (by default an ``AiohttpTransport`` of at most
+    ``max_connections`` connections), closed by ``close``. ``tiers`` says how each tier's
+    calls go out; a tier it does not name gets plain vLLM calls without credentials."""
+
+    def __init__(
+        self,
+        max_connections: int,
+        transport: Transport | None = None,
+        tiers: Mapping[str, TierLink] | None = None,
+    ) -> None:
         self._own: AiohttpTransport | None = None
         if transport is None:
             transport = self._own = AiohttpTransport(max_connections)
         self._transport = transport
-        self._clients: dict[str, WorkerClient] = {}
+        self._tiers = dict(tiers or {})
+        self._clients: dict[tuple[str, str], WorkerClient] = {}
 
-    def get(self, base_url: str) -> WorkerClient:
-        client = self._clients.get(base_url)
+    def get(self, base_url: str, tier: str = "") -> WorkerClient:
+        client = self._clients.get((tier, base_url))
         if client is None:
-            client = self._clients[base_url] = WorkerClient(self._transport, base_url)
+            link = self._tiers.get(tier, TierLink())
+            client = WorkerClient(
+                self._transport,
+                base_url,
+                tier=tier,
+                engine=link.engine,
+                credentials=link.credentials,
+            )
+            self._clients[(tier, base_url)] = client
         return client
 
     def forget(self, base_url: str) -> None:
         """Drop a worker that is gone (its idle connections expire on their own)."""
-        self._clients.pop(base_url, None)
+        for key in [k for k in self._clients if k[1] == base_url]:
+            del self._clients[key]
 
     async def close(self) -> None:
         """Close the transport this made (a transport passed in is its owner's to close)."""

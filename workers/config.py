@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.profile import ModelProfile, Thinking
+from workers.engines import DEFAULT_ENGINE, ENGINES
 from workers.profiles import PRESETS
 
 
@@ -78,14 +80,33 @@ class ProfileConfig(_Model):
 
 
 class TierConfig(_Model):
-    """One model tier: the served model name and where its workers are."""
+    """One model tier: the served model name, where its workers are, what engine serves it and
+    with which credentials, and what its tokens cost."""
 
     model: str = Field(description="model name sent upstream (vLLM --served-model-name)")
-    endpoints: tuple[str, ...] = Field((), description="base URLs of running vLLM servers")
+    engine: str = Field(
+        DEFAULT_ENGINE, description="what serves the tier: vllm | sglang | llamacpp | openai"
+    )
+    endpoints: tuple[str, ...] = Field(
+        (),
+        description="base URLs of running servers; one with a path is the API root as the"
+        " OpenAI SDK takes it (https://host/v1), one without gets /v1",
+    )
     launch: LaunchConfig | None = None
     discovery: DiscoveryConfig | None = None
     description: str = ""
-    cost_per_1k_tokens: float = Field(0.0, ge=0)
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the upstream's key (sent as Bearer)"
+    )
+    api_key_file: str | None = Field(
+        None, description="file holding the upstream's key, read again when it changes"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra headers on every upstream call"
+    )
+    cost_per_1k_tokens: float = Field(0.0, ge=0, description="price of any token (fallback)")
+    cost_per_1k_input_tokens: float | None = Field(None, ge=0, description="prompt tokens")
+    cost_per_1k_output_tokens: float | None = Field(None, ge=0, description="completion tokens")
     default_max_tokens: int | None = Field(
         None,
         ge=1,
@@ -108,6 +129,27 @@ class TierConfig(_Model):
             raise ValueError(f"unknown profile {value!r}; presets: {', '.join(PRESETS)}")
         return value
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; engines: {', '.join(ENGINES)}")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _plain_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            check_endpoint(url)
+        return urls
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials_in_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "authorization" for name in headers):
+            raise ValueError("put the upstream's key in api_key_env or api_key_file")
+        return headers
+
     def model_profile(self) -> ModelProfile:
         if isinstance(self.profile, str):
             return PRESETS[self.profile]
@@ -117,6 +159,22 @@ class TierConfig(_Model):
     def _has_workers(self) -> TierConfig:
         if not self.endpoints and self.launch is None and self.discovery is None:
             raise ValueError("a tier needs 'endpoints', 'launch' or 'discovery'")
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> TierConfig:
+        """What only vLLM does: the launcher starts vLLM; only vLLM holds a thinking budget."""
+        if self.engine == DEFAULT_ENGINE:
+            return self
+        if self.launch is not None:
+            raise ValueError(f"'launch' starts a vLLM worker; engine {self.engine} cannot")
+        thinking = self.model_profile().thinking
+        if thinking is not None and thinking.budget_mechanism == "vllm":
+            raise ValueError(
+                f"budget_mechanism 'vllm' needs engine vllm (engine {self.engine}: use 'forced')"
+            )
         return self
 
     def urls(self) -> tuple[str, ...]:
@@ -124,15 +182,36 @@ class TierConfig(_Model):
         launched = (self.launch.url,) if self.launch else ()
         return tuple(u.rstrip("/") for u in (*launched, *self.endpoints))
 
+    def price_per_1k(self, kind: Literal["input", "output"]) -> float:
+        """Price of 1,000 prompt (``input``) or completion (``output``) tokens; a side left
+        unset costs ``cost_per_1k_tokens``."""
+        split = self.cost_per_1k_input_tokens if kind == "input" else self.cost_per_1k_output_tokens
+        return self.cost_per_1k_tokens if split is None else split
+
+
+def check_endpoint(url: str) -> None:
+    """An endpoint is ``http(s)://host[:port][/path]``: no credentials (they would reach logs
+    and metric labels, which name workers by URL), no query, no fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint {url!r} is not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("an endpoint carries no credentials: use api_key_env or api_key_file")
+    if parts.query or parts.fragment:
+        raise ValueError(f"endpoint {url!r}: no query or fragment")
+
 
 class BreakerConfig(_Model):
     """Circuit breaker per worker: eject after consecutive failures; a worker that was down is
     re-admitted by its first passing health check, one whose calls failed by a trial call after
-    a backoff that doubles with each failed trial (see ``workers.breaker``)."""
+    a backoff that doubles with each failed trial (see ``workers.breaker``, ``workers.trials``)."""
 
     failure_threshold: int = Field(3, ge=1, description="consecutive failures that eject")
     open_base_s: float = Field(1.0, gt=0, description="first backoff before a trial call")
     open_max_s: float = Field(30.0, gt=0, description="backoff doubles up to this")
+    trial_timeout_s: float = Field(
+        10.0, gt=0, description="a trial call (one token) slower than this has failed"
+    )
 
 
 class PoolConfig(_Model):

@@ -1,5 +1,8 @@
 """What a caller hears when a tier has no worker left: what failed, and when to come back.
 
+A tier whose workers are kept away by their upstreams' rate limits (429s) is a 429 with the
+soonest ``Retry-After``; any other outage is a 503.
+
 ``Retry-After`` says when the next try is due, not a constant: the next health check for a
 worker that was down (a passing check re-admits it), the end of the backoff for one whose calls
 failed, now for one still closed or running a trial; the soonest of the tier's workers, in
@@ -12,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from core.errors import UpstreamUnavailable
+from core.errors import UpstreamRateLimited, UpstreamUnavailable
+from workers.gate import Gate
 from workers.worker import Worker
 
 log = logging.getLogger("ttc.workers")
@@ -39,5 +43,24 @@ def unavailable(
         log.info("tier %s: no worker left after trying %s%s", tier, urls, cause)
     return UpstreamUnavailable(
         f"no worker of tier '{tier}' could take the request{cause}; retry after {seconds} s",
+        retry_after=seconds,
+    )
+
+
+def rate_limited(
+    tier: str, gate: Gate, workers: Sequence[Worker], tried: Mapping[str, Worker]
+) -> UpstreamRateLimited | None:
+    """The 429 for ``tier`` when some of its workers are cooling off a 429 and no other can
+    take the request; its ``Retry-After`` is when the soonest stops cooling."""
+    cooling = gate.cool_left(tier, (w.url for w in workers))
+    if cooling is None:
+        return None
+    if any(
+        w.breaker.admits() and w.url not in tried and not gate.cooling(tier, w.url) for w in workers
+    ):
+        return None
+    seconds = max(1, math.ceil(cooling))
+    return UpstreamRateLimited(
+        f"tier '{tier}': its upstream is rate limiting the gateway; retry after {seconds} s",
         retry_after=seconds,
     )

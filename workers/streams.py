@@ -4,7 +4,8 @@ Before the first *output* (text, a finish reason, a tool-call or reasoning delta
 reached the caller, so a failure is retried on another worker. vLLM's first chunk only carries
 the assistant role; it is held back with any other empty delta (and usage-only deltas) until
 output starts, so a worker that dies right after it is still retried. Once output has started,
-a failure is ``StreamInterrupted``.
+a failure is ``StreamInterrupted``, unless the stream can be continued on another worker
+(``workers.resume``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from core.backend import Delta, close_now
 from core.errors import StreamInterrupted, TtcError
 from core.metering import StreamProgress
+from core.usage import TokenUsage
 
 
-def interrupted(seen: StreamProgress, cause: TtcError) -> StreamInterrupted:
-    """The error for a stream that failed after output started, billed what it cost so far."""
-    usage = seen.usage_so_far()
+def interrupted(
+    seen: StreamProgress, cause: TtcError, before: TokenUsage | None = None
+) -> StreamInterrupted:
+    """The error for a stream that failed after output started, billed what it cost so far
+    (``before``: what the calls it continued cost, ``workers.resume``)."""
+    usage = seen.usage_so_far() + (before or TokenUsage())
     if seen.usage is not None:
         so_far = f"{usage.prompt_tokens} prompt and {usage.completion_tokens} completion tokens"
     else:  # the gateway bills the prompt's estimate (core.metering)

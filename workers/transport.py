@@ -9,7 +9,8 @@ connection reuse keep the real transport against ``FakeUpstream``.
 Contract of ``post``: entering the context sends the request, with ``headers`` if given (a
 ``traceparent`` when tracing is on), and waits for the status line (a refused connection or a
 timeout raises ``aiohttp.ClientError`` or ``TimeoutError``);
-``Answer.read`` returns the whole body, ``Answer.chunks`` yields it as it arrives (raising the
+``Answer.headers`` are the answer's headers (a 429's ``Retry-After``), ``Answer.read`` returns
+the whole body, ``Answer.chunks`` yields it as it arrives (raising the
 same errors if the connection breaks). Leaving the context returns the connection to the pool
 if the body was read to its end, and closes it otherwise, so vLLM sees the disconnect and
 aborts the generation.
@@ -29,6 +30,9 @@ import orjson
 class Answer(Protocol):
     @property
     def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     async def read(self) -> bytes: ...
 
@@ -60,6 +64,10 @@ class _AiohttpAnswer:
     @property
     def status(self) -> int:
         return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers  # case-insensitive
 
     async def read(self) -> bytes:
         return await self._response.read()

@@ -1,5 +1,5 @@
-"""One vLLM worker as the pool sees it: breaker, load, counters, the accounting of one call
-to it, and its active health check."""
+"""One worker as the pool sees it: breaker, load, counters, the accounting of one call to it,
+and how an active health check's verdict is applied (the check itself: ``workers.health``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import logging
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import httpx
 
 from core.errors import InvalidRequest, UpstreamError, WorkerFailed
 from workers.breaker import BreakerState, CircuitBreaker
@@ -157,40 +155,12 @@ def attempt(worker: Worker, failures: dict[str, int], clock: Callable[[], float]
         worker.in_flight -= 1
 
 
-def serves(models: Any, model: str) -> bool:
-    """Does a ``/v1/models`` body list ``model``?"""
-    data = models.get("data") if isinstance(models, dict) else None
-    return isinstance(data, list) and any(
-        isinstance(m, dict) and m.get("id") == model for m in data
-    )
-
-
 class Check(enum.Enum):
     """Verdict of one active check."""
 
     OK = "ok"
     FAILED = "failed"  # refused, reset, an error status, the wrong model: not serving
     TIMED_OUT = "timed_out"  # accepted but too slow: hung, or only saturated
-
-
-async def probe(http: httpx.AsyncClient, url: str, model: str, timeout_s: float) -> Check:
-    """Active check: ``/health`` answers 200 and ``/v1/models`` lists the tier's model.
-
-    The model check catches a worker that is alive but serves something else (a wrong pod
-    behind a DNS name, a worker restarted with another model). ``timeout_s`` bounds both.
-    """
-    try:
-        async with asyncio.timeout(timeout_s):  # both requests together, so a hung worker
-            health = await http.get(url + "/health")  # holds a round of checks up no longer
-            if health.status_code != 200:
-                return Check.FAILED
-            listed = await http.get(url + "/v1/models")
-            ok = listed.status_code == 200 and serves(listed.json(), model)
-            return Check.OK if ok else Check.FAILED
-    except (TimeoutError, httpx.TimeoutException):
-        return Check.TIMED_OUT
-    except (httpx.HTTPError, ValueError):
-        return Check.FAILED
 
 
 def busy(worker: Worker, now: float, grace_s: float) -> bool:

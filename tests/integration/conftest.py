@@ -67,6 +67,20 @@ def ttc_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "ttc.cli", *args]
 
 
+# --- the session worker's key (issue 25) ---------------------------------------------------
+# The session's vLLM worker requires an API key (vLLM reads VLLM_API_KEY), as any worker others
+# can reach should; tiers on it send the key from WORKER_KEY_ENV, which gateways started by the
+# tests inherit. A worker reused through TTC_TEST_WORKER_URL may run without a key: vLLM then
+# ignores the header.
+WORKER_KEY_ENV = "TTC_TEST_WORKER_KEY"
+
+
+def worker_key() -> str:
+    """The session worker's key (from the environment when set, so a reused worker can be
+    keyed too)."""
+    return os.environ.setdefault(WORKER_KEY_ENV, "ttc-test-worker-key-7c4e1a9b")
+
+
 def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = ttc_cmd(
         "worker",
@@ -81,8 +95,11 @@ def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
         "--profile",
         "smollm2",  # its tool-call parser: one session worker serves the tool tests too
     )
+    env = {**os.environ, "VLLM_API_KEY": worker_key()}
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
 
 
 WorkerStarter = Callable[[int, Path], subprocess.Popen[bytes]]
@@ -116,11 +133,13 @@ def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def gateway_config(worker: str, **sections: Any) -> dict[str, Any]:
+    keyed = {"endpoints": [worker], "api_key_env": WORKER_KEY_ENV}
+    worker_key()  # set for the gateways the test starts
     config: dict[str, Any] = {
         "tiers": {
-            MODEL: {"model": MODEL, "endpoints": [worker]},
-            "small": {"model": "small", "endpoints": [worker]},
-            "large": {"model": "large", "endpoints": [worker]},
+            MODEL: {"model": MODEL, **keyed},
+            "small": {"model": "small", **keyed},
+            "large": {"model": "large", **keyed},
         },
         "server": {"stream_keepalive_s": 1.0, "max_body_bytes": 65536},
         "pool": {"health_interval_s": 0.5, "retry_after_s": 3},

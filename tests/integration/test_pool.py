@@ -26,6 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import (
+    WORKER_KEY_ENV,
     WORKER_STARTUP_S,
     GatewayFactory,
     free_port,
@@ -80,8 +81,16 @@ def second(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondWorker]:
 def gateway2(worker_url: str, second: SecondWorker, start_gateway: GatewayFactory) -> str:
     # open_max_s 4: the killed worker is re-probed every few seconds while it restarts.
     config = gateway_config(worker_url, pool={"breaker": {"open_max_s": 4}})
-    config["tiers"]["pair"] = {"model": "small", "endpoints": [worker_url, second.url]}
-    config["tiers"]["second"] = {"model": "small", "endpoints": [second.url]}
+    config["tiers"]["pair"] = {
+        "model": "small",
+        "endpoints": [worker_url, second.url],
+        "api_key_env": WORKER_KEY_ENV,  # start_worker keys both workers alike
+    }
+    config["tiers"]["second"] = {
+        "model": "small",
+        "endpoints": [second.url],
+        "api_key_env": WORKER_KEY_ENV,
+    }
     return start_gateway(config)
 
 

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from policies.tool_votes import canonical
-from tests.integration.conftest import GatewayFactory, gateway_config
+from tests.integration.conftest import WORKER_KEY_ENV, GatewayFactory, gateway_config
 
 WEATHER: Any = {
     "type": "function",
@@ -36,8 +36,9 @@ QUESTION: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture(scope="module")
 def sdk(worker_url: str, start_gateway: GatewayFactory) -> openai.OpenAI:
-    tools = {"model": "small", "endpoints": [worker_url], "profile": "smollm2"}
-    plain = {"model": "large", "endpoints": [worker_url]}  # the same worker, declared plain
+    keyed = {"endpoints": [worker_url], "api_key_env": WORKER_KEY_ENV}
+    tools = {"model": "small", **keyed, "profile": "smollm2"}
+    plain = {"model": "large", **keyed}  # the same worker, declared plain
     url = start_gateway(gateway_config(worker_url, tiers={"small": tools, "plain": plain}))
     return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
 

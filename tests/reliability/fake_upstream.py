@@ -77,6 +77,8 @@ class FakeUpstream:
     tokens) | stall (silent after ``die_after`` tokens) | hang (never answers) | an HTTP
     status such as ``503`` or ``400`` (with an OpenAI error body) | garbage (200, not JSON) |
     no_done (a stream without ``[DONE]``) | error_event (a stream carrying an error event).
+    A stream continuing a final message (``continue_final_message``) that holds the first k
+    tokens of the answer sends the rest.
     ``health``: ok | 503 | hang. Answers say ``text`` ``TOKENS`` times; ``on_chat`` runs as a
     chat call arrives."""
 
@@ -91,6 +93,7 @@ class FakeUpstream:
     finished: int = 0  # chat responses written completely (counted just before their end)
     aborted_by_client: int = 0
     died: int = 0
+    continued: int = 0  # streams that continued a final message
     connections: int = 0
     url: str = ""
     _server: asyncio.Server | None = field(default=None, repr=False)
@@ -172,7 +175,7 @@ class FakeUpstream:
         if self.mode == "slow":
             await asyncio.sleep(self.delay_s)
         if body.get("stream"):
-            return await self._stream(reader, writer)
+            return await self._stream(reader, writer, self._continued(body))
         self.finished += 1  # before the last bytes: a client holding the answer sees the count
         if self.mode == "garbage":
             writer.write(_response(200, b"<html>not json</html>", "text/html"))
@@ -186,13 +189,27 @@ class FakeUpstream:
             writer.write(_response(200, json.dumps(answer).encode()))
         return True
 
-    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Write the stream; False if this worker "died" or stalled on the way."""
+    def _continued(self, body: dict[str, Any]) -> int:
+        """Tokens of the answer a continued final message already holds (vLLM's
+        ``continue_final_message``): the stream goes on from there, as a model would."""
+        messages = body.get("messages") or []
+        if not body.get("continue_final_message") or not messages:
+            return 0
+        if messages[-1].get("role") != "assistant":
+            return 0
+        self.continued += 1
+        return min(len(str(messages[-1].get("content") or "")) // len(self.text), TOKENS)
+
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, skip: int = 0
+    ) -> bool:
+        """Write the stream (from token ``skip`` of the answer); False if this worker "died"
+        or stalled on the way."""
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n" + _chunk()
         )
-        for i in range(TOKENS):
+        for i in range(skip, TOKENS):
             if self.mode == "die" and i == self.die_after:
                 writer.transport.abort()  # a reset, as when the worker's process is killed
                 self.died += 1
@@ -205,7 +222,8 @@ class FakeUpstream:
         if self.mode == "error_event":
             writer.write(_sse({"error": {"message": "engine overloaded", "code": 500}}))
         writer.write(_chunk(finish="stop"))
-        writer.write(_sse({"model": MODEL, "choices": [], "usage": USAGE}))
+        usage = {**USAGE, "completion_tokens": TOKENS - skip}
+        writer.write(_sse({"model": MODEL, "choices": [], "usage": usage}))
         if self.mode != "no_done":
             writer.write(_chunked(b"data: [DONE]\n\n"))
         await writer.drain()

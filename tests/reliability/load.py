@@ -3,7 +3,8 @@
 ``Load`` runs ``clients`` closed-loop clients, alternating streamed and non-streamed chat
 requests, until stopped; every request is one ``Outcome``. A streamed request succeeded only
 if it ended with ``[DONE]`` and carried no error event; one cut by a dying worker (text so far,
-an error event, ``[DONE]``) is ``interrupted``. ``phases`` splits outcomes by the time each
+an error event, ``[DONE]``) is ``interrupted``; one whose text is not the answer the upstream
+gives (``expect``, when known) is ``garbled``. ``phases`` splits outcomes by the time each
 request started (before / during / after a fault) into counts and latency percentiles.
 """
 
@@ -44,34 +45,47 @@ def chat_body(model: str, stream: bool) -> dict[str, Any]:
     }
 
 
-async def one_request(client: httpx.AsyncClient, model: str, stream: bool) -> Outcome:
-    """Send one chat request and classify how it ended."""
+async def one_request(
+    client: httpx.AsyncClient, model: str, stream: bool, expect: str | None = None
+) -> Outcome:
+    """Send one chat request and classify how it ended (``garbled``: its answer is not
+    ``expect``)."""
     started = time.monotonic()
     try:
         if stream:
-            result, hint = await _streamed(client, chat_body(model, True))
+            result, hint = await _streamed(client, chat_body(model, True), expect)
         else:
             response = await client.post("/v1/chat/completions", json=chat_body(model, False))
             result = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
             hint = response.headers.get("retry-after")
+            if result == "ok" and expect is not None:
+                text = response.json()["choices"][0]["message"]["content"]
+                result = "ok" if text == expect else "garbled"
     except httpx.HTTPError as exc:
         result, hint = type(exc).__name__, None
     return Outcome(started, time.monotonic() - started, stream, result, hint)
 
 
-async def _streamed(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[str, str | None]:
+async def _streamed(
+    client: httpx.AsyncClient, body: dict[str, Any], expect: str | None
+) -> tuple[str, str | None]:
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             await response.aread()
             return f"HTTP {response.status_code}", response.headers.get("retry-after")
-        done, errored = False, False
+        done, errored, text = False, False, []
         async for line in response.aiter_lines():
             if line == "data: [DONE]":
                 done = True
-            elif line.startswith("data: ") and "error" in json.loads(line[6:]):
-                errored = True
+            elif line.startswith("data: "):
+                chunk = json.loads(line[6:])
+                errored = errored or "error" in chunk
+                for choice in chunk.get("choices") or []:
+                    text.append((choice.get("delta") or {}).get("content") or "")
     if errored:
         return "interrupted", None
+    if done and expect is not None and "".join(text) != expect:
+        return "garbled", None
     return ("ok" if done else "no [DONE]"), None
 
 
@@ -82,6 +96,7 @@ class Load:
     url: str
     model: str
     clients: int
+    expect: str | None = None  # every answer's text, when the upstream's is known
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -99,7 +114,7 @@ class Load:
         async with httpx.AsyncClient(base_url=self.url, timeout=timeout, trust_env=False) as client:
             stream = index % 2 == 1
             while not self._stop.is_set():
-                outcome = await one_request(client, self.model, stream)
+                outcome = await one_request(client, self.model, stream, self.expect)
                 self.outcomes.append(outcome)
                 stream = not stream
                 if not outcome.ok:

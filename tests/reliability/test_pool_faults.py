@@ -118,13 +118,15 @@ async def test_503_is_retried_and_a_whole_tier_of_503s_is_unavailable(
 async def test_death_mid_stream_ends_the_stream_with_usage_so_far_and_no_replay(
     fakes: tuple[FakeUpstream, FakeUpstream],
 ) -> None:
-    """Fake upstream: ``a`` resets the connection after 3 tokens."""
+    """Fake upstream: ``a`` resets the connection after 3 tokens. With logprobs the stream
+    cannot be continued elsewhere (tests/unit/test_engines_resume.py: streams that can)."""
     a, b = fakes
     a.mode, a.die_after = "die", 3
     pool = pool_of(a, b)
     got: list[str] = []
     with pytest.raises(StreamInterrupted) as info:
-        async for delta in pool.stream_chat("t", MSG, affinity=key_for(a, a, b)):
+        body = {**MSG, "logprobs": True}
+        async for delta in pool.stream_chat("t", body, affinity=key_for(a, a, b)):
             got.append(delta.text)
     assert "".join(got) == "xxx" and a.died == 1
     assert b.chats == 0  # half an answer is never replayed from another worker

@@ -21,7 +21,15 @@ import aiohttp
 import pytest
 
 from core.backend import Completion, Delta
-from core.errors import InvalidRequest, TtcError, UpstreamError, WorkerFailed
+from core.errors import (
+    InvalidRequest,
+    TtcError,
+    UnsupportedEndpoint,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamRateLimited,
+    WorkerFailed,
+)
 from tests.reliability.fake_upstream import MODEL, TOKENS, FakeUpstream, eventually, refusing_url
 from workers.client import WorkerClients, attempt_timeout
 from workers.config import PoolConfig, TierConfig
@@ -60,6 +68,7 @@ class Canned:
 class CannedExchange:
     def __init__(self, canned: Canned) -> None:
         self.canned, self.status, self._left = canned, canned.status, list(canned.parts)
+        self.headers: Mapping[str, str] = {}
 
     async def __aenter__(self) -> Answer:
         return self
@@ -123,10 +132,9 @@ async def stream(clients: WorkerClients, url: str, got: list[Delta], read_s: flo
     [
         (503, WorkerFailed),
         (500, WorkerFailed),
-        (429, WorkerFailed),
         (400, InvalidRequest),
         (422, InvalidRequest),
-        (404, UpstreamError),
+        (409, UpstreamError),
     ],
 )
 async def test_an_error_status_is_translated_by_whose_fault_it_is(
@@ -139,6 +147,33 @@ async def test_an_error_status_is_translated_by_whose_fault_it_is(
     assert type(info.value) is error
     got: list[Delta] = []
     with pytest.raises(error, match=f"fake answered {status}"):
+        await stream(over(canned), "http://w", got)
+    assert got == [] and canned.complete == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (429, UpstreamRateLimited),
+        (401, UpstreamAuthFailed),
+        (403, UpstreamAuthFailed),
+        (404, UnsupportedEndpoint),
+        (405, UnsupportedEndpoint),
+        (501, UnsupportedEndpoint),
+    ],
+)
+async def test_statuses_that_are_nobodys_fault_keep_no_upstream_text(
+    status: int, error: type[TtcError]
+) -> None:
+    """A rate limit, refused credentials or a missing endpoint: neither the worker's fault nor
+    the body's (workers.statuses); the upstream's text is not kept (a 401's quotes the key)."""
+    body = json.dumps({"error": {"message": f"fake answered {status}"}}).encode()
+    canned = Canned(status, (body,))
+    with pytest.raises(error) as info:
+        await chat(over(canned), "http://w")
+    assert type(info.value) is error and "fake answered" not in info.value.message
+    got: list[Delta] = []
+    with pytest.raises(error):
         await stream(over(canned), "http://w", got)
     assert got == [] and canned.complete == [True, True]
 

@@ -163,12 +163,15 @@ async def test_stream_failing_before_output_is_retried_invisibly(fleet: Fleet) -
 
 
 async def test_stream_failing_after_output_raises_with_usage_so_far(fleet: Fleet) -> None:
+    """A stream with logprobs cannot be continued elsewhere (tests/unit/test_engines_resume.py
+    has the streams that can)."""
     a, b = fleet
     a.mode, a.die_after = "die", 3
     pool = make_pool(a.url, b.url)
     seen: list[str] = []
+    body = {**MSG, "logprobs": True}
     with pytest.raises(StreamInterrupted) as info:
-        async for delta in pool.stream_chat("small", MSG, affinity=key_for(a.url, (a.url, b.url))):
+        async for delta in pool.stream_chat("small", body, affinity=key_for(a.url, (a.url, b.url))):
             seen.append(delta.text)
     assert "".join(seen) == "aaa" and (a.chats, b.chats) == (1, 0)  # never replayed elsewhere
     assert info.value.usage.completion_tokens == 3 and info.value.status == 502
