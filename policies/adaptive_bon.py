@@ -396,7 +396,6 @@ REGISTRATION = Registration(
         text_prompts=True,
         votes=True,
         tool_votes=True,
-        needs=frozenset({"n"}),
         shapes=frozenset({"closed"}),
     ),
 )

@@ -301,7 +301,7 @@ REGISTRATION = Registration(
     Facts(
         worst_case=cascade_worst_case,
         one_answer=True,
-        needs=frozenset({"n", "logprobs"}),
+        needs=frozenset({"logprobs"}),
         shapes=frozenset({"closed"}),
     ),
 )

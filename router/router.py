@@ -36,6 +36,7 @@ from policies.tiers import TierLadder, with_tiers
 from router.answer_shape import AnswerShape, predict_shape
 from router.bands import Band, build_bands, select
 from router.budget import BudgetController
+from router.capable import Capabilities, capable
 from router.config import EffortConfig, EffortTable, ProbeConfig, RouterConfig
 from router.contract import contract_tokens, probe_affordable, samples_within
 from router.counters import RouterCounters
@@ -74,6 +75,7 @@ class Router:
         stats: StatsSource | None = None,
         profiles: Mapping[str, ModelProfile] | None = None,
         lengths: Mapping[str, int | None] | None = None,
+        capabilities: Capabilities | None = None,
         load: LoadSignal | None = None,
         shadow_backend: Backend | None = None,
         prober: Prober | None = None,
@@ -89,6 +91,7 @@ class Router:
         self._policies = policies
         self._profiles: Mapping[str, ModelProfile] = profiles or {}
         self._lengths: Mapping[str, int | None] = lengths or {}
+        self._capabilities: Capabilities = capabilities or {}  # router.capable
         self._tool_tiers = ToolTiers(self._profiles, config.tools.tier)  # router.tools
         self._ladder = (
             TierLadder.by_cost(tiers) if isinstance(tiers, Mapping) else TierLadder(self._tiers)
@@ -300,7 +303,8 @@ class Router:
         params = samples_within(params, req, contract_tokens(req, self.tier_costs, tier), reasons)
         params, notes = with_tiers(params, self._ladder)
         reasons.extend(notes)
-        return params
+        plain = self._policies.named(registry.plain_name())
+        return capable(params, tier, pinned, self._capabilities, plain, reasons)
 
     def _switched(
         self,

@@ -28,6 +28,7 @@ from server.reload import ConfigReloader
 from server.router_seams import PoolSaturation, SharedRouterStats
 from server.tracing import Tracing
 from state.shared import SharedState
+from workers import engines
 from workers.launcher import WorkerSupervisor
 from workers.pool import WorkerPool
 
@@ -45,6 +46,7 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
             stats=SharedRouterStats(shared.stats),
             profiles={name: tier.model_profile() for name, tier in settings.tiers.items()},
             lengths={n: t.default_max_tokens for n, t in settings.tiers.items()},
+            capabilities=engines.capabilities(settings.tiers),
             load=PoolSaturation(pool),
             shadow_backend=pool,
         )
