@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import BudgetReached, DeadlineReached
 from core.usage import TokenUsage
@@ -95,6 +95,12 @@ def token_ids(prompt: Any) -> list[Any] | None:
     return None
 
 
+class PromptCounter(Protocol):
+    """The prompt tokens ``tier`` would report for ``body`` (``core.calibration``)."""
+
+    def count(self, tier: str, body: Mapping[str, Any]) -> int: ...
+
+
 @dataclass
 class _Call:
     tier: str
@@ -113,6 +119,7 @@ class ContractMeter:
     used_tokens: int = 0
     used_cost: float = 0.0
     stop_reason: str | None = None
+    counter: PromptCounter | None = None  # calibrated prompt counts; None: the estimate
     _calls: dict[int, _Call] = field(default_factory=dict)
     _prompts: dict[str, int] = field(default_factory=dict)
     _next: int = 0
@@ -126,7 +133,7 @@ class ContractMeter:
     def open(self, tier: str, body: dict[str, Any], *, reserve: bool) -> tuple[int, dict[str, Any]]:
         """Admit one sub-call: its handle and its body, clamped to what is left."""
         self._check_deadline()
-        prompt = self._prompts.get(prompt_key(body)) or prompt_estimate(body)
+        prompt = self.known_prompt(body, tier)
         left = self.tokens_left(tier)
         if left is not None:
             body = self._clamped(body, left - prompt)
@@ -158,8 +165,15 @@ class ContractMeter:
         self.used_tokens += spent
         self.used_cost += spent * self.costs.get(call.tier, 0.0) / 1000
 
-    def known_prompt(self, body: Mapping[str, Any]) -> int:
-        return self._prompts.get(prompt_key(body)) or prompt_estimate(body)
+    def known_prompt(self, body: Mapping[str, Any], tier: str | None = None) -> int:
+        """The prompt's tokens: as a call of this request reported them, else as ``tier``'s
+        calibration counts them, else the conservative estimate."""
+        known = self._prompts.get(prompt_key(body))
+        if known:
+            return known
+        if self.counter is not None and tier is not None:
+            return self.counter.count(tier, body)
+        return prompt_estimate(body)
 
     def tokens_left(self, tier: str) -> int | None:
         """Tokens the contract still allows on ``tier`` (None: no token or cost bound)."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core.backend import Backend, Completion, Delta, close_now
+from core.calibration import PromptCalibration
 from core.contract import ContractMeter, prompt_estimate
 from core.errors import BudgetReached, ContractReached
 from core.usage import TokenUsage
@@ -66,9 +67,15 @@ class MeteredBackend:
     """``Backend`` for one request that keeps the running total of its upstream spend and,
     given a ``contract``, keeps every sub-call inside it."""
 
-    def __init__(self, inner: Backend, contract: ContractMeter | None = None) -> None:
+    def __init__(
+        self,
+        inner: Backend,
+        contract: ContractMeter | None = None,
+        calibration: PromptCalibration | None = None,
+    ) -> None:
         self._inner = inner
         self.contract = contract
+        self._calibration = calibration
         self.spent = TokenUsage()
         self.by_tier: dict[str, TokenUsage] = {}
 
@@ -76,11 +83,17 @@ class MeteredBackend:
         self.spent += usage
         self.by_tier[tier] = self.by_tier.get(tier, TokenUsage()) + usage
 
-    def _prompt(self, body: Mapping[str, Any]) -> int:
-        """A prompt no call reported (estimated only on these rare paths: it reads it all)."""
+    def _prompt(self, tier: str, body: Mapping[str, Any]) -> int:
+        """A prompt no call reported (counted only on these rare paths: it reads it all)."""
         if self.contract is not None:
-            return self.contract.known_prompt(body)
+            return self.contract.known_prompt(body, tier)
+        if self._calibration is not None:
+            return self._calibration.count(tier, body)
         return prompt_estimate(body)
+
+    def _observe(self, tier: str, body: Mapping[str, Any], usage: TokenUsage | None) -> None:
+        if self._calibration is not None and usage is not None:
+            self._calibration.observe(tier, body, usage.prompt_tokens)
 
     async def chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
@@ -89,9 +102,10 @@ class MeteredBackend:
             try:
                 completion = await self._inner.chat(tier, body, affinity=affinity)
             except asyncio.CancelledError:
-                self._add(tier, TokenUsage(self._prompt(body), 0))
+                self._add(tier, TokenUsage(self._prompt(tier, body), 0))
                 raise
             self._add(tier, completion.usage)
+            self._observe(tier, body, completion.usage)
             return completion
         handle, body = self.contract.open(tier, body, reserve=True)
         usage = TokenUsage()  # failed: the worker ran nothing
@@ -99,9 +113,10 @@ class MeteredBackend:
             completion = await self._by_deadline(self._inner.chat(tier, body, affinity=affinity))
             usage = completion.usage
             self._add(tier, usage)
+            self._observe(tier, body, usage)
             return completion
         except (asyncio.CancelledError, ContractReached):
-            usage = TokenUsage(self._prompt(body), 0)  # cut in flight: its prompt
+            usage = TokenUsage(self._prompt(tier, body), 0)  # cut in flight: its prompt
             self._add(tier, usage)
             raise
         finally:
@@ -135,8 +150,9 @@ class MeteredBackend:
             # Counted before the upstream is closed: closing awaits, and a cancellation that
             # lands there (the client left) must not lose what the worker generated.
             used = seen.usage_so_far()
+            self._observe(tier, body, seen.usage)
             if seen.usage is None:
-                used = TokenUsage(contract.known_prompt(body), used.completion_tokens)
+                used = TokenUsage(contract.known_prompt(body, tier), used.completion_tokens)
             self._add(tier, used)
             contract.close(handle, body, used)
             await close_now(deltas)
@@ -151,8 +167,9 @@ class MeteredBackend:
                 yield delta
         finally:
             used = seen.usage_so_far()
+            self._observe(tier, body, seen.usage)
             if seen.usage is None and seen.received:
-                used = TokenUsage(self._prompt(body), used.completion_tokens)
+                used = TokenUsage(self._prompt(tier, body), used.completion_tokens)
             self._add(tier, used)
             await close_now(deltas)
 

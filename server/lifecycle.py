@@ -28,6 +28,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.backend import Backend, Delta, close_now
+from core.calibration import PromptCalibration
 from core.contract import ContractMeter
 from core.errors import DeadlineExceeded, InternalError, TtcError, UpstreamError
 from core.metering import MeteredBackend
@@ -70,6 +71,7 @@ class RequestLifecycle:
         self._cache = cache
         self._metrics = metrics
         self._config = config
+        self._calibration = PromptCalibration()  # every tier's prompt counts, learned from usage
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         life = Settlement(self._metrics, self._guard)
@@ -119,8 +121,11 @@ class RequestLifecycle:
         router = self.router
         contract = None
         if req.contract.bounded:
-            contract = ContractMeter(req.contract, router.tier_costs, started=life.started)
-        life.meter = MeteredBackend(self._backend, contract)  # bills a probe if routing fails
+            contract = ContractMeter(
+                req.contract, router.tier_costs, started=life.started, counter=self._calibration
+            )
+        # bills a probe if routing fails
+        life.meter = MeteredBackend(self._backend, contract, self._calibration)
         async with within_deadline(req, " while routing"):
             routing = await router.route(req, life.meter)
         life.routed = (router, routing)
