@@ -1,8 +1,9 @@
 """Trace records of routed requests, and a JSONL sink that writes them off the event loop.
 
-One record per finished request: features, predictor scores, decision, samples used, answer
-agreement among samples, tokens, latency, and the request's ``trace_id`` when tracing is on
-(the OpenTelemetry trace that holds its spans). Never the prompt text unless
+One record per finished request: features, predictor scores, decision and answer shape,
+samples used, answer agreement among samples, the first sample's answer and the final one,
+tokens, latency, and the request's ``trace_id`` when tracing is on (the OpenTelemetry trace
+that holds its spans). Never the prompt text unless
 ``traces.include_prompt``; by default the hashed n-gram ids instead (bucket numbers, enough
 for ``ttc router train`` to refit on the same hashing space). Agreement is the leader's share
 of the votes, a difficulty label that needs no ground truth.
@@ -134,8 +135,13 @@ def request_record(
         "band": decision.band,
         "tier": decision.tier,
         "policy": decision.params.name,
+        "shape": decision.shape,
         "samples": report.get("samples"),
         "agreement": agreement(report),
+        # The first sample's answer beside the vote's: whether more samples changed the
+        # answer, the label a value-of-compute model learns from (``ttc router train``).
+        "first_answer": report.get("first_answer"),
+        "answer": report.get("answer"),
         "confidence": report.get("confidence"),
         "early_stopped": report.get("early_stopped"),
         "prompt_tokens": total.prompt_tokens,
