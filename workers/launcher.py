@@ -1,8 +1,8 @@
 """Start local vLLM workers: ``ttc worker`` in the foreground, ``WorkerSupervisor`` under serve.
 
-The command is vLLM's OpenAI server run as a module (the CPU build's ``vllm`` console script
-cannot find its own metadata), with prefix caching on so the samples and probes of one request
-reuse the prompt's KV cache, and the parser flags of the tier's model profile
+The command is ``vllm serve`` (run as ``workers.vllm_cli``: the CPU build's ``vllm`` console
+script cannot find its own metadata), with prefix caching on so the samples and probes of one
+request reuse the prompt's KV cache, and the parser flags of the tier's model profile
 (``workers.profiles.worker_args``: tool-call and reasoning parsers). The same command serves
 the GPU build.
 """
@@ -43,8 +43,8 @@ def vllm_command(
     return [
         sys.executable,
         "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
+        "workers.vllm_cli",
+        "serve",
         str(folder),
         "--served-model-name",
         *served,
