@@ -4,7 +4,8 @@ The command is ``vllm serve`` (run as ``workers.vllm_cli``: the CPU build's ``vl
 script cannot find its own metadata), with prefix caching on so the samples and probes of one
 request reuse the prompt's KV cache, and the parser flags of the tier's model profile
 (``workers.profiles.worker_args``: tool-call and reasoning parsers). The same command serves
-the GPU build.
+the GPU build. Every worker started here gets a parent-death signal (``workers.lifeline``): it
+stops when whatever started it dies, SIGKILL included.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +23,7 @@ import httpx
 
 from core.profile import PLAIN, ModelProfile
 from workers.config import LaunchConfig
+from workers.lifeline import die_with_parent, popen
 from workers.models import BUNDLED, prepare
 from workers.profiles import worker_args
 
@@ -84,7 +85,7 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
 def run_foreground(launch: LaunchConfig, profile: ModelProfile = PLAIN) -> int:
     """``ttc worker``: run vLLM, report readiness, forward SIGINT/SIGTERM, return its exit code."""
     cmd, env = build(launch, profile)
-    proc = subprocess.Popen(cmd, env=env)
+    proc = popen(cmd, env=env)
 
     def forward(signum: int, _frame: object) -> None:
         proc.send_signal(signum)
@@ -127,7 +128,12 @@ class WorkerSupervisor:
         backoff = 1.0
         while not self._stopping:
             started = time.monotonic()
-            self._proc = await asyncio.create_subprocess_exec(*cmd, env=env, start_new_session=True)
+            self._proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                env=env,
+                start_new_session=True,  # stopped as a group: vLLM's engine processes too
+                preexec_fn=die_with_parent(),  # the loop's thread: serve's main thread
+            )
             code = await self._proc.wait()
             if self._stopping or not self.launch.restart:
                 return
