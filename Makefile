@@ -29,9 +29,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The conversion's progress bars (transformers' tqdm) are off: `ttc models prepare` shows its own.
 serve: install
 	@echo "preparing the bundled model smollm2-135m"
-	@$(BIN)/ttc models prepare smollm2-135m
+	@TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/ttc models prepare smollm2-135m
 	$(BIN)/ttc serve --config $(CONFIG) --port $(PORT)
 
 lint: install
