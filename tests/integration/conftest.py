@@ -24,6 +24,8 @@ import openai
 import pytest
 import yaml
 
+from workers.lifeline import popen  # children die with the test run, also a killed one
+
 MODEL = "smollm2-135m"
 WORKER_STARTUP_S = 900.0
 GATEWAY_STARTUP_S = 60.0
@@ -97,7 +99,7 @@ def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
     )
     env = {**os.environ, "VLLM_API_KEY": worker_key()}
     with log.open("wb") as out:
-        return subprocess.Popen(
+        return popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
 
@@ -160,7 +162,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayF
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         port = free_port()
         with (folder / "gateway.log").open("wb") as out:
-            proc = subprocess.Popen(
+            proc = popen(
                 ttc_cmd("serve", "--config", str(path), "--port", str(port)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -219,9 +221,7 @@ class RedisServer:
             str(self.folder),
         ]
         with (self.folder / "redis.log").open("ab") as out:
-            self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.proc = popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             if self.cli("PING") == "PONG":
@@ -275,7 +275,7 @@ def start_reasoning_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
         "smollm2_thinking",
     )
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture(scope="session")

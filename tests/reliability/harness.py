@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import yaml
 
+from workers.lifeline import popen  # children die with the test run, also a killed one
+
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "reliability"
 PORTS = range(8600, 8700)
 FIGURES: dict[str, dict[str, Any]] = {}  # case -> figures, printed by conftest at the end
@@ -68,9 +70,7 @@ def port() -> int:
 
 def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        return popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
