@@ -99,9 +99,7 @@ def start_worker(port: int, log: Path) -> subprocess.Popen[bytes]:
     )
     env = {**os.environ, "VLLM_API_KEY": worker_key()}
     with log.open("wb") as out:
-        return popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
+        return popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 WorkerStarter = Callable[[int, Path], subprocess.Popen[bytes]]
