@@ -81,12 +81,14 @@ from policies.draws import (
     rank_samples,
     request_schemas,
 )
+from policies.meaning import AnswerContext
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
 from policies.pruning import calibrated_threshold, draw_streamed
 from policies.thinking import thinking_of
 from policies.tool_votes import sample_tool_calls
 from policies.voting import (
     adjust_confidence,
+    reported_votes,
     should_stop,
     tally,
 )
@@ -139,7 +141,8 @@ class AdaptiveBonParams(PolicyParams):
     prune_keep: float = Field(0.9, gt=0.0, le=1.0)
 
 
-# 5 answers: enough to see how the votes split without bloating every response.
+# 5 answers: enough to see how the votes split without bloating every response (the no-answer
+# bucket, ``policies.voting.NO_ANSWER``, comes on top).
 REPORTED_VOTES = 5
 
 
@@ -191,7 +194,7 @@ class AdaptiveBonPolicy:
         p = self.params
         required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
         ledger = UsageLedger()
-        draw = Draw(question=req.question, schemas=request_schemas(req))
+        draw = Draw(context=AnswerContext.of(req.question), schemas=request_schemas(req))
         reason: str | None = None
         # A client temperature of 0 makes every voting sample the greedy one: one sample is
         # the answer, and vLLM refuses n > 1 at temperature 0.
@@ -371,7 +374,7 @@ class AdaptiveBonPolicy:
             "early_stopped": early,
             "stop_reason": reason,
             "confidence": round(answer_confidence(draw, current, reason), 4),
-            "votes": dict(list(current.counts.items())[:REPORTED_VOTES]),
+            "votes": reported_votes(current, REPORTED_VOTES),
             "answer": current.leader,
             "required_confidence": round(required, 4),
             "tokens_saved": round((p.max_samples - samples) * per_sample) if early else 0,

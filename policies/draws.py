@@ -14,34 +14,47 @@ from dataclasses import dataclass, field
 
 from core.backend import Choice
 from core.request import GenRequest
-from policies.answers import answer_span_confidence, cluster_key, extract_answer
+from policies.answers import answer_span_confidence, cluster_key
+from policies.meaning import AnswerContext, read_answer
 from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import Tally, Vote, beta_majority_confidence, tally
 
 
 @dataclass
 class Draw:
-    """The samples drawn so far for one request, in the order they arrived."""
+    """The samples drawn so far for one request, in the order they arrived.
+
+    ``answers`` holds each sample's vote (``policies.meaning``: one key per meaning, None when
+    it states no answer), ``stated`` the answer as the sample wrote it (the gate finds it among
+    the sample's tokens). ``context`` is what the prompt says about its answers (its options).
+    """
 
     samples: list[Choice] = field(default_factory=list)
     answers: list[str | None] = field(default_factory=list)
+    stated: list[str | None] = field(default_factory=list)
     requested: int = 0
     rounds: int = 0
-    question: str | None = None
+    context: AnswerContext = field(default_factory=AnswerContext)
     schemas: Schemas | None = None  # a tools request: samples vote on their calls
     pruned: int = 0  # samples stopped for low confidence (``policies.pruning``)
     threshold: float | None = None  # the pruning threshold, once calibrated
 
-    def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
+    def add(self, choices: Sequence[Choice], requested: int, mode: str | None) -> None:
+        """Add one round's samples; ``mode`` None reads no answers (free-form selection)."""
         self.rounds += 1
         self.requested += requested
         self.samples.extend(choices)
-        self.answers.extend(self._answer(c, mode) for c in choices)
+        for choice in choices:
+            key, stated = self._answer(choice, mode)
+            self.answers.append(key)
+            self.stated.append(stated)
 
-    def _answer(self, choice: Choice, mode: str) -> str | None:
+    def _answer(self, choice: Choice, mode: str | None) -> tuple[str | None, str | None]:
         if self.schemas is not None:
-            return vote_key(sample_tool_calls(choice.raw), self.schemas)
-        return extract_answer(choice.text, mode, question=self.question)
+            key = vote_key(sample_tool_calls(choice.raw), self.schemas)
+            return key, key
+        answer = None if mode is None else read_answer(choice.text, mode, self.context)
+        return (None, None) if answer is None else (answer.key, answer.stated)
 
     def votes(self, keys: Sequence[str | None] | None = None) -> list[Vote]:
         """One vote per sample, on its extracted answer or on ``keys``."""
@@ -62,10 +75,10 @@ def request_schemas(req: GenRequest) -> Schemas | None:
 
 def first_sample_confidence(draw: Draw) -> float | None:
     """The gate's statistic: probability of the first sample's answer tokens (None: no answer)."""
-    if not draw.samples or draw.answers[0] is None:
+    if not draw.samples or draw.stated[0] is None:
         return None
     first = draw.samples[0]
-    return answer_span_confidence(first.tokens, first.token_logprobs, draw.answers[0])
+    return answer_span_confidence(first.tokens, first.token_logprobs, draw.stated[0])
 
 
 def answer_confidence(draw: Draw, current: Tally, reason: str | None) -> float:
@@ -78,10 +91,11 @@ def answer_confidence(draw: Draw, current: Tally, reason: str | None) -> float:
 
 
 def leader_confidence(current: Tally) -> float:
-    """Beta confidence that the leader is the true majority (0.0 without a leader)."""
+    """Beta confidence that the leader beats its rival, the runner-up or the no-answer outcome
+    (0.0 without a leader)."""
     if current.leader is None:
         return 0.0
-    return beta_majority_confidence(current.leader_count, current.runner_up_count)
+    return beta_majority_confidence(current.leader_count, current.rival_count)
 
 
 def leader_is_decided(current: Tally, remaining: int, weighted: bool) -> bool:

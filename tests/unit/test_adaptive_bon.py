@@ -15,6 +15,7 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from policies import registry
 from policies.adaptive_bon import AdaptiveBonParams, AdaptiveBonPolicy
+from policies.voting import NO_ANSWER
 from tests.fakes import Responder, ScriptedBackend, choice
 
 TIER = "small"
@@ -199,13 +200,34 @@ async def test_difficulty_moves_the_required_confidence() -> None:
     assert result.report["required_confidence"] == pytest.approx(0.975)
 
 
+async def test_votes_count_by_meaning_with_the_prompts_options() -> None:
+    """Issue 24's example: once {'(a) lyon': 2, 'b) paris': 1, '(b) paris': 1, 'b': 1}."""
+    texts = ["(B) Paris", "The answer is B.", "B) Paris is the capital", "(A) Lyon", "(A) Lyon"]
+    question = "Which city is the capital of France? (A) Lyon (B) Paris"
+    req = GenRequest(messages=({"role": "user", "content": question},), request_id="chatcmpl-x")
+    result = await run(ScriptedBackend(in_order(*texts)), req, min_samples=5, max_samples=5)
+    assert result.report["votes"] == {"b": 3, "a": 2}
+    assert result.report["answer"] == "b"
+    assert result.message in texts[:3]
+
+
+async def test_samples_without_an_answer_are_counted_and_weigh_against_the_leader() -> None:
+    backend = ScriptedBackend(in_order("Paris", LONG_A, "Paris", LONG_B))
+    result = await run(backend, min_samples=4, max_samples=4)
+    report = result.report
+    assert report["votes"] == {"paris": 2, NO_ANSWER: 2}
+    assert report["answer"] == "paris" and result.message == "Paris"
+    assert report["confidence"] == pytest.approx(0.5)  # 2 for Paris against 2 with none
+
+
 async def test_open_ended_samples_cluster_by_text() -> None:
     texts = [LONG_A, LONG_B, LONG_A.upper() + "!", LONG_B + " today"]
     backend = ProbedBackend(in_order(*texts), logprobs={LONG_A: -0.5, LONG_A.upper() + "!": -0.3})
     result = await run(backend, max_samples=4)
     assert round_sizes(backend) == [2, 2]  # nothing to vote on: no early stop
     report = result.report
-    assert (report["stop_reason"], report["answer"], report["votes"]) == ("max_samples", None, {})
+    assert (report["stop_reason"], report["answer"]) == ("max_samples", None)
+    assert report["votes"] == {NO_ANSWER: 4}  # every sample counted, none silently dropped
     assert report["selection"] == "cluster"
     assert result.message == LONG_A.upper() + "!"
 
