@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.backend import Choice
 from core.request import GenRequest
 from policies.answers import answer_span_confidence, cluster_key
 from policies.meaning import AnswerContext, read_answer
+from policies.selection import similarity
 from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import Tally, Vote, beta_majority_confidence, tally
 
@@ -38,6 +40,7 @@ class Draw:
     schemas: Schemas | None = None  # a tools request: samples vote on their calls
     pruned: int = 0  # samples stopped for low confidence (``policies.pruning``)
     threshold: float | None = None  # the pruning threshold, once calibrated
+    open: str | None = None  # why the samples are selected as free text (None: they vote)
 
     def add(self, choices: Sequence[Choice], requested: int, mode: str | None) -> None:
         """Add one round's samples; ``mode`` None reads no answers (free-form selection)."""
@@ -138,3 +141,42 @@ def _most_confident(votes: Sequence[Vote], key: str) -> int:
         group, key=lambda v: (-math.inf if v.mean_logprob is None else v.mean_logprob, -v.index)
     )
     return best.index
+
+
+def best_scored(draw: Draw, greedy_first: bool) -> int:
+    """The sample that answers a vote that cannot settle: the first when it was drawn greedily
+    (the model's single best guess), else the one with the highest mean log-probability
+    (the earliest on ties)."""
+    if greedy_first or len(draw.samples) == 1:
+        return 0
+    scores = [-math.inf if s.mean_logprob is None else s.mean_logprob for s in draw.samples]
+    return max(range(len(scores)), key=lambda position: (scores[position], -position))
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The samples a request returns, best first, and how the first was chosen: ``plurality``,
+    ``cluster`` or ``logprob`` (``rank_samples``); ``greedy`` or ``logprob`` when the vote could
+    not settle (``best_scored``); ``near_identical``, ``usc`` or ``medoid`` for free-form
+    samples (``policies.selection``), with the chosen one's mean similarity to the others
+    (``agreement``) and why USC fell back, if it did."""
+
+    ranked: list[int]
+    selection: str
+    agreement: float | None = None
+    fallback: str | None = None
+
+    def report(self, draw: Draw) -> dict[str, Any]:
+        """What ``ttc`` says of the choice; for free-form samples no votes and no answer (none
+        was voted on), the shape and why, and the agreement as the confidence."""
+        out: dict[str, Any] = {"selection": self.selection}
+        if draw.open is None:
+            out["answer"] = draw.answers[self.ranked[0]]
+            return out
+        out.update(shape="open", shape_reason=draw.open, votes={}, answer=None)
+        out["confidence"] = round(self.agreement if self.agreement is not None else 0.0, 4)
+        if len(draw.samples) > 1:
+            out["similarity"] = round(similarity(draw.samples[0].text, draw.samples[1].text), 4)
+        if self.fallback is not None:
+            out["selection_fallback"] = self.fallback
+        return out
