@@ -32,6 +32,9 @@ _ANSWER_PHRASE = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\s+because\b")
+# "The answer is 5, which is ...": an aside after the stated answer is not part of it (a comma
+# inside "1,000" has no space after it).
+_ASIDE = re.compile(r",\s|\s+(?:which|that|who|where|since|as)\s|\s[-—–]\s|\s\(")
 _CHOICE = re.compile(
     r"(?i:\b(?:option|choice)\s*)\(?(?P<keyword>[A-Ja-j])\b"  # "option B", "choice (c)"
     r"|\((?P<paren>[A-J])\)"  # "(B)"
@@ -88,8 +91,8 @@ def _extract_answer_is(text: str) -> str | None:
     boxed = _extract_boxed(phrase)
     if boxed is not None:
         return boxed
-    end = _SENTENCE_END.search(phrase)
-    return _finish(phrase[: end.start()] if end else phrase)
+    ends = [m.start() for m in (_SENTENCE_END.search(phrase), _ASIDE.search(phrase)) if m]
+    return _finish(phrase[: min(ends)] if ends else phrase)
 
 
 def _choice_letter(match: re.Match[str] | None) -> str | None:
