@@ -149,6 +149,8 @@ class AdaptiveBonParams(PolicyParams):
     # text that marks none) is selected by ``open_selection`` instead.
     selection: Selection = "vote"
     open_selection: OpenSelection = "medoid"
+    # Whether the first sample may overturn a vote's closed shape (False: always vote).
+    shape_check: bool = True
     # Free-form samples to draw at most (within max_samples); 9: USC names one by a digit.
     open_samples: int = Field(4, ge=2, le=USC_MAX_CANDIDATES)
     # Word-set Jaccard of the first two free-form samples at which sampling stops. 0.8: open
@@ -264,9 +266,11 @@ class AdaptiveBonPolicy:
         yield outcome.result(req, draw, ledger, chosen)
 
     def _adaptive(self, draw: Draw) -> bool:
-        """Whether the first sample may overturn the closed shape: not for tool calls (their
-        votes are calls, not text) nor a fixed best-of-N (the plurality baseline)."""
-        return draw.schemas is None and self._min_samples < self.params.max_samples
+        """Whether the first sample may overturn the closed shape: when ``shape_check``, not
+        for tool calls (their votes are calls, not text) nor a fixed best-of-N (the plurality
+        baseline)."""
+        p = self.params
+        return p.shape_check and draw.schemas is None and self._min_samples < p.max_samples
 
     async def _draw(
         self,

@@ -470,3 +470,9 @@ async def test_a_vote_whose_first_sample_is_open_uses_open_selection() -> None:
 
     result = await run(ScriptedBackend(respond), open_selection="usc", max_samples=8)
     assert result.report["selection"] == "usc" and result.message == LONG_B
+
+
+async def test_shape_check_off_keeps_voting_whatever_the_first_sample() -> None:
+    backend = ScriptedBackend(in_order(LONG_A, "Paris", "Paris", "Paris"))
+    result = await run(backend, max_samples=8, shape_check=False)
+    assert "shape" not in result.report and result.report["answer"] == "paris"
