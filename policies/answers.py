@@ -189,8 +189,20 @@ def _quantity(answer: str) -> str:
 
 
 def _extract_text(text: str) -> str | None:
+    """The whole short text; an entity with an aside ("Tokyo, Japan's largest city.") is the
+    entity, when it has at most DECLARATIVE_ANSWER_WORDS words; a list ("red, green and
+    blue") stays whole."""
     normalised = normalise_answer(text)
-    return normalised if 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS else None
+    if not 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS:
+        return None
+    head, _, aside = normalised.partition(", ")
+    listed = ", " in aside or _LIST_WORD.search(aside)
+    if aside and not listed and 0 < len(head.split()) <= DECLARATIVE_ANSWER_WORDS:
+        return normalise_answer(head)
+    return normalised
+
+
+_LIST_WORD = re.compile(r"\b(?:and|or|nor)\b")
 
 
 def marked_answer(text: str) -> str | None:

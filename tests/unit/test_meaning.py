@@ -182,10 +182,17 @@ def test_the_final_number_of_a_worked_chain(text: str) -> None:
         "**Tokyo**",
         '"Tokyo"',
         "The answer is Tokyo.",
+        "Tokyo, Japan's largest city.",
+        "Tokyo, Japan",
     ],
 )
 def test_short_phrasings_of_one_entity(text: str) -> None:
     assert key(text, "What is the capital of Japan?") == "tokyo"
+
+
+def test_a_list_is_not_read_as_its_first_item() -> None:
+    assert key("Red, green and blue") == "red, green and blue"
+    assert key("Red, green, blue") == "red, green, blue"
 
 
 def test_case_articles_and_punctuation() -> None:
