@@ -251,7 +251,7 @@ class AdaptiveBonPolicy:
             draw.add(choices, size, None if draw.open else p.answer_mode)
             if cut is not None and not draw.samples:
                 raise cut  # the contract cut the first round: nothing to answer with
-            if draw.rounds == 1 and draw.open is None and self._adaptive(draw):
+            if draw.rounds == 1 and draw.open is None and draw.samples and self._adaptive(draw):
                 draw.open = open_shape(draw.samples[0].text, draw.answers[0])
             if cut is not None:
                 reason = cut.reason

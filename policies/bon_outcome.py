@@ -48,7 +48,9 @@ async def choose(
     greedy_first: bool,
 ) -> Chosen:
     """The samples to return, best first, and how the first was chosen; ``greedy_first``: the
-    first sample was drawn greedily (the gate's)."""
+    first sample was drawn greedily (the gate's). One free-form sample is ``first``."""
+    if draw.open is not None and len(draw.samples) == 1:
+        return Chosen([0], "first", 1.0)  # nothing to compare: a greedy request, a cut
     if draw.open is not None:
         method = params.open_selection if params.selection == "vote" else params.selection
         texts = [sample.text for sample in draw.samples]

@@ -158,8 +158,8 @@ class Chosen:
     """The samples a request returns, best first, and how the first was chosen: ``plurality``,
     ``cluster`` or ``logprob`` (``rank_samples``); ``greedy`` or ``logprob`` when the vote could
     not settle (``best_scored``); ``near_identical``, ``usc`` or ``medoid`` for free-form
-    samples (``policies.selection``), with the chosen one's mean similarity to the others
-    (``agreement``) and why USC fell back, if it did."""
+    samples (``policies.selection``; ``first`` when there was one), with the chosen one's
+    mean similarity to the others (``agreement``) and why USC fell back, if it did."""
 
     ranked: list[int]
     selection: str

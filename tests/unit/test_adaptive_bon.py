@@ -476,3 +476,15 @@ async def test_shape_check_off_keeps_voting_whatever_the_first_sample() -> None:
     backend = ScriptedBackend(in_order(LONG_A, "Paris", "Paris", "Paris"))
     result = await run(backend, max_samples=8, shape_check=False)
     assert "shape" not in result.report and result.report["answer"] == "paris"
+
+
+async def test_a_greedy_open_request_returns_its_one_sample() -> None:
+    backend = ScriptedBackend(in_order(LONG_A))
+    result = await run(backend, request(temperature=0.0), max_samples=8)
+    report = result.report
+    assert (report["stop_reason"], report["selection"], report["shape"]) == (
+        "greedy",
+        "first",
+        "open",
+    )
+    assert result.message == LONG_A and "similarity" not in report
