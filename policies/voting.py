@@ -113,7 +113,7 @@ def cannot_settle(current: Tally, *, after: int, no_answer_share: float) -> bool
     """Whether a vote looks unable to settle: at least `after` samples are in and either no
     two of them agree (every answer distinct, or none at all) or more than `no_answer_share`
     of them state no answer. Adaptive-Consistency's Beta rule would sample on to its cap
-    there; a majority rarely forms out of such a start (measured: bench/results/votes/)."""
+    there; a majority rarely forms out of such a start (bench/results/votes/no-consensus/)."""
     if current.total < after or current.total == 0:
         return False
     distinct = max(current.counts.values(), default=0) <= 1
