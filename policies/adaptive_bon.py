@@ -13,31 +13,33 @@ A tools request votes on the calls instead of extracted answers (``policies.tool
 plus canonical JSON arguments, or "no call"; invalid calls vote for nothing) and returns the
 winning sample's ``tool_calls``.
 
-After each round the extracted answers (``params.answer_mode``) are tallied and sampling stops
-with one of these ``stop_reason`` values:
+After each round the samples' answers (``params.answer_mode``; one key per meaning,
+``policies.meaning``, so "(B)", "B." and the option's text are one vote) are tallied, samples
+with none in the ``NO_ANSWER`` bucket, and the rules of ``policies.stop_rules`` give the
+``stop_reason``: ``max_samples``, ``confident_first_sample`` (the gate's greedy sample was sure
+of its answer), ``confident`` / ``window`` (Beta / window rule; the Beta rule's required
+confidence is ``adjust_confidence(confidence, difficulty, difficulty_prior)``),
+``no_consensus`` (from ``no_consensus_after`` samples on, no two answers agree or more than
+``no_answer_share`` state none: the greedy first sample answers, else the most confident one),
+``decided`` (the runner-up cannot catch up); ``greedy`` when the client sent temperature 0 (one
+sample: vLLM refuses ``n`` > 1 then); ``budget`` / ``deadline`` when the compute contract
+(``core.contract``) refused the next round or cut the one in flight (the samples drawn vote;
+none: the error). Every reason but ``max_samples`` is an early stop.
 
-- ``confident_first_sample``: the gate (``single_sample_confidence`` set) made the first round
-  one sample (greedy when ``greedy_first``, whatever the client's temperature), and the
-  geometric-mean probability of its answer's tokens cleared the gate;
-- ``confident`` / ``window``: the Beta rule / the window rule of ``policies.voting.should_stop``
-  fired; the Beta rule's required confidence is ``adjust_confidence(confidence, difficulty,
-  difficulty_prior)``, so the router's difficulty tightens or loosens it;
-- ``decided``: the leader is ahead by more votes than samples remain, so no further sample
-  could change the winner;
-- ``greedy``: the client sent temperature 0, so every sample would be the same greedy one:
-  one sample, no vote (vLLM also refuses ``n`` > 1 at temperature 0);
-- ``max_samples``: the budget ran out. Every other reason is an early stop;
-- ``budget`` / ``deadline``: the request's compute contract (``core.contract``) refused the
-  next round or cut the one in flight; the samples already drawn vote (none: the error).
+Selection: plurality of the answers, ties broken by mean token log-probability (votes weighted
+by probability when ``weighted``); the returned text is the leader's most confident sample. A
+client asking ``n`` > 1 gets the most confident sample of each of the top ``n`` distinct
+answers, ordered by votes. ``min_samples == max_samples`` with the gate off is one round: plain
+fixed best-of-N majority vote, the baseline (with no answer anywhere, samples cluster by
+``cluster_key``, else the most confident wins). A request deadline cancels the round in flight
+(the service's timeout); nothing here catches the cancellation.
 
-Selection: plurality of the extracted answers, ties broken by mean token log-probability
-(votes weighted by probability when ``weighted``); the returned text is the leader's most
-confident sample. With no extractable answer anywhere, samples cluster by ``cluster_key``; when
-no two agree, the most confident sample wins. A client asking ``n`` > 1 gets the most confident
-sample of each of the top ``n`` distinct answers, ordered by votes: fewer choices when fewer
-distinct answers were drawn. ``min_samples == max_samples`` with the gate off is one round:
-plain fixed best-of-N majority vote, the baseline. A request deadline cancels the round in
-flight (the service's timeout); nothing here catches the cancellation.
+Free-form answers (``policies.selection``) are never voted on: with ``selection`` ``usc`` or
+``medoid`` from the start, or when the first sample of an adaptive vote is open (no short answer,
+or a long text that marks none; ``ttc.shape: open`` and ``shape_reason`` say so), samples are
+read as texts: one more after the first, a stop (``near_identical``) when those two are alike,
+else up to ``open_samples`` (``stop_reason: open_samples``), then USC (one ``judge`` call) or
+the medoid picks the answer (``ttc.selection``).
 
 Pruning (``prune``, DeepConf-style, ``policies.pruning``): once ``prune_warmup`` sampled answers
 have finished (the gate's greedy sample excluded), each later round streams its samples one per
@@ -68,30 +70,29 @@ from pydantic import Field
 from core.backend import Backend, Choice, Delta
 from core.contract import prompt_estimate
 from core.errors import ContractReached, UpstreamError
-from core.progress import Progress, short_leader
 from core.request import Decision, GenRequest
-from core.result import PolicyResult, ResultChoice
+from core.result import PolicyResult
 from core.usage import TokenUsage, UsageLedger
 from policies import worst_case
 from policies.base import PolicyEvent, Registration, answer_deltas, cancel_now, drain_while
+from policies.bon_outcome import Outcome, choose, round_progress
 from policies.draws import (
     Draw,
-    answer_confidence,
-    first_sample_confidence,
-    leader_is_decided,
-    rank_samples,
     request_schemas,
 )
 from policies.facts import Facts
+from policies.meaning import AnswerContext
 from policies.params import AnswerMode, Budget, Capped, PolicyParams
 from policies.pruning import calibrated_threshold, draw_streamed
-from policies.thinking import thinking_of
-from policies.tool_votes import sample_tool_calls
-from policies.voting import (
-    adjust_confidence,
-    should_stop,
-    tally,
+from policies.selection import (
+    USC_MAX_CANDIDATES,
+    OpenSelection,
+    Selection,
+    open_shape,
 )
+from policies.stop_rules import StopRules, open_target, stop_reason
+from policies.thinking import thinking_of
+from policies.voting import adjust_confidence
 
 
 class AdaptiveBonParams(PolicyParams):
@@ -139,10 +140,32 @@ class AdaptiveBonParams(PolicyParams):
     prune_window: int = Field(32, ge=2, le=4096)
     prune_warmup: int = Field(2, ge=1, le=64)
     prune_keep: float = Field(0.9, gt=0.0, le=1.0)
-
-
-# 5 answers: enough to see how the votes split without bloating every response.
-REPORTED_VOTES = 5
+    # Stop a vote that cannot settle (``policies.voting.cannot_settle``): once this many samples
+    # are in and no two answers agree, or more than ``no_answer_share`` of them state none,
+    # the best-scored sample answers (``stop_reason: no_consensus``). None: off. 4, on the
+    # tuning sets (bench/results/votes/no-consensus/, 3 runs): 13% (facts-dev) and 31%
+    # (hard-dev) fewer tokens than off, pooled accuracy 62.2% against 61.5%; at 6, 7% and 26%
+    # more tokens than at 4 for the same pooled accuracy.
+    no_consensus_after: int | None = Field(4, ge=2, le=64)
+    no_answer_share: float = Field(0.5, ge=0.0, lt=1.0)
+    # How the answer is chosen (``policies.selection``): "vote" on extracted answers, or, for
+    # free-form answers, "usc" or "medoid" from the first sample on (the router's choice for
+    # open-shaped requests). A "vote" whose first sample is open (no short answer, or a long
+    # text that marks none) is selected by ``open_selection`` instead.
+    selection: Selection = "vote"
+    # medoid: on the tuning sets with extraction off (bench/results/votes/selection/, 3 runs),
+    # 80.6% / 25.6% against USC's 63.9% / 14.4% (SmolLM2-135M judging itself), greedy's 80.0%
+    # / 23.3% and a plurality of 4's 73.3% / 20.0%.
+    open_selection: OpenSelection = "medoid"
+    # Whether the first sample may overturn a vote's closed shape (False: always vote).
+    shape_check: bool = True
+    # Free-form samples to draw at most (within max_samples); 9: USC names one by a digit.
+    open_samples: int = Field(4, ge=2, le=USC_MAX_CANDIDATES)
+    # Word-set Jaccard of the first two free-form samples at which sampling stops. 0.8: open
+    # prompts' sample pairs on SmolLM2-135M at 0.7 measured at most 0.53 (24 pairs of 8 prompts:
+    # poem, haiku, email, recipe, code, ...), and two six-word sentences differing in their last
+    # word (the answer) score 0.71; rewordings of one sentence score 1.0.
+    near_identical: float = Field(0.8, gt=0.0, le=1.0)
 
 
 class AdaptiveBonPolicy:
@@ -157,6 +180,19 @@ class AdaptiveBonPolicy:
         # min_samples == max_samples asks for fixed best-of-N: no gate skips the vote.
         self._gated = (
             params.single_sample_confidence is not None and self._min_samples < params.max_samples
+        )
+        self._rules = StopRules(
+            max_samples=params.max_samples,
+            min_samples=self._min_samples,
+            rule=params.stopping,
+            confidence=params.confidence,
+            window=params.window,
+            weighted=params.weighted,
+            gate=params.single_sample_confidence if self._gated else None,
+            no_consensus_after=params.no_consensus_after,
+            no_answer_share=params.no_answer_share,
+            open_samples=params.open_samples,
+            near_identical=params.near_identical,
         )
 
     async def run(self, req: GenRequest, decision: Decision, backend: Backend) -> PolicyResult:
@@ -192,8 +228,11 @@ class AdaptiveBonPolicy:
         ``live``: each round's first sample's thinking as it arrives, as ``Delta``s."""
         p = self.params
         required = adjust_confidence(p.confidence, decision.difficulty, p.difficulty_prior)
+        rules = replace(self._rules, confidence=required)
         ledger = UsageLedger()
-        draw = Draw(question=req.question, schemas=request_schemas(req))
+        draw = Draw(context=AnswerContext.of(req.question), schemas=request_schemas(req))
+        if p.selection != "vote" and draw.schemas is None:
+            draw.open = f"selection: {p.selection}"
         reason: str | None = None
         # A client temperature of 0 makes every voting sample the greedy one: one sample is
         # the answer, and vLLM refuses n > 1 at temperature 0.
@@ -217,31 +256,29 @@ class AdaptiveBonPolicy:
             finally:
                 await cancel_now(task)
             ledger.add("sample", decision.tier, used)
-            draw.add(choices, size, p.answer_mode)
+            draw.add(choices, size, None if draw.open else p.answer_mode)
             if cut is not None and not draw.samples:
                 raise cut  # the contract cut the first round: nothing to answer with
+            if draw.rounds == 1 and draw.open is None and draw.samples and self._adaptive(draw):
+                draw.open = open_shape(draw.samples[0].text, draw.answers[0])
             if cut is not None:
                 reason = cut.reason
             else:
-                reason = "greedy" if greedy else self._stop_reason(draw, required)
-            yield self._progress(decision.tier, draw, ledger, reason)
+                reason = "greedy" if greedy else stop_reason(draw, rules)
+            yield round_progress(self.name, decision.tier, draw, ledger, reason, p.weighted)
         if not draw.samples:
             raise UpstreamError("the worker returned no samples", code="no_samples")
-        yield self._result(req, draw, ledger, reason, required)
+        greedy_first = self._gated and p.greedy_first
+        chosen = await choose(p, req, decision.tier, backend, draw, ledger, reason, greedy_first)
+        outcome = Outcome(p, self._gated, reason, required)
+        yield outcome.result(req, draw, ledger, chosen)
 
-    def _progress(self, tier: str, draw: Draw, ledger: UsageLedger, reason: str | None) -> Progress:
-        current = tally(draw.votes(), weighted=self.params.weighted)
-        return Progress(
-            policy=self.name,
-            tier=tier,
-            round=draw.rounds,
-            samples=len(draw.samples),
-            completion_tokens=ledger.total.completion_tokens,
-            leader=short_leader(current.leader),
-            votes=current.leader_count if current.leader is not None else 0,
-            confidence=answer_confidence(draw, current, reason),
-            stop_reason=reason,
-        )
+    def _adaptive(self, draw: Draw) -> bool:
+        """Whether the first sample may overturn the closed shape: when ``shape_check``, not
+        for tool calls (their votes are calls, not text) nor a fixed best-of-N (the plurality
+        baseline)."""
+        p = self.params
+        return p.shape_check and draw.schemas is None and self._min_samples < p.max_samples
 
     async def _draw(
         self,
@@ -289,11 +326,16 @@ class AdaptiveBonPolicy:
         return calibrated_threshold(traces, p.prune_window, p.prune_keep)
 
     def _round_size(self, draw: Draw) -> int:
+        """The gate's one sample first; free-form samples then one more (the first two are
+        compared), then the rest of ``open_samples``; votes top up to min_samples, then step."""
         p = self.params
         if draw.rounds == 0 and self._gated:
             return 1
-        wanted = max(self._min_samples - draw.requested, 0) or p.step
-        return min(wanted, p.max_samples - draw.requested)
+        if draw.open is not None and draw.rounds > 0:
+            wanted = 1 if draw.requested == 1 else open_target(self._rules) - draw.requested
+        else:
+            wanted = max(self._min_samples - draw.requested, 0) or p.step
+        return max(min(wanted, p.max_samples - draw.requested), 1)
 
     def _body(self, req: GenRequest, size: int, drawn: int) -> dict[str, Any]:
         seed = req.sampling.get("seed")
@@ -310,82 +352,6 @@ class AdaptiveBonPolicy:
             return 0.0
         client = req.sampling.get("temperature")
         return self.params.temperature if client is None else float(client)
-
-    def _stop_reason(self, draw: Draw, required: float) -> str | None:
-        p = self.params
-        if draw.requested >= p.max_samples:
-            return "max_samples"
-        gate = p.single_sample_confidence
-        if (
-            self._gated
-            and gate is not None
-            and draw.rounds == 1
-            and (first_sample_confidence(draw) or 0) >= gate
-        ):
-            return "confident_first_sample"
-        current = tally(draw.votes(), weighted=p.weighted)
-        decision = should_stop(
-            current,
-            draw.answers,
-            rule=p.stopping,
-            confidence=required,
-            window=p.window,
-            min_samples=self._min_samples,
-            max_samples=p.max_samples,
-        )
-        if decision.stop:
-            return decision.reason
-        remaining = p.max_samples - draw.requested
-        settled = leader_is_decided(current, remaining, p.weighted)
-        return "decided" if settled and draw.requested >= self._min_samples else None
-
-    def _result(
-        self, req: GenRequest, draw: Draw, ledger: UsageLedger, reason: str, required: float
-    ) -> PolicyResult:
-        ranked, selection = rank_samples(draw, self.params.weighted)
-        keep_logprobs = bool(req.sampling.get("logprobs"))
-        choices = tuple(
-            ResultChoice(
-                index=index,
-                text=draw.samples[position].text,
-                finish_reason=draw.samples[position].finish_reason or "stop",
-                logprobs=draw.samples[position].raw.get("logprobs") if keep_logprobs else None,
-                tool_calls=sample_tool_calls(draw.samples[position].raw),
-                reasoning=draw.samples[position].reasoning,
-            )
-            for index, position in enumerate(ranked[: req.n])
-        )
-        report = self._report(draw, ledger, reason, required)
-        report["selection"] = selection
-        return PolicyResult(choices=choices, usage=ledger, report=report)
-
-    def _report(
-        self, draw: Draw, ledger: UsageLedger, reason: str, required: float
-    ) -> dict[str, Any]:
-        p = self.params
-        current = tally(draw.votes(), weighted=p.weighted)
-        samples = len(draw.samples)
-        early = reason != "max_samples"
-        per_sample = ledger.total.completion_tokens / samples
-        report: dict[str, Any] = {
-            "samples": samples,
-            "rounds": draw.rounds,
-            "early_stopped": early,
-            "stop_reason": reason,
-            "confidence": round(answer_confidence(draw, current, reason), 4),
-            "votes": dict(list(current.counts.items())[:REPORTED_VOTES]),
-            "answer": current.leader,
-            "required_confidence": round(required, 4),
-            "tokens_saved": round((p.max_samples - samples) * per_sample) if early else 0,
-            "max_samples": p.max_samples,
-        }
-        if p.prune:
-            threshold = None if draw.threshold is None else round(draw.threshold, 4)
-            report.update(pruned=draw.pruned, prune_threshold=threshold)
-        if self._gated:
-            gate_value = first_sample_confidence(draw)
-            report["first_sample_confidence"] = None if gate_value is None else round(gate_value, 4)
-        return report
 
 
 REGISTRATION = Registration(

@@ -1,17 +1,22 @@
-"""Answer extraction, normalisation, answer-span confidence and hedges: pure functions.
+"""Answer extraction, answer-span confidence and hedges: pure functions.
 
 Voting policies compare *answers*, not whole completions: `extract_answer` pulls the final
-answer out of a sample and returns it in the canonical form of `normalise_answer`, so two
-samples agree exactly when their strings are equal (`policies.voting` counts them and decides
+answer out of a sample and returns it in the canonical form of `normalise_answer`
+(``policies.normalise``); ``policies.meaning`` turns it into the key votes compare, so two
+samples agree exactly when their keys are equal (`policies.voting` counts them and decides
 when to stop). Nothing here performs I/O or keeps state.
 """
 
 import itertools
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from fractions import Fraction
+
+from policies.normalise import NUMBER
+from policies.normalise import canonical_number as canonical_number
+from policies.normalise import cluster_key as cluster_key
+from policies.normalise import normalise_answer as normalise_answer
+from policies.options import named_option
 
 # 8 words: longer free text is an explanation, not an answer two samples could share verbatim.
 SHORT_ANSWER_WORDS = 8
@@ -19,9 +24,7 @@ SHORT_ANSWER_WORDS = 8
 FALLBACK_SPAN_TOKENS = 8
 HEDGE_WORDS = frozenset({"wait", "hmm", "but", "however", "alternatively"})
 
-_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+|/\d+)?|-?\.\d+"
-_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
-_NUMBER_WHOLE = re.compile(_NUMBER)
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.])(?:{NUMBER})")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_PHRASE = re.compile(
     r"\b(?:(?:the|my)\s+(?:final\s+|correct\s+)?answer\s+is"
@@ -29,6 +32,9 @@ _ANSWER_PHRASE = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\s+because\b")
+# "The answer is 5, which is ...": an aside after the stated answer is not part of it (a comma
+# inside "1,000" has no space after it).
+_ASIDE = re.compile(r",\s|\s+(?:which|that|who|where|since|as)\s|\s[-—–]\s|\s\(")
 _CHOICE = re.compile(
     r"(?i:\b(?:option|choice)\s*)\(?(?P<keyword>[A-Ja-j])\b"  # "option B", "choice (c)"
     r"|\((?P<paren>[A-J])\)"  # "(B)"
@@ -41,63 +47,8 @@ _LATEX = (
     (re.compile(r"\{,\}"), ","),
     (re.compile(r"\\[,;! ]|\\left|\\right"), ""),
 )
-_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
-_EDGE_CHARS = " \t\n\"'`*_$“”‘’«»"
-_TRAILING = ".,;:!?"
-_WRAPPERS = (("(", ")"), ("[", "]"), ("{", "}"))
 _END_OF_TEXT = " \t\n.!*$%)`}]"
 _HEDGE = re.compile(rf"\b(?:{'|'.join(sorted(HEDGE_WORDS))})\b", re.IGNORECASE)
-
-
-def _canonical_number(token: str) -> str:
-    """'1,000' -> '1000', '5.0' -> '5', '0.50' -> '0.5', '6/8' -> '3/4', '-0' -> '0'."""
-    plain = token.replace(",", "")
-    if "/" in plain:
-        numerator, denominator = plain.split("/")
-        if int(denominator) == 0:
-            return plain
-        return str(Fraction(int(numerator), int(denominator)))
-    sign = "-" if plain.startswith("-") else ""
-    whole, _, decimals = plain.lstrip("-").partition(".")
-    whole, decimals = whole.lstrip("0") or "0", decimals.rstrip("0")
-    digits = f"{whole}.{decimals}" if decimals else whole
-    return digits if digits == "0" else sign + digits
-
-
-def _strip_marks(text: str) -> str:
-    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
-    kept = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return unicodedata.normalize("NFC", kept)
-
-
-def _unwrap(text: str) -> str:
-    for opening, closing in _WRAPPERS:
-        inner = text[1:-1]
-        if text[:1] == opening and text[-1:] == closing and not {opening, closing} & set(inner):
-            return inner
-    return text
-
-
-def normalise_answer(s: str) -> str:
-    """Canonical form of an answer: equal strings mean the same answer.
-
-    NFKC, accents and case dropped; surrounding quotes, markdown, `$`, brackets, trailing
-    punctuation and a leading article removed; whitespace collapsed; a bare number made
-    canonical (see `_canonical_number`). Idempotent.
-    """
-    text = " ".join(_strip_marks(s).lower().split())
-    previous = None
-    while text != previous:
-        previous = text
-        text = _unwrap(text.strip(_EDGE_CHARS).rstrip(_TRAILING).lstrip(":").strip())
-        text = _ARTICLE.sub("", text)
-    return _canonical_number(text) if _NUMBER_WHOLE.fullmatch(text) else text
-
-
-def cluster_key(text: str) -> str:
-    """Key under which near-identical open-ended texts (no extractable answer) group."""
-    without_punctuation = re.sub(r"[^\w\s]", " ", normalise_answer(text))
-    return " ".join(without_punctuation.split())
 
 
 def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
@@ -140,8 +91,8 @@ def _extract_answer_is(text: str) -> str | None:
     boxed = _extract_boxed(phrase)
     if boxed is not None:
         return boxed
-    end = _SENTENCE_END.search(phrase)
-    return _finish(phrase[: end.start()] if end else phrase)
+    ends = [m.start() for m in (_SENTENCE_END.search(phrase), _ASIDE.search(phrase)) if m]
+    return _finish(phrase[: min(ends)] if ends else phrase)
 
 
 def _choice_letter(match: re.Match[str] | None) -> str | None:
@@ -162,15 +113,25 @@ def _extract_clear_choice(text: str) -> str | None:
 
 def _extract_number(text: str) -> str | None:
     match = _last(_NUMBER_IN_TEXT, text)
-    return _canonical_number(match.group()) if match else None
+    return canonical_number(match.group()) if match else None
+
+
+# "... so he has 26 apples left.": a number then up to 3 words of unit ends a worked chain.
+_PERCENT_AFTER = re.compile(r"[ \t]*(?:%|percent\b|per[ \t]+cent\b)", re.IGNORECASE)
+_UNIT_TAIL = re.compile(r"[ \t]*%?(?:[ \t]+[^\W\d_]+){0,3}[ \t]*[.!)*$`]*[ \t]*$")
 
 
 def _extract_final_number(text: str) -> str | None:
-    """The last number, trusted only when the text is short or the number ends it."""
+    """The last number: the final one of a worked chain, not the first. Trusted only when the
+    text is short, or the number ends it (a unit of at most three words may follow)."""
     match = _last(_NUMBER_IN_TEXT, text)
-    if match is None or not (len(text.split()) <= SHORT_ANSWER_WORDS or _ends_text(text, match)):
+    if match is None:
         return None
-    return _canonical_number(match.group())
+    short = len(text.split()) <= SHORT_ANSWER_WORDS
+    if not (short or _ends_text(text, match) or _UNIT_TAIL.match(text, match.end())):
+        return None
+    percent = "%" if _PERCENT_AFTER.match(text, match.end()) else ""  # "50%" is not "50"
+    return canonical_number(match.group()) + percent
 
 
 # A copula splits "The capital of Japan is Tokyo." / "Tokyo is the capital of Japan."
@@ -182,6 +143,9 @@ DECLARATIVE_ANSWER_WORDS = 4
 # 12 words: the other side restates the question; longer, the copula sits inside prose.
 DECLARATIVE_OTHER_WORDS = 12
 _WORD = re.compile(r"[a-z0-9]+")
+# A side that only points ("It is Tokyo.", "That's Paris", "There are five") is never the answer.
+_POINTERS = frozenset({"it", "this", "that", "there", "here", "he", "she", "they", "which"})
+_CONTRACTION = re.compile(r"\b(it|that|this|there|here|he|she|what)['’]s\b", re.IGNORECASE)
 
 
 def _overlap(side: str, question_words: frozenset[str]) -> float:
@@ -192,16 +156,19 @@ def _overlap(side: str, question_words: frozenset[str]) -> float:
 def _extract_declarative(text: str, question: str | None = None) -> str | None:
     """The answering side of the first sentence's copula: how small chat models state answers.
 
-    "The capital of Japan is Tokyo." and "Tokyo is the capital of Japan, ..." both give "tokyo".
+    "The capital of Japan is Tokyo.", "Tokyo is the capital of Japan, ..." and "It's Tokyo."
+    give "tokyo": a pointing subject ("it", "that", "there") leaves the other side.
     The answer is the side (the complement cut at its first clause break) that repeats less of
     the question, or the shorter one without a question; it must have at most
     DECLARATIVE_ANSWER_WORDS words.
     """
-    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    first = _SENTENCE_END.split(_CONTRACTION.sub(r"\1 is", text.strip()), maxsplit=1)[0]
     parts = _COPULA.split(first, maxsplit=1)
     if len(parts) != 2:
         return None
     sides = (normalise_answer(parts[0]), normalise_answer(_CLAUSE_BREAK.split(parts[1], 1)[0]))
+    if sides[0] in _POINTERS and 0 < len(sides[1].split()) <= DECLARATIVE_ANSWER_WORDS:
+        return _quantity(sides[1])
     asked = frozenset(_WORD.findall(normalise_answer(question))) if question else frozenset()
     answer, other = sorted(sides, key=lambda side: (_overlap(side, asked), len(side.split())))
     words, other_words = len(answer.split()), len(other.split())
@@ -213,7 +180,7 @@ def _extract_declarative(text: str, question: str | None = None) -> str | None:
 
 
 # "12 months", "100 degrees celsius": a number with its unit votes as the number alone.
-_QUANTITY = re.compile(rf"^({_NUMBER})(?:\s+[^\s\d]+){{1,2}}$")
+_QUANTITY = re.compile(rf"^({NUMBER})(?:\s+[^\s\d]+){{1,2}}$")
 
 
 def _quantity(answer: str) -> str:
@@ -222,23 +189,52 @@ def _quantity(answer: str) -> str:
 
 
 def _extract_text(text: str) -> str | None:
+    """The whole short text; an entity with an aside ("Tokyo, Japan's largest city.") is the
+    entity, when it has at most DECLARATIVE_ANSWER_WORDS words; a list ("red, green and
+    blue") stays whole."""
     normalised = normalise_answer(text)
-    return normalised if 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS else None
+    if not 0 < len(normalised.split()) <= SHORT_ANSWER_WORDS:
+        return None
+    head, _, aside = normalised.partition(", ")
+    listed = ", " in aside or _LIST_WORD.search(aside)
+    if aside and not listed and 0 < len(head.split()) <= DECLARATIVE_ANSWER_WORDS:
+        return normalise_answer(head)
+    return normalised
 
 
-# Auto mode's steps in order; each takes the text and the question (most ignore the latter).
-_AUTO_ORDER: tuple[Callable[[str, str | None], str | None], ...] = (
-    lambda text, _: _extract_boxed(text),
-    lambda text, _: _extract_answer_is(text),
-    lambda text, _: _extract_clear_choice(text),
-    lambda text, _: _extract_final_number(text),
-    _extract_declarative,
-    lambda text, _: _extract_text(text),
+_LIST_WORD = re.compile(r"\b(?:and|or|nor)\b")
+
+
+def marked_answer(text: str) -> str | None:
+    """An answer the text marks as its answer: a ``\\boxed{}``, an "answer is" line, or a
+    choice letter named or ending the text; None when it marks none (prose, a stray word)."""
+    return _extract_boxed(text) or _extract_answer_is(text) or _extract_clear_choice(text)
+
+
+def _plain_latex(text: str) -> str:
+    """Inline LaTeX as text: "$\\frac{1}{2}$" -> "$1/2$", so the number steps read it whole."""
+    for pattern, replacement in _LATEX:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+Options = Mapping[str, str]
+# Auto mode's steps in order; each takes the text, the question and the prompt's options.
+_AUTO_ORDER: tuple[Callable[[str, str | None, Options], str | None], ...] = (
+    lambda text, _, __: marked_answer(text),
+    lambda text, _, options: named_option(text, options),
+    lambda text, _, __: _extract_final_number(text),
+    lambda text, question, _: _extract_declarative(text, question),
+    lambda text, _, __: _extract_text(text),
 )
 
 
-def _extract_auto(text: str, question: str | None = None) -> str | None:
-    return next((a for a in (step(text, question) for step in _AUTO_ORDER) if a is not None), None)
+def _extract_auto(
+    text: str, question: str | None = None, options: Options | None = None
+) -> str | None:
+    plain = _plain_latex(text)
+    steps = (step(plain, question, options or {}) for step in _AUTO_ORDER)
+    return next((answer for answer in steps if answer is not None), None)
 
 
 _EXTRACTORS: Mapping[str, Callable[[str], str | None]] = {
@@ -251,19 +247,23 @@ _EXTRACTORS: Mapping[str, Callable[[str], str | None]] = {
 }
 
 
-def extract_answer(text: str, mode: str = "auto", *, question: str | None = None) -> str | None:
+def extract_answer(
+    text: str, mode: str = "auto", *, question: str | None = None, options: Options | None = None
+) -> str | None:
     """The sample's final answer in `normalise_answer` form, or None if it states none.
 
     Modes: boxed (last `\\boxed{}`), answer_is (last "the answer is X" / "Final answer: X" /
     "Answer: X", up to the end of its sentence), number (last number), choice (letter A-J,
-    lowercased), text (the whole text when at most SHORT_ANSWER_WORDS words), auto (boxed,
-    answer_is, a clear choice, a number if the text is short or ends with it, the answering side
-    of a short declarative sentence, short text). ``question`` (the prompt) lets auto mode tell
-    which side of "X is Y" answers it.
+    lowercased), text (the whole text when at most SHORT_ANSWER_WORDS words), auto (inline
+    LaTeX read as text, then boxed, answer_is, a clear choice, the option the text names when
+    the prompt lists ``options`` (``policies.options``: letter -> option text), a number if the
+    text is short or ends with it and its unit, the answering side of a short declarative
+    sentence, short text). ``question`` (the prompt) lets auto mode tell which side of "X is Y"
+    answers it. ``policies.meaning`` turns the answer into the key votes compare.
     Raises ValueError for an unknown mode.
     """
     if mode == "auto":
-        return _extract_auto(text, question)
+        return _extract_auto(text, question, options)
     extractor = _EXTRACTORS.get(mode)
     if extractor is None:
         raise ValueError(f"unknown answer mode {mode!r}; expected one of {sorted(_EXTRACTORS)}")

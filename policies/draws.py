@@ -11,37 +11,53 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.backend import Choice
 from core.request import GenRequest
-from policies.answers import answer_span_confidence, cluster_key, extract_answer
+from policies.answers import answer_span_confidence, cluster_key
+from policies.meaning import AnswerContext, read_answer
+from policies.selection import similarity
 from policies.tool_votes import Schemas, sample_tool_calls, tool_schemas, vote_key
 from policies.voting import Tally, Vote, beta_majority_confidence, tally
 
 
 @dataclass
 class Draw:
-    """The samples drawn so far for one request, in the order they arrived."""
+    """The samples drawn so far for one request, in the order they arrived.
+
+    ``answers`` holds each sample's vote (``policies.meaning``: one key per meaning, None when
+    it states no answer), ``stated`` the answer as the sample wrote it (the gate finds it among
+    the sample's tokens). ``context`` is what the prompt says about its answers (its options).
+    """
 
     samples: list[Choice] = field(default_factory=list)
     answers: list[str | None] = field(default_factory=list)
+    stated: list[str | None] = field(default_factory=list)
     requested: int = 0
     rounds: int = 0
-    question: str | None = None
+    context: AnswerContext = field(default_factory=AnswerContext)
     schemas: Schemas | None = None  # a tools request: samples vote on their calls
     pruned: int = 0  # samples stopped for low confidence (``policies.pruning``)
     threshold: float | None = None  # the pruning threshold, once calibrated
+    open: str | None = None  # why the samples are selected as free text (None: they vote)
 
-    def add(self, choices: Sequence[Choice], requested: int, mode: str) -> None:
+    def add(self, choices: Sequence[Choice], requested: int, mode: str | None) -> None:
+        """Add one round's samples; ``mode`` None reads no answers (free-form selection)."""
         self.rounds += 1
         self.requested += requested
         self.samples.extend(choices)
-        self.answers.extend(self._answer(c, mode) for c in choices)
+        for choice in choices:
+            key, stated = self._answer(choice, mode)
+            self.answers.append(key)
+            self.stated.append(stated)
 
-    def _answer(self, choice: Choice, mode: str) -> str | None:
+    def _answer(self, choice: Choice, mode: str | None) -> tuple[str | None, str | None]:
         if self.schemas is not None:
-            return vote_key(sample_tool_calls(choice.raw), self.schemas)
-        return extract_answer(choice.text, mode, question=self.question)
+            key = vote_key(sample_tool_calls(choice.raw), self.schemas)
+            return key, key
+        answer = None if mode is None else read_answer(choice.text, mode, self.context)
+        return (None, None) if answer is None else (answer.key, answer.stated)
 
     def votes(self, keys: Sequence[str | None] | None = None) -> list[Vote]:
         """One vote per sample, on its extracted answer or on ``keys``."""
@@ -62,10 +78,10 @@ def request_schemas(req: GenRequest) -> Schemas | None:
 
 def first_sample_confidence(draw: Draw) -> float | None:
     """The gate's statistic: probability of the first sample's answer tokens (None: no answer)."""
-    if not draw.samples or draw.answers[0] is None:
+    if not draw.samples or draw.stated[0] is None:
         return None
     first = draw.samples[0]
-    return answer_span_confidence(first.tokens, first.token_logprobs, draw.answers[0])
+    return answer_span_confidence(first.tokens, first.token_logprobs, draw.stated[0])
 
 
 def answer_confidence(draw: Draw, current: Tally, reason: str | None) -> float:
@@ -78,10 +94,11 @@ def answer_confidence(draw: Draw, current: Tally, reason: str | None) -> float:
 
 
 def leader_confidence(current: Tally) -> float:
-    """Beta confidence that the leader is the true majority (0.0 without a leader)."""
+    """Beta confidence that the leader beats its rival, the runner-up or the no-answer outcome
+    (0.0 without a leader)."""
     if current.leader is None:
         return 0.0
-    return beta_majority_confidence(current.leader_count, current.runner_up_count)
+    return beta_majority_confidence(current.leader_count, current.rival_count)
 
 
 def leader_is_decided(current: Tally, remaining: int, weighted: bool) -> bool:
@@ -124,3 +141,42 @@ def _most_confident(votes: Sequence[Vote], key: str) -> int:
         group, key=lambda v: (-math.inf if v.mean_logprob is None else v.mean_logprob, -v.index)
     )
     return best.index
+
+
+def best_scored(draw: Draw, greedy_first: bool) -> int:
+    """The sample that answers a vote that cannot settle: the first when it was drawn greedily
+    (the model's single best guess), else the one with the highest mean log-probability
+    (the earliest on ties)."""
+    if greedy_first or len(draw.samples) == 1:
+        return 0
+    scores = [-math.inf if s.mean_logprob is None else s.mean_logprob for s in draw.samples]
+    return max(range(len(scores)), key=lambda position: (scores[position], -position))
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The samples a request returns, best first, and how the first was chosen: ``plurality``,
+    ``cluster`` or ``logprob`` (``rank_samples``); ``greedy`` or ``logprob`` when the vote could
+    not settle (``best_scored``); ``near_identical``, ``usc`` or ``medoid`` for free-form
+    samples (``policies.selection``; ``first`` when there was one), with the chosen one's
+    mean similarity to the others (``agreement``) and why USC fell back, if it did."""
+
+    ranked: list[int]
+    selection: str
+    agreement: float | None = None
+    fallback: str | None = None
+
+    def report(self, draw: Draw) -> dict[str, Any]:
+        """What ``ttc`` says of the choice; for free-form samples no votes and no answer (none
+        was voted on), the shape and why, and the agreement as the confidence."""
+        out: dict[str, Any] = {"selection": self.selection}
+        if draw.open is None:
+            out["answer"] = draw.answers[self.ranked[0]]
+            return out
+        out.update(shape="open", shape_reason=draw.open, votes={}, answer=None)
+        out["confidence"] = round(self.agreement if self.agreement is not None else 0.0, 4)
+        if len(draw.samples) > 1:
+            out["similarity"] = round(similarity(draw.samples[0].text, draw.samples[1].text), 4)
+        if self.fallback is not None:
+            out["selection_fallback"] = self.fallback
+        return out

@@ -1,15 +1,23 @@
 """Voting and stopping rules over extracted answers: pure functions.
 
-`tally` counts the votes of samples whose answers `policies.answers.extract_answer` pulled
-out; `should_stop` applies Adaptive-Consistency (Aggarwal et al. 2023) or Early-Stopping
-Self-Consistency (Li et al. 2024); `adjust_confidence` lets a difficulty estimate tighten or
-loosen the required confidence. Nothing here performs I/O or keeps state.
+`tally` counts the votes of samples whose answers `policies.meaning.read_answer` pulled
+out (one key per meaning); a sample with no answer is an outcome of its own, `NO_ANSWER`, never
+a silent drop: it counts in `Tally.total` and `Tally.unanswered`, competes with the leader in
+the stopping statistic, and `reported_votes` shows it. `should_stop` applies
+Adaptive-Consistency (Aggarwal et al. 2023) or Early-Stopping Self-Consistency (Li et al.
+2024); `cannot_settle` says when the first samples disagree so thoroughly that more would
+rarely produce a majority; `adjust_confidence` lets a difficulty estimate tighten or loosen
+the required confidence. Nothing here performs I/O or keeps state.
 """
 
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+
+# The bucket of samples with no extractable answer in a reported tally. In parentheses, which
+# `policies.answers.normalise_answer` strips, so no extracted answer can ever spell it.
+NO_ANSWER = "(no answer)"
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,16 @@ class Tally:
     runner_up_count: int
     total: int
     leader_index: int
+
+    @property
+    def unanswered(self) -> int:
+        """Votes with no answer: the `NO_ANSWER` outcome."""
+        return self.total - sum(self.counts.values())
+
+    @property
+    def rival_count(self) -> int:
+        """What the leader must beat: the runner-up, or the no-answer outcome when larger."""
+        return max(self.runner_up_count, self.unanswered)
 
 
 def _weight(vote: Vote) -> float:
@@ -80,6 +98,26 @@ def tally(votes: Sequence[Vote], weighted: bool = False) -> Tally:
         total=len(votes),
         leader_index=_best_index(groups[leader] if leader is not None else votes),
     )
+
+
+def reported_votes(current: Tally, limit: int) -> dict[str, int]:
+    """The `limit` most-voted answers, then `NO_ANSWER` with the unanswered samples (if any):
+    the counts add up to every sample, at most `limit` answers shown."""
+    votes = dict(list(current.counts.items())[:limit])
+    if current.unanswered:
+        votes[NO_ANSWER] = current.unanswered
+    return votes
+
+
+def cannot_settle(current: Tally, *, after: int, no_answer_share: float) -> bool:
+    """Whether a vote looks unable to settle: at least `after` samples are in and either no
+    two of them agree (every answer distinct, or none at all) or more than `no_answer_share`
+    of them state no answer. Adaptive-Consistency's Beta rule would sample on to its cap
+    there; a majority rarely forms out of such a start (bench/results/votes/no-consensus/)."""
+    if current.total < after or current.total == 0:
+        return False
+    distinct = max(current.counts.values(), default=0) <= 1
+    return distinct or current.unanswered > no_answer_share * current.total
 
 
 def beta_majority_confidence(a: int, b: int) -> float:
@@ -143,15 +181,16 @@ def should_stop(
     """Whether to stop sampling after len(answers_in_order) samples.
 
     Always stops at `max_samples`, never before `min_samples`; in between `rule` decides:
-    "beta" stops once the leader-vs-runner-up Beta confidence reaches `confidence`, "window"
-    once the last `window` answers agree. The reported confidence is that Beta confidence
-    (0.0 without a leader). Raises ValueError for an unknown rule.
+    "beta" stops once the leader-vs-rival Beta confidence reaches `confidence` (the rival:
+    the runner-up, or the no-answer outcome when more samples stated none), "window" once the
+    last `window` answers agree. The reported confidence is that Beta confidence (0.0 without
+    a leader). Raises ValueError for an unknown rule.
     """
     if rule not in _STOP_RULES:
         raise ValueError(f"unknown stopping rule {rule!r}; expected one of {sorted(_STOP_RULES)}")
     drawn = len(answers_in_order)
     current = (
-        beta_majority_confidence(tally.leader_count, tally.runner_up_count)
+        beta_majority_confidence(tally.leader_count, tally.rival_count)
         if tally.leader is not None
         else 0.0
     )

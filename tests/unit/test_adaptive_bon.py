@@ -15,6 +15,7 @@ from core.request import Decision, GenRequest
 from core.result import PolicyResult
 from policies import registry
 from policies.adaptive_bon import AdaptiveBonParams, AdaptiveBonPolicy
+from policies.voting import NO_ANSWER
 from tests.fakes import Responder, ScriptedBackend, choice
 
 TIER = "small"
@@ -199,15 +200,38 @@ async def test_difficulty_moves_the_required_confidence() -> None:
     assert result.report["required_confidence"] == pytest.approx(0.975)
 
 
-async def test_open_ended_samples_cluster_by_text() -> None:
+async def test_votes_count_by_meaning_with_the_prompts_options() -> None:
+    """Issue 24's example: once {'(a) lyon': 2, 'b) paris': 1, '(b) paris': 1, 'b': 1}."""
+    texts = ["(B) Paris", "The answer is B.", "B) Paris is the capital", "(A) Lyon", "(A) Lyon"]
+    question = "Which city is the capital of France? (A) Lyon (B) Paris"
+    req = GenRequest(messages=({"role": "user", "content": question},), request_id="chatcmpl-x")
+    result = await run(ScriptedBackend(in_order(*texts)), req, min_samples=5, max_samples=5)
+    assert result.report["votes"] == {"b": 3, "a": 2}
+    assert result.report["answer"] == "b"
+    assert result.message in texts[:3]
+
+
+async def test_samples_without_an_answer_are_counted_and_weigh_against_the_leader() -> None:
+    backend = ScriptedBackend(in_order("Paris", LONG_A, "Paris", LONG_B))
+    result = await run(backend, min_samples=4, max_samples=4)
+    report = result.report
+    assert report["votes"] == {"paris": 2, NO_ANSWER: 2}
+    assert report["answer"] == "paris" and result.message == "Paris"
+    assert report["confidence"] == pytest.approx(0.5)  # 2 for Paris against 2 with none
+
+
+async def test_open_ended_samples_are_selected_by_text_not_voted() -> None:
+    """No short answer in the first sample: the request is open, its samples are compared as
+    texts (once they clustered by exact text and voted; issue 24, item 5)."""
     texts = [LONG_A, LONG_B, LONG_A.upper() + "!", LONG_B + " today"]
     backend = ProbedBackend(in_order(*texts), logprobs={LONG_A: -0.5, LONG_A.upper() + "!": -0.3})
-    result = await run(backend, max_samples=4)
-    assert round_sizes(backend) == [2, 2]  # nothing to vote on: no early stop
+    result = await run(backend, max_samples=8)
+    assert round_sizes(backend) == [2, 2]  # the first two differ: drawn up to open_samples = 4
     report = result.report
-    assert (report["stop_reason"], report["answer"], report["votes"]) == ("max_samples", None, {})
-    assert report["selection"] == "cluster"
-    assert result.message == LONG_A.upper() + "!"
+    assert (report["stop_reason"], report["selection"]) == ("open_samples", "medoid")
+    assert (report["answer"], report["votes"], report["shape"]) == (None, {}, "open")
+    assert report["shape_reason"] == "the first sample states no short answer"
+    assert result.message == LONG_A  # the most central text; its uppercase twin ties, later
 
 
 async def test_when_nothing_agrees_the_most_probable_sample_wins() -> None:
@@ -326,3 +350,141 @@ async def test_client_temperature_sets_the_votes_but_the_gate_sample_stays_greed
     plain = AdaptiveBonParams(single_sample_confidence=0.999, greedy_first=False)
     await AdaptiveBonPolicy(plain).run(request(temperature=0.7), Decision(TIER, plain), ungated)
     assert ungated.calls[0][1]["temperature"] == 0.7
+
+
+async def test_no_consensus_stops_a_vote_whose_first_samples_all_differ() -> None:
+    backend = ProbedBackend(in_order("1", "2", "3", "4"), logprobs={"3": -0.01})
+    result = await run(backend, max_samples=16)
+    assert round_sizes(backend) == [2, 2]  # four distinct answers: more would rarely agree
+    report = result.report
+    assert (report["stop_reason"], report["early_stopped"]) == ("no_consensus", True)
+    assert report["votes"] == {"1": 1, "2": 1, "3": 1, "4": 1}
+    assert (report["selection"], result.message, report["answer"]) == ("logprob", "3", "3")
+
+
+async def test_no_consensus_answers_with_the_greedy_first_sample() -> None:
+    backend = ScriptedBackend(in_order("Paris", "Lyon", "Rome", "Nice"))
+    spec = AdaptiveBonParams(single_sample_confidence=0.999)  # the gate does not answer alone
+    result = await AdaptiveBonPolicy(spec).run(request(), Decision(TIER, spec), backend)
+    assert round_sizes(backend) == [1, 1, 2]
+    assert backend.calls[0][1]["temperature"] == 0.0
+    assert (result.report["stop_reason"], result.report["selection"]) == ("no_consensus", "greedy")
+    assert result.message == "Paris" and result.report["answer"] == "paris"
+
+
+async def test_no_consensus_when_most_samples_state_no_answer() -> None:
+    backend = ScriptedBackend(in_order("Paris", "Paris", LONG_A, LONG_B, LONG_A, LONG_B))
+    result = await run(backend, max_samples=16)
+    # at 4, two for Paris against two with none is not "most"; at 6 it is (4 of 6)
+    assert round_sizes(backend) == [2, 2, 2]
+    assert result.report["stop_reason"] == "no_consensus"
+    assert result.report["votes"] == {"paris": 2, NO_ANSWER: 4}
+
+
+async def test_a_vote_with_a_pair_goes_on_and_the_rule_can_be_switched_off() -> None:
+    backend = ScriptedBackend(in_order("Paris", "Lyon", "Paris", "Rome"))
+    result = await run(backend, max_samples=6)
+    assert result.report["stop_reason"] != "no_consensus" and len(backend.calls) == 3
+    off = ScriptedBackend(in_order("1", "2", "3", "4"))
+    result = await run(off, max_samples=6, no_consensus_after=None)
+    assert round_sizes(off) == [2, 2, 2] and result.report["stop_reason"] == "max_samples"
+    fixed = ScriptedBackend(in_order("1", "2", "3", "4"))
+    await run(fixed, min_samples=6, max_samples=6)  # fixed best-of-N never stops early
+    assert round_sizes(fixed) == [6]
+
+
+async def test_near_identical_free_form_samples_stop_at_two() -> None:
+    backend = ScriptedBackend(in_order(LONG_A, LONG_A.lower() + "."))
+    result = await run(backend, max_samples=8)
+    assert round_sizes(backend) == [2]
+    report = result.report
+    assert (report["stop_reason"], report["selection"]) == ("near_identical", "near_identical")
+    assert report["similarity"] == 1.0 and result.message == LONG_A
+
+
+async def test_a_gated_open_request_compares_its_greedy_sample_with_one_more() -> None:
+    backend = ScriptedBackend(in_order(LONG_A, LONG_B, LONG_B, LONG_B))
+    spec = AdaptiveBonParams()
+    result = await AdaptiveBonPolicy(spec).run(request(), Decision(TIER, spec), backend)
+    assert round_sizes(backend) == [1, 1, 2]  # greedy, one to compare, the rest of 4
+    assert result.report["stop_reason"] == "open_samples"
+    assert result.message == LONG_B  # three of four are LONG_B
+
+
+async def test_a_long_first_sample_that_marks_no_answer_is_open() -> None:
+    long_text = " ".join([LONG_A] * 5) + " and it is 42"
+    backend = ScriptedBackend(in_order(long_text, LONG_B))
+    result = await run(backend, max_samples=2, min_samples=1, step=1)
+    assert result.report["shape"] == "open"
+    assert result.report["shape_reason"].startswith("the first sample is long")
+    marked = " ".join([LONG_A] * 5) + ". The answer is 42."
+    closed = await run(ScriptedBackend(in_order(marked)), max_samples=2, min_samples=1, step=1)
+    assert "shape" not in closed.report and closed.report["answer"] == "42"
+
+
+async def test_pinned_medoid_selection_reads_no_answers() -> None:
+    backend = ScriptedBackend(in_order("Paris", "Lyon", "Paris", "Rome"))
+    result = await run(backend, selection="medoid", max_samples=8)
+    assert round_sizes(backend) == [2, 2]
+    report = result.report
+    assert (report["selection"], report["votes"], report["answer"]) == ("medoid", {}, None)
+    assert report["shape_reason"] == "selection: medoid"
+    assert result.message == "Paris"
+
+
+async def test_usc_asks_the_model_once_and_bills_the_call_as_judge() -> None:
+    samples = in_order("Paris is big", "Lyon is old", "Rome", "Nice and sunny")
+
+    def respond(tier: str, body: dict[str, Any]) -> list[str]:
+        return ["3"] if body.get("continue_final_message") else samples(tier, body)
+
+    backend = ScriptedBackend(respond)
+    req = request(max_tokens=24)
+    result = await run(backend, req, selection="usc", max_samples=8)
+    judge = backend.calls[-1][1]
+    assert len(backend.calls) == 3  # two rounds of samples, one judge call
+    assert judge["messages"][: len(req.messages)] == [dict(m) for m in req.messages]
+    assert "Response 4:\nNice and sunny" in judge["messages"][-2]["content"]
+    assert (judge["max_tokens"], judge["temperature"]) == (1, 0)
+    assert result.message == "Rome" and result.report["selection"] == "usc"
+    kinds = {kind for kind, _, _ in result.usage.items()}
+    assert kinds == {"sample", "judge"}
+
+
+async def test_usc_falls_back_to_the_medoid_when_it_names_no_candidate() -> None:
+    samples = in_order("Paris", "Lyon", "Paris", "Rome")
+
+    def respond(tier: str, body: dict[str, Any]) -> list[str]:
+        return ["maybe"] if body.get("continue_final_message") else samples(tier, body)
+
+    result = await run(ScriptedBackend(respond), selection="usc", max_samples=8)
+    assert result.report["selection"] == "medoid" and result.message == "Paris"
+    assert result.report["selection_fallback"] == "usc named no candidate"
+
+
+async def test_a_vote_whose_first_sample_is_open_uses_open_selection() -> None:
+    samples = in_order(LONG_A, LONG_B, LONG_B + " again", LONG_A)
+
+    def respond(tier: str, body: dict[str, Any]) -> list[str]:
+        return ["2"] if body.get("continue_final_message") else samples(tier, body)
+
+    result = await run(ScriptedBackend(respond), open_selection="usc", max_samples=8)
+    assert result.report["selection"] == "usc" and result.message == LONG_B
+
+
+async def test_shape_check_off_keeps_voting_whatever_the_first_sample() -> None:
+    backend = ScriptedBackend(in_order(LONG_A, "Paris", "Paris", "Paris"))
+    result = await run(backend, max_samples=8, shape_check=False)
+    assert "shape" not in result.report and result.report["answer"] == "paris"
+
+
+async def test_a_greedy_open_request_returns_its_one_sample() -> None:
+    backend = ScriptedBackend(in_order(LONG_A))
+    result = await run(backend, request(temperature=0.0), max_samples=8)
+    report = result.report
+    assert (report["stop_reason"], report["selection"], report["shape"]) == (
+        "greedy",
+        "first",
+        "open",
+    )
+    assert result.message == LONG_A and "similarity" not in report

@@ -18,6 +18,7 @@ from core.usage import TokenUsage
 from policies.adaptive_bon import AdaptiveBonParams, AdaptiveBonPolicy
 from policies.base import stream_whole
 from policies.tool_votes import NO_CALL, canonical, tool_schemas, vote_key
+from policies.voting import NO_ANSWER
 
 WEATHER: dict[str, Any] = {
     "type": "function",
@@ -121,7 +122,8 @@ async def test_a_malformed_majority_loses_to_the_valid_call() -> None:
     backend = CallingBackend(iter([bad[0], LYON, bad[1], bad[2], bad[3]]))
     result = await policy().run(tools_request(), DECISION, backend)  # type: ignore[arg-type]
     assert result.choices[0].tool_calls[0]["function"]["arguments"] == LYON
-    assert result.report["votes"] == {'get_weather({"city":"Lyon"})': 1}
+    # the four invalid calls vote for nothing, and the tally says so
+    assert result.report["votes"] == {'get_weather({"city":"Lyon"})': 1, NO_ANSWER: 4}
     assert result.report["answer"] == 'get_weather({"city":"Lyon"})'
     assert result.usage.total.completion_tokens == 60
 
@@ -171,6 +173,10 @@ async def test_through_the_gateway_the_sdk_gets_the_majority_call_and_the_split(
     (call,) = reply.choices[0].message.tool_calls or []
     assert call.function.arguments == PARIS and reply.choices[0].finish_reason == "tool_calls"
     ttc: Any = reply.model_extra["ttc"]  # type: ignore[index]
-    assert ttc["votes"] == {'get_weather({"city":"Paris"})': 3, 'get_weather({"city":"Lyon"})': 1}
+    assert ttc["votes"] == {
+        'get_weather({"city":"Paris"})': 3,
+        'get_weather({"city":"Lyon"})': 1,
+        NO_ANSWER: 1,  # the malformed call
+    }
     assert ttc["samples"] == 5
     assert reply.usage is not None and reply.usage.completion_tokens == 60

@@ -9,6 +9,7 @@ from policies.voting import (
     Vote,
     adjust_confidence,
     beta_majority_confidence,
+    cannot_settle,
     dirichlet_majority_confidence,
     should_stop,
     tally,
@@ -205,3 +206,37 @@ def test_adjust_confidence_formula_and_bounds() -> None:
     assert adjust_confidence(0.9, 7.0) == adjust_confidence(0.9, 1.0)
     with pytest.raises(ValueError):
         adjust_confidence(0.9, 0.5, strength=1.5)
+
+
+def _votes(*answers: str | None) -> Tally:
+    return tally([Vote(answer, None, i) for i, answer in enumerate(answers)])
+
+
+def test_cannot_settle_when_every_answer_differs() -> None:
+    assert cannot_settle(_votes("a", "b", "c", "d"), after=4, no_answer_share=0.5)
+    assert not cannot_settle(_votes("a", "b", "c"), after=4, no_answer_share=0.5)  # too early
+    assert not cannot_settle(_votes("a", "b", "a", "c"), after=4, no_answer_share=0.5)
+    assert cannot_settle(_votes(None, None, None), after=2, no_answer_share=0.9)  # none at all
+
+
+def test_cannot_settle_when_most_samples_state_no_answer() -> None:
+    assert not cannot_settle(_votes("a", "a", None, None), after=4, no_answer_share=0.5)
+    assert cannot_settle(_votes("a", "a", None, None, None), after=4, no_answer_share=0.5)
+    assert not cannot_settle(_votes("a", "a", None, None, None), after=4, no_answer_share=0.6)
+    assert not cannot_settle(_votes(), after=0, no_answer_share=0.5)
+
+
+def test_the_no_answer_outcome_is_the_rival_when_larger() -> None:
+    current = _votes("a", "a", None, None, None, "b")
+    assert (current.unanswered, current.runner_up_count, current.rival_count) == (3, 1, 3)
+    decision = should_stop(
+        current,
+        ["a", "a", None, None, None, "b"],
+        rule="beta",
+        confidence=0.6,
+        window=3,
+        min_samples=1,
+        max_samples=16,
+    )
+    assert decision.confidence == pytest.approx(beta_majority_confidence(2, 3))
+    assert not decision.stop

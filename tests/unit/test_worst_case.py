@@ -2,14 +2,16 @@
 it can: every sample runs to its limit with text no other sample shares (nothing agrees, no
 judge score is read, no probe converges, so no policy stops early), and every prompt costs what
 ``core.contract.prompt_estimate`` says, the price the bound assumes. The spend must never pass
-the bound; where the policy's calls are fixed in advance the bound is exact."""
+the bound; where the policy's calls are fixed in advance the bound is exact. A vote gets samples
+that take turns between two answers (``pairing``): where nothing at all agrees, ``adaptive_bon``
+stops at ``no_consensus``, so a vote's worst case is two answers that never settle."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +43,17 @@ class Exhausting:
 
     spent: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    words: Iterator[str] = WORDS
+
+    def _word(self) -> str:
+        return next(self.words)
 
     def _limit(self, body: dict[str, Any], prompt: int) -> int:
         limit = body.get("max_tokens")
         return int(limit) if limit is not None else CONTEXT - prompt
 
     def _text(self, limit: int) -> str:
-        return " ".join([next(WORDS)] * limit)
+        return " ".join([self._word()] * limit)
 
     async def chat(
         self, tier: str, body: dict[str, Any], *, affinity: str | None = None
@@ -75,7 +81,7 @@ class Exhausting:
         self.calls.append(body)
         prompt = prompt_estimate(body)
         limit = self._limit(body, prompt)
-        word = next(WORDS)
+        word = self._word()
         for i in range(limit):
             await asyncio.sleep(0)  # a real stream waits for its next delta: probes run
             yield Delta(index=0, text=word if i == 0 else " " + word)
@@ -92,9 +98,16 @@ def request(max_tokens: int | None, n: int = 1) -> GenRequest:
     return GenRequest(messages=messages, sampling=sampling, request_id="r1")
 
 
-async def spend(params: PolicyParams, req: GenRequest) -> tuple[int, int, Exhausting]:
+def pairing() -> Iterator[str]:
+    """Two answers taking turns: a vote on them never settles, nor gives up."""
+    return itertools.cycle(["ab", "cd"])
+
+
+async def spend(
+    params: PolicyParams, req: GenRequest, words: Iterator[str] = WORDS
+) -> tuple[int, int, Exhausting]:
     """(what the policy spent, its bound, the backend) on the exhausting backend."""
-    backend = Exhausting()
+    backend = Exhausting(words=words)
     decision = Decision(tier="small", params=params)
     await registry.build(params).run(req, decision, backend)
     return backend.spent, worst_case_tokens(req, decision, CONTEXT), backend
@@ -127,7 +140,7 @@ async def test_single_is_exact_and_a_missing_max_tokens_fills_the_context(
     ],
 )
 async def test_adaptive_bon_every_round_is_exact(params: AdaptiveBonParams) -> None:
-    spent, bound, backend = await spend(params, request(8))
+    spent, bound, backend = await spend(params, request(8), pairing())
     assert spent == bound
     assert [int(b["n"]) for b in backend.calls] == adaptive_rounds(params)
 
@@ -165,8 +178,8 @@ async def test_cascade_small_vote_then_escalation_stays_within() -> None:
     params = CascadeParams(
         small_max_samples=3, large_policy="adaptive_bon", small_tier="small", large_tier="small"
     )
-    spent, bound, _ = await spend(params, request(8))
-    assert spent == bound  # both stages run every round: nothing agrees, so it escalates
+    spent, bound, _ = await spend(params, request(8), pairing())
+    assert spent == bound  # both stages run every round: nothing settles, so it escalates
 
 
 async def test_adaptive_bon_with_pruning_stays_within() -> None:
@@ -174,7 +187,7 @@ async def test_adaptive_bon_with_pruning_stays_within() -> None:
     params = AdaptiveBonParams(
         min_samples=2, max_samples=6, single_sample_confidence=None, prune=True, prune_warmup=2
     )
-    spent, bound, backend = await spend(params, request(8))
+    spent, bound, backend = await spend(params, request(8), pairing())
     assert [int(b["n"]) for b in backend.calls] == [2, 1, 1, 1, 1]  # calibrated, then streamed
     assert spent <= bound
 
