@@ -350,8 +350,9 @@ def test_a_vote_on_the_llamacpp_tier_draws_its_samples_as_separate_calls(two_eng
             extra_body={"ttc": {"policy": "adaptive_bon"}},
         )
     report: Any = done.model_extra["ttc"] if done.model_extra else {}
-    assert report["policy"] == "adaptive_bon" and report["samples"] == 3
-    assert worker_requests(two_engines, "llama") - before == 3  # one call per sample
+    assert report["policy"] == "adaptive_bon" and report["samples"] >= 2
+    # one call per sample, however many the vote drew
+    assert worker_requests(two_engines, "llama") - before == report["samples"]
 
 
 def test_cascade_across_llamacpp_and_vllm_answers_as_itself(two_engines: str) -> None:
