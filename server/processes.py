@@ -183,11 +183,16 @@ def run(config_path: Path, overrides: dict[str, Any], total: int, setup: Setup) 
             if c.pid is not None and c.is_alive():
                 os.kill(c.pid, sent)
 
-    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forward)
+    # Children inherit SIGHUP ignored (kept across exec), so one that arrives while a child
+    # still starts does not kill it: the child reads the new file then anyway, and its
+    # reloader takes SIGHUP over once it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         for c in children:
             c.start()
+        signal.signal(signal.SIGHUP, forward)
         return _wait(children, lambda: stopping, forward)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
