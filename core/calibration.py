@@ -21,6 +21,9 @@ from core.contract import prompt_estimate, token_ids
 # 64 answers per tier: enough pairs that one odd prompt moves the fit little, few enough that a
 # changed chat template is learned within a minute of traffic.
 WINDOW = 64
+# Once a tier's window is full, one answer in 16 refreshes it: estimating a prompt serialises
+# it (4% of a plain request's CPU in ``python -m bench.hot_path`` when every answer did).
+REFRESH_EVERY = 16
 
 
 class PromptCalibration:
@@ -30,12 +33,16 @@ class PromptCalibration:
         self._window = window
         self._pairs: dict[str, deque[tuple[int, int]]] = {}
         self._fits: dict[str, tuple[float, float]] = {}
+        self._seen: dict[str, int] = {}
 
     def observe(self, tier: str, body: Mapping[str, Any], reported: int) -> None:
         """A call on ``tier`` for ``body`` reported ``reported`` prompt tokens."""
         if reported <= 0 or token_ids(body.get("prompt")) is not None:
             return
         pairs = self._pairs.setdefault(tier, deque(maxlen=self._window))
+        seen = self._seen[tier] = self._seen.get(tier, 0) + 1
+        if len(pairs) == self._window and seen % REFRESH_EVERY:
+            return
         pairs.append((prompt_estimate(body), reported))
         self._fits[tier] = _fit(pairs)
 

@@ -55,10 +55,14 @@ def router_factory(pool: WorkerPool, shared: SharedState) -> Callable[[Settings]
 
 
 def build_context(
-    settings: Settings, backend: Backend | None = None, tracing: Tracing | None = None
+    settings: Settings,
+    backend: Backend | None = None,
+    tracing: Tracing | None = None,
+    supervise: bool = True,
 ) -> AppContext:
     """Everything the app needs; ``backend`` replaces the pool for generation (unit tests);
-    ``tracing`` (None: off) traces each request and the pool's upstream calls."""
+    ``tracing`` (None: off) traces each request and the pool's upstream calls; ``supervise``
+    false leaves the local workers to another process of the group (``server.processes``)."""
     metrics = Metrics()
     calls = tracing.calls if tracing is not None else None
     pool = WorkerPool(dict(settings.tiers), settings.pool, tracer=calls)
@@ -80,7 +84,9 @@ def build_context(
     )
     metrics.watch_router(lambda: lifecycle.router)
     supervisors = [
-        WorkerSupervisor(t.launch, t.model_profile()) for t in settings.tiers.values() if t.launch
+        WorkerSupervisor(t.launch, t.model_profile())
+        for t in settings.tiers.values()
+        if t.launch and supervise
     ]
     responses = ResponsesEndpoint(shared.responses)
     return AppContext(
@@ -107,12 +113,14 @@ def create_app(
     *,
     backend: Backend | None = None,
     span_exporter: SpanExporter | None = None,
+    supervise: bool = True,
 ) -> FastAPI:
     """The app; with ``config_path`` it reloads the router and policies when the file changes
     or on SIGHUP (see ``server.reload``). ``backend`` stands in for the worker pool in tests,
-    ``span_exporter`` for the OTLP exporter when ``tracing.enabled`` (``server.tracing``)."""
+    ``span_exporter`` for the OTLP exporter when ``tracing.enabled`` (``server.tracing``);
+    ``supervise`` false: another process launches the local workers (``server.processes``)."""
     tracing = Tracing.build(settings.tracing, span_exporter)
-    state = build_context(settings, backend, tracing)
+    state = build_context(settings, backend, tracing, supervise)
     reloader = (
         ConfigReloader(config_path, state, router_factory(state.pool, state.shared))
         if config_path is not None
@@ -196,4 +204,7 @@ def _add_operational_routes(app: FastAPI, state: AppContext) -> None:
     async def metrics(request: Request) -> Response:
         # A scraper that asks for OpenMetrics gets the exemplars (trace ids) too.
         encode, media_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encode(state.metrics.registry), media_type=media_type)
+        # Under ``server.processes`` > 1, every process's registry merged (server.processes).
+        gather = getattr(request.app.state, "gather_metrics", None)
+        registry = await gather() if gather is not None else state.metrics.registry
+        return Response(encode(registry), media_type=media_type)

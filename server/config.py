@@ -7,7 +7,7 @@ overrides it (for example ``TTC_SERVER__PORT=9000``). Errors name the bad key an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -34,6 +34,11 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger bodies get a 413")
     request_timeout_s: float = Field(600.0, gt=0, description="deadline of one request")
     stream_keepalive_s: float = Field(5.0, gt=0, description="SSE comment interval while busy")
+    processes: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1,
+        description="gateway processes on one port (SO_REUSEPORT); auto: one per core; more"
+        " than one needs redis.url (stored responses, limits and the cache are shared there)",
+    )
     log_level: str = "info"
     log_levels: dict[str, str] = Field(
         default_factory=dict,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(router_app, name="router")  # `ttc router train`
 register_bench(app)  # `ttc eval`, `ttc bench overhead`
 err = Console(stderr=True)
+
+if TYPE_CHECKING:
+    from server.config import Settings
 
 DEFAULT_CONFIG = Path("config/default.yaml")
 
@@ -55,6 +58,18 @@ def configure_logging(
         logging.getLogger(name).setLevel(named.upper())
 
 
+def _processes(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"{value!r}: a number of processes (1 or more) or auto")
+    return int(value)
+
+
+def _setup_logging(settings: Settings) -> None:
+    configure_logging(settings.server.log_level, settings.server.log_levels)
+
+
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option(help="YAML config file")] = DEFAULT_CONFIG,
@@ -63,22 +78,28 @@ def serve(
     worker_logs: Annotated[
         bool, typer.Option(help="show launched workers' own output (else only in their log)")
     ] = False,
+    processes: Annotated[
+        str | None, typer.Option(help="gateway processes on the port, or auto (server.processes)")
+    ] = None,
 ) -> None:
     """Run the gateway; launch and supervise the local workers the config asks for."""
     import uvicorn
 
+    from server import processes as group
     from server.app import create_app
     from server.config import ConfigError, load_settings
 
+    given = {"port": port, "host": host, "processes": _processes(processes)}
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
         settings = load_settings(config)
-        server = settings.server.model_copy(
-            update={k: v for k, v in {"port": port, "host": host}.items() if v is not None}
-        )
+        server = settings.server.model_copy(update=overrides)
         settings = settings.model_copy(update={"server": server})
         configure_logging(server.log_level, server.log_levels, ServeOutput(err))
         if worker_logs:
             output_log.setLevel(logging.DEBUG)  # else only in the worker's log file
+        if (total := group.count(settings)) > 1:
+            raise typer.Exit(group.run(config, overrides, total, _setup_logging))
         application = create_app(settings, config_path=config)
     except (ConfigError, ValueError) as exc:  # ValueError: e.g. a key_env variable not set
         err.print(f"[red]invalid config {config}: {exc}[/red]")
