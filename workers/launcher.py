@@ -257,5 +257,5 @@ def start_hint(launch: LaunchConfig, cmd: list[str]) -> str:
         return ""
     flags = [arg for arg in cmd if arg in ("--enforce-eager", "--no-enforce-eager")]
     if flags[-1:] == ["--enforce-eager"]:
-        return "about 2 minutes on 2 cores"
-    return "compiling the model at every start: about 6 minutes on 2 cores"
+        return "1 to 5 minutes on 2 cores, longer while other work shares them"
+    return "compiling the model at every start: 6 to 20 minutes on 2 cores"
