@@ -204,7 +204,7 @@ def _add_operational_routes(app: FastAPI, state: AppContext) -> None:
     async def metrics(request: Request) -> Response:
         # A scraper that asks for OpenMetrics gets the exemplars (trace ids) too.
         encode, media_type = choose_encoder(request.headers.get("accept", ""))
-        # Under ``server.processes`` > 1, every process's registry merged (server.processes).
+        # Under ``server.processes`` > 1, every process's registry merged (ttc.processes).
         gather = getattr(request.app.state, "gather_metrics", None)
         registry = await gather() if gather is not None else state.metrics.registry
         return Response(encode(registry), media_type=media_type)

@@ -85,9 +85,9 @@ def serve(
     """Run the gateway; launch and supervise the local workers the config asks for."""
     import uvicorn
 
-    from server import processes as group
     from server.app import create_app
     from server.config import ConfigError, load_settings
+    from ttc import processes as group
 
     given = {"port": port, "host": host, "processes": _processes(processes)}
     overrides = {k: v for k, v in given.items() if v is not None}

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.processes import PROCESS_HEADER
 from state.keys import hash_key
 from tests.integration.conftest import (
     GATEWAY_STARTUP_S,
@@ -29,6 +28,7 @@ from tests.integration.conftest import (
     ttc_cmd,
     wait_http,
 )
+from ttc.processes import PROCESS_HEADER
 
 KEYS = {"bulk": "sk-test-bulk-41c2", "limited": "sk-test-limited-9e07"}
 RPM = 3

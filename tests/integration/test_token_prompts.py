@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import MODEL
+from tests.integration.conftest import MODEL, worker_key
 
 TEXT = "Question: What is the capital of France?\nAnswer: The capital of France is Paris"
 # A worker's logprobs depend on which other requests share its batch (the shared dev worker
@@ -20,9 +20,15 @@ TEXT = "Question: What is the capital of France?\nAnswer: The capital of France 
 ATTEMPTS = 8
 
 
+def keyed() -> dict[str, str]:
+    """The session worker requires its key (the gateway sends it from the tier's config)."""
+    return {"authorization": f"Bearer {worker_key()}"}
+
+
 def token_ids(worker_url: str, text: str) -> list[int]:
+    body = {"model": MODEL, "prompt": text}
     reply = httpx.post(
-        worker_url + "/tokenize", json={"model": MODEL, "prompt": text}, timeout=60, trust_env=False
+        worker_url + "/tokenize", json=body, headers=keyed(), timeout=60, trust_env=False
     )
     reply.raise_for_status()
     ids: list[int] = reply.json()["tokens"]
@@ -30,7 +36,9 @@ def token_ids(worker_url: str, text: str) -> list[int]:
 
 
 def complete(base: str, body: dict[str, Any]) -> dict[str, Any]:
-    reply = httpx.post(base + "/v1/completions", json=body, timeout=300, trust_env=False)
+    reply = httpx.post(
+        base + "/v1/completions", json=body, headers=keyed(), timeout=300, trust_env=False
+    )
     assert reply.status_code == 200, reply.text
     data: dict[str, Any] = reply.json()
     return data

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Sample
 
-from server.metrics_merge import merged_registry
+from server.metrics.merge import merged_registry
 
 
 def _process(requests: int, seconds: float, trace: str | None, in_flight: int) -> str:

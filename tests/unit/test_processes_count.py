@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from server.config import ConfigError, Settings, settings_from_dict
-from server.processes import count
+from ttc.processes import count
 
 TIERS = {"small": {"model": "m", "endpoints": ["http://127.0.0.1:9"]}}
 

@@ -23,7 +23,7 @@ from core.metering import MeteredBackend
 from core.request import Decision
 from core.usage import UsageLedger
 from router.router import Router
-from server.router_metrics import RouterCollector
+from server.metrics.router import RouterCollector
 from state.redis import SharedRedis
 from workers.breaker import BreakerState
 from workers.pool import WorkerPool

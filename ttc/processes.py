@@ -11,7 +11,7 @@ State the processes must share (stored responses, limits, budgets, the cache, ro
 lives in Redis as it does between replicas, so more than one process without ``redis.url`` is
 refused at start. Process 0 alone launches and supervises the local workers; the others only
 call their endpoints. ``/metrics`` on any process gathers every process's registry over a
-private unix socket and merges them (``server.metrics_merge``). The parent forwards SIGHUP (a
+private unix socket and merges them (``server.metrics.merge``). The parent forwards SIGHUP (a
 config reload) and SIGTERM/SIGINT (a graceful stop) to every child; a child that dies stops
 the others, and the parent exits non-zero.
 """
@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from server.config import ConfigError, Settings, load_settings
-from server.metrics_merge import merged_registry
+from server.metrics.merge import merged_registry
 
 log = logging.getLogger("ttc.processes")
 
