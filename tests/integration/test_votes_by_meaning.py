@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from policies.meaning import AnswerContext, read_answer
 from policies.voting import NO_ANSWER
-from tests.integration.conftest import MODEL
+from tests.integration.conftest import MODEL, worker_key
 
 QUESTION = "What is the capital of Japan?"
 OPTIONS = "Which city is the capital of France? (A) Lyon (B) Paris"
@@ -45,7 +45,8 @@ def ttc_of(obj: Any) -> dict[str, Any]:
 
 def test_real_samples_in_different_words_read_as_one_answer(worker_url: str) -> None:
     """The worker's own samples: several wordings, one key (the gateway's reading of them)."""
-    with openai.OpenAI(base_url=worker_url + "/v1", api_key="unused", max_retries=0) as worker:
+    # The session worker requires its key; a reused one without a key ignores it.
+    with openai.OpenAI(base_url=worker_url + "/v1", api_key=worker_key(), max_retries=0) as worker:
         reply = worker.chat.completions.create(
             model=MODEL,
             messages=messages(QUESTION),

@@ -110,5 +110,7 @@ async def test_sigkill_of_a_worker_under_mixed_load(
     report.write()
     failed = [o for o in outcomes if not o.ok]
     assert failed == [], by_phase  # the streams cut by the kill were continued, whole
-    assert resumed >= 1, by_phase  # and some were flowing from the killed worker
+    if run.name == "full":  # 6 clients for 8 s: some stream is always flowing from the killed
+        # worker; the short form's 3 clients for 2 s may find none there at the kill
+        assert resumed >= 1, by_phase
     assert recovered is not None and recovered <= 2 * INTERVAL_S, recovered
